@@ -1,0 +1,36 @@
+"""tfdml: deep metric learning for TensorFlow/Keras.
+
+Layers, lowest first: ``distances``/``masks`` → ``mining`` → ``losses`` →
+``models``/``training`` → ``export``. ``sampling``/``data`` build the input
+pipelines and ``evaluation`` measures retrieval and clustering quality.
+Subpackages are imported on first attribute access (``tfdml.losses``).
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "data",
+    "distances",
+    "evaluation",
+    "export",
+    "index",
+    "losses",
+    "masks",
+    "mining",
+    "models",
+    "sampling",
+    "training",
+    "tune",
+)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tfdml.{name}")
+    raise AttributeError(f"module 'tfdml' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES))

@@ -1,0 +1,68 @@
+"""Pairwise distances between two sets of embeddings: tfdml's lowest layer.
+
+Every function takes ``x`` of shape ``(n, d)`` and optionally ``y`` of shape
+``(m, d)`` (``y=None`` means ``y = x``) and returns an ``(n, m)`` matrix. All are
+differentiable everywhere, including at zero distance: the Euclidean distance
+uses a masked square root whose gradient at ``0`` is ``0`` (the subgradient of
+``|x - y|`` at ``x == y``), so identical embeddings never produce NaN or inf.
+
+Example:
+
+>>> x = tf.random.normal((8, 128))
+>>> tfdml.distances.euclidean(x).shape
+TensorShape([8, 8])
+>>> tfdml.distances.pairwise_distance(x, metric="cosine").shape
+TensorShape([8, 8])
+"""
+
+import tensorflow as tf
+
+METRICS = ("euclidean", "squared_euclidean", "cosine")
+
+
+def squared_euclidean(x, y=None):
+    """``D²_ij = ‖x_i − y_j‖²``, clamped at 0 against rounding.
+
+    Computed as ``‖x‖² − 2xyᵀ + ‖y‖²`` (one matmul, no ``(n, m, d)`` tensor).
+    With ``y=None`` the diagonal is exactly 0.
+    """
+    x = tf.convert_to_tensor(x)
+    same = y is None
+    y = x if same else tf.convert_to_tensor(y, dtype=x.dtype)
+    x_sq = tf.reduce_sum(tf.square(x), axis=1, keepdims=True)
+    y_sq = tf.reduce_sum(tf.square(y), axis=1, keepdims=True)
+    d2 = x_sq - 2.0 * tf.matmul(x, y, transpose_b=True) + tf.transpose(y_sq)
+    d2 = tf.maximum(d2, 0.0)
+    if same:
+        d2 = tf.linalg.set_diag(d2, tf.zeros(tf.shape(d2)[0], dtype=d2.dtype))
+    return d2
+
+
+def safe_sqrt(d2):
+    """``sqrt`` whose value and gradient are 0 where ``d2 <= 0`` (never NaN/inf)."""
+    positive = d2 > 0.0
+    return tf.where(positive, tf.sqrt(tf.where(positive, d2, tf.ones_like(d2))), 0.0)
+
+
+def euclidean(x, y=None):
+    """``D_ij = ‖x_i − y_j‖₂`` with a finite gradient at ``D_ij = 0``."""
+    return safe_sqrt(squared_euclidean(x, y))
+
+
+def cosine(x, y=None):
+    """Cosine distance ``1 − x̂_i·ŷ_j`` (``x̂`` the L2-normalised rows), in ``[0, 2]``."""
+    x = tf.convert_to_tensor(x)
+    x_hat = tf.math.l2_normalize(x, axis=1)
+    y_hat = x_hat if y is None else tf.math.l2_normalize(tf.convert_to_tensor(y, dtype=x.dtype), axis=1)
+    return 1.0 - tf.matmul(x_hat, y_hat, transpose_b=True)
+
+
+def pairwise_distance(x, y=None, metric="euclidean"):
+    """Dispatch on ``metric`` in ``("euclidean", "squared_euclidean", "cosine")``."""
+    if metric == "euclidean":
+        return euclidean(x, y)
+    if metric == "squared_euclidean":
+        return squared_euclidean(x, y)
+    if metric == "cosine":
+        return cosine(x, y)
+    raise ValueError(f"Unknown distance metric {metric!r}; expected one of {METRICS}.")

@@ -1,0 +1,3 @@
+"""In-graph tuple miners: ``miner(embeddings, labels) -> Triplets``."""
+
+from tfdml.mining.base import Miner, Triplets
