@@ -7,6 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+# Two logical CPU devices so tf.distribute tests can build a 2-replica MirroredStrategy;
+# this must happen before TensorFlow initialises its devices.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OMNIGLOT_DIR = REPO.parent / "shared" / "data" / "omniglot"
 
