@@ -1,0 +1,88 @@
+"""Embedding models: ``images → backbone → global pooling → linear embedding → L2 normalisation``.
+
+Both papers use this head on ResNet50 with embedding dimension 128 (Wu et al.
+2017 §5; Roth et al. 2020 §4.1). ``normalize=False`` keeps raw embeddings for
+losses defined on unnormalised vectors (N-pair, lifted structure); metrics and
+serving then see the raw vectors too.
+
+Example:
+
+>>> model = build_embedding_model("convnet", input_shape=(32, 32, 1), embedding_dim=64)
+>>> model(np.zeros((2, 32, 32, 1), "float32")).shape
+TensorShape([2, 64])
+>>> resnet = build_embedding_model("resnet50", weights=None, freeze_batchnorm=True)
+"""
+
+import keras
+
+from tfdml.models.convnet import convnet
+from tfdml.models.resnet import resnet50
+
+BACKBONES = ("convnet", "resnet50")
+POOLINGS = ("avg", "max", "avgmax")
+
+
+def build_backbone(backbone, input_shape, weights=None, freeze_batchnorm=False, filters=64):
+    if backbone == "resnet50":
+        return resnet50(input_shape, weights=weights, frozen_batchnorm=freeze_batchnorm)
+    if backbone == "convnet":
+        if weights is not None:
+            raise ValueError("The convnet backbone has no pretrained weights; use weights=None.")
+        return convnet(input_shape, filters=filters)
+    raise ValueError(f"Unknown backbone {backbone!r}; expected one of {BACKBONES} or a keras.Model.")
+
+
+def global_pool(features, pooling):
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(features)
+    if pooling == "avgmax":
+        avg = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+        return keras.layers.Add(name="avgmax_pool")([avg, keras.layers.GlobalMaxPooling2D(name="max_pool")(features)])
+    raise ValueError(f"Unknown pooling {pooling!r}; expected one of {POOLINGS}.")
+
+
+def build_embedding_model(
+    backbone="resnet50",
+    *,
+    input_shape=None,
+    embedding_dim=128,
+    pooling="avg",
+    normalize=True,
+    weights=None,
+    freeze_batchnorm=False,
+    filters=64,
+    name="embedding_model",
+):
+    """Build a Keras model ``float images in [0, 255] → embeddings (b, embedding_dim)``.
+
+    Args:
+        backbone: ``"resnet50"``, ``"convnet"``, or a ``keras.Model`` mapping images to a feature map.
+        input_shape: image shape ``(h, w, c)``; defaults to ``(224, 224, 3)`` for ResNet50 and
+            ``(32, 32, 1)`` for the convnet.
+        embedding_dim: size of the linear embedding layer (default 128).
+        pooling: ``"avg"`` (default), ``"max"`` or ``"avgmax"`` global pooling.
+        normalize: L2-normalise the output (default ``True``).
+        weights: ResNet50 only: ``None``, ``"imagenet"`` (from the local Keras cache) or a weights file.
+        freeze_batchnorm: ResNet50 only: fix BatchNorm statistics and parameters.
+        filters: convnet only: channels per block.
+    """
+    if int(embedding_dim) != embedding_dim or embedding_dim <= 0:
+        raise ValueError(f"embedding_dim must be a positive integer; got {embedding_dim!r}.")
+    if isinstance(backbone, keras.Model):
+        features_model = backbone
+        input_shape = tuple(backbone.input_shape[1:])
+    else:
+        if input_shape is None:
+            input_shape = (224, 224, 3) if backbone == "resnet50" else (32, 32, 1)
+        features_model = build_backbone(backbone, tuple(input_shape), weights, freeze_batchnorm, filters)
+    inputs = keras.Input(shape=tuple(input_shape), name="images")
+    features = features_model(inputs)
+    pooled = global_pool(features, pooling)
+    embeddings = keras.layers.Dense(int(embedding_dim), name="embedding")(pooled)
+    if normalize:
+        embeddings = keras.layers.UnitNormalization(axis=-1, name="l2_normalize")(embeddings)
+    # Float32 outputs even under mixed precision: distances and losses need the precision.
+    embeddings = keras.layers.Activation("linear", dtype="float32", name="embeddings")(embeddings)
+    return keras.Model(inputs, embeddings, name=name)

@@ -1,0 +1,3 @@
+"""Training: the ``MetricLearningModel`` wrapper that ``model.fit`` trains."""
+
+from tfdml.training.model import MetricLearningModel, gather_global_batch

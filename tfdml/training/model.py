@@ -1,0 +1,123 @@
+"""``MetricLearningModel``: trains an embedding model with a batch-global DML loss under ``model.fit``.
+
+Why a wrapper instead of ``embedding_model.compile(loss=...)``:
+
+1. Loss parameters (margin β, proxies, class centres) are variables of the loss,
+   which Keras' ``compile`` never trains. The wrapper optimises them with their
+   own optimizer (Adam at ``loss.parameters.learning_rate``, no weight decay),
+   checkpoints them with the model, and keeps them out of ``embedding_model``,
+   which is what gets exported.
+2. DML losses are batch-global. Under ``tf.distribute`` every replica all-gathers
+   the embeddings and labels of the global batch, computes the loss on it, and
+   gradients flow back to each replica's own embeddings through the gather.
+   Every replica computes the same global loss ``L``; the gather's gradient sums
+   the replicas' identical upstream gradients, so each replica's loss is scaled
+   by ``1/num_replicas`` and the all-reduce of the weight gradients yields exactly
+   ``dL/dw`` — the same step as one device on the global batch.
+
+Example:
+
+>>> embedder = tfdml.models.build_embedding_model("convnet", input_shape=(32, 32, 1))
+>>> model = MetricLearningModel(embedder, tfdml.losses.MarginLoss(learn_beta=True))
+>>> model.compile(optimizer=keras.optimizers.Adam(1e-3))
+>>> model.fit(batches, epochs=5, steps_per_epoch=50)   # batches: (images, labels)
+>>> embedder.predict(images)                           # β is not part of it
+"""
+
+import keras
+import tensorflow as tf
+
+from tfdml.losses.base import DMLLoss, ParametricDMLLoss
+
+
+def gather_global_batch(labels, embeddings):
+    """All-gather ``(labels, embeddings)`` over the replicas in sync (identity on one replica)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return labels, embeddings
+    return context.all_gather(labels, axis=0), context.all_gather(embeddings, axis=0)
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class MetricLearningModel(keras.Model):
+    """Wraps ``embedding_model`` (images → embeddings) and a :class:`~tfdml.losses.base.DMLLoss`.
+
+    ``fit``/``evaluate`` take datasets of ``(images, labels)``; ``predict`` and
+    ``__call__`` return embeddings. Args:
+        embedding_model: a Keras model mapping images to embeddings.
+        loss: the DML loss; trainable loss parameters are optimised by ``loss_optimizer``.
+    """
+
+    def __init__(self, embedding_model, loss, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(loss, DMLLoss):
+            raise TypeError(f"loss must be a tfdml DMLLoss (e.g. tfdml.losses.MarginLoss()); got {loss!r}.")
+        self.embedding_model = embedding_model
+        self.dml_loss = loss
+        self.loss_parameters = loss.parameters if isinstance(loss, ParametricDMLLoss) else None
+        self.loss_optimizer = None
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def call(self, inputs, training=False):
+        return self.embedding_model(inputs, training=training)
+
+    def compile(self, optimizer="adam", loss_optimizer=None, **kwargs):
+        """``optimizer`` trains the embedding model; ``loss_optimizer`` (default: Adam at the loss's
+        own learning rate, no weight decay) trains the loss parameters."""
+        if "loss" in kwargs:
+            raise ValueError("MetricLearningModel takes its loss in the constructor, not in compile().")
+        super().compile(optimizer=optimizer, **kwargs)
+        if self.loss_parameters is not None:
+            self.dml_loss.attached_to_model = True
+            self.loss_optimizer = loss_optimizer or keras.optimizers.Adam(
+                learning_rate=self.loss_parameters.learning_rate
+            )
+            self.loss_optimizer.build(self.loss_parameters.trainable_variables)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def _global_loss(self, x, y, training):
+        embeddings = self(x, training=training)
+        labels, embeddings = gather_global_batch(y, embeddings)
+        loss = self.dml_loss(labels, embeddings)
+        regularization = self.embedding_model.losses
+        if regularization:
+            loss = loss + tf.add_n([tf.cast(r, loss.dtype) for r in regularization])
+        return loss
+
+    def train_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        model_variables = self.embedding_model.trainable_variables
+        loss_variables = [] if self.loss_parameters is None else self.loss_parameters.trainable_variables
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape(persistent=bool(loss_variables)) as tape:
+            loss = self._global_loss(x, y, training=True)
+            replica_loss = loss / num_replicas
+            # scale_loss multiplies by the mixed-precision loss scale, which only `optimizer` undoes.
+            scaled_loss = self.optimizer.scale_loss(replica_loss)
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled_loss, model_variables), model_variables))
+        if loss_variables:
+            self.loss_optimizer.apply_gradients(zip(tape.gradient(replica_loss, loss_variables), loss_variables))
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        self.loss_tracker.update_state(self._global_loss(x, y, training=False))
+        return {"loss": self.loss_tracker.result()}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "embedding_model": keras.saving.serialize_keras_object(self.embedding_model),
+            "loss": keras.saving.serialize_keras_object(self.dml_loss),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        embedding_model = keras.saving.deserialize_keras_object(config.pop("embedding_model"))
+        loss = keras.saving.deserialize_keras_object(config.pop("loss"))
+        return cls(embedding_model, loss, **config)
