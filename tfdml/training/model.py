@@ -58,6 +58,10 @@ class MetricLearningModel(keras.Model):
         self.loss_optimizer = None
         self.loss_tracker = keras.metrics.Mean(name="loss")
 
+    def build(self, input_shape=None):
+        # Both parts are built at construction (a functional model, eager loss variables).
+        self.built = True
+
     def call(self, inputs, training=False):
         return self.embedding_model(inputs, training=training)
 
