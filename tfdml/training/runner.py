@@ -1,0 +1,231 @@
+"""Run one recipe end to end: data → sampler → model + loss → ``fit`` → evaluate → export.
+
+A run writes ``<run_dir>/<name>/``: ``config.yaml`` (the resolved recipe),
+``metrics.jsonl`` (one JSON object per finished epoch), TensorBoard logs under
+``logs/``, per-epoch weights under ``checkpoints/`` and Keras ``BackupAndRestore``
+state under ``backup/``. Rerunning the same recipe after an interruption
+(even ``kill -9`` mid-epoch) resumes from the last finished epoch; rerunning with
+a different resolved config in the same directory is refused.
+"""
+
+import inspect
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfdml import data as tfdml_data
+from tfdml import evaluation, losses, mining, sampling
+from tfdml.export import export_embedding_model
+from tfdml.models import build_embedding_model
+from tfdml.training.config import ConfigError, dump_config
+from tfdml.training.model import MetricLearningModel
+
+import yaml
+
+
+class EpochJSONLogger(keras.callbacks.Callback):
+    """Appends ``{"epoch": e, **logs}`` to a JSON-lines file after every finished epoch (fsynced)."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def make_strategy(name):
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def load_split(config, split):
+    data_config = config["data"]
+    return tfdml_data.load(
+        data_config["name"],
+        root=data_config["root"],
+        split=split,
+        image_size=data_config["image_size"],
+        **data_config["params"],
+    )
+
+
+def _construct(module, section, kind, **available):
+    """Instantiate ``module.<section['class']>`` with ``section['params']``; fill ``available``
+    arguments the class accepts but the recipe left out (e.g. ``num_classes``)."""
+    name = section["class"]
+    cls = getattr(module, name, None)
+    if cls is None or not inspect.isclass(cls):
+        raise ConfigError(f"{kind}.class={name!r} is not a class of {module.__name__}.")
+    params = dict(section.get("params") or {})
+    accepted = inspect.signature(cls).parameters
+    for key, value in available.items():
+        if key in accepted and key not in params and value is not None:
+            params[key] = value
+    try:
+        return cls(**params)
+    except TypeError as error:
+        raise ConfigError(f"{kind}.params for {name}: {error}") from None
+
+
+def build_loss(config, num_classes, num_images):
+    miner = None
+    if config["miner"]["class"]:
+        miner = _construct(mining, config["miner"], "miner", seed=config["seed"])
+    return _construct(
+        losses,
+        config["loss"],
+        "loss",
+        miner=miner,
+        num_classes=num_classes,
+        num_images=num_images,
+        embedding_dim=config["model"]["embedding_dim"],
+    )
+
+
+def build_sampler(config, train):
+    sampler_config = config["sampler"]
+    return _construct(
+        sampling,
+        {"class": sampler_config["class"], "params": sampler_config["params"]},
+        "sampler",
+        labels=train.labels,
+        categories=train.categories,
+        batch_size=sampler_config["batch_size"],
+        samples_per_class=sampler_config["samples_per_class"],
+        seed=config["seed"],
+    )
+
+
+def build_optimizer(config):
+    opt = config["optimizer"]
+    name = opt["name"].lower()
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=opt["learning_rate"], weight_decay=opt["weight_decay"] or None)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=opt["learning_rate"], momentum=0.9, weight_decay=opt["weight_decay"] or None)
+    raise ConfigError(f"optimizer.name must be 'adam' or 'sgd'; got {opt['name']!r}.")
+
+
+def image_batches(images, batch_size=256):
+    """Images of a ``LabelledImages`` in index order, batched (for embedding a whole split)."""
+    return tf.data.Dataset.range(len(images)).map(images.load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+
+
+def embed(model, images):
+    return model.predict(image_batches(images), verbose=0)
+
+
+def raw_pixels(images):
+    return np.concatenate([batch.numpy().reshape(len(batch), -1) for batch in image_batches(images)])
+
+
+def evaluate_embeddings(embeddings, labels, config):
+    return evaluation.evaluate(
+        embeddings, labels, metrics=config["evaluation"]["metrics"], k=config["evaluation"]["recall_k"]
+    )
+
+
+def prepare_run_dir(config):
+    run_dir = os.path.join(config["run_dir"], config["name"])
+    os.makedirs(run_dir, exist_ok=True)
+    saved = os.path.join(run_dir, "config.yaml")
+    if os.path.exists(saved):
+        with open(saved) as f:
+            previous = yaml.safe_load(f)
+        if previous != config:
+            raise ConfigError(
+                f"{run_dir} holds a run of a different config ({saved}); resume it with the same recipe and "
+                "overrides, or choose another name (--set name=...) or delete the directory."
+            )
+    else:
+        dump_config(config, saved)
+    if not os.path.isdir(os.path.join(run_dir, "backup")):
+        # No interrupted run to resume: this is a fresh start, so earlier epochs' records do not belong to it.
+        metrics_file = os.path.join(run_dir, "metrics.jsonl")
+        if os.path.exists(metrics_file):
+            os.remove(metrics_file)
+    return run_dir
+
+
+def format_table(rows):
+    """``rows``: {row name: {metric: value}} → an aligned text table."""
+    metrics = list(next(iter(rows.values())))
+    header = f"{'':<20}" + "".join(f"{m:>14}" for m in metrics)
+    lines = [header] + [f"{name:<20}" + "".join(f"{values[m]:>14.4f}" for m in metrics) for name, values in rows.items()]
+    return "\n".join(lines)
+
+
+def train(config, verbose=1):
+    """Train, evaluate and export one recipe; return ``{"metrics": rows, "export_path": path}``."""
+    keras.utils.set_random_seed(config["seed"])
+    if config["model"]["mixed_precision"]:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    run_dir = prepare_run_dir(config)
+    started = time.time()
+    train_data = load_split(config, config["data"]["train_split"])
+    test_data = load_split(config, config["data"]["test_split"])
+    sampler = build_sampler(config, train_data)
+    preprocess = None
+    if config["data"]["augmentation"]:
+        preprocess = tfdml_data.augment.augmentation(config["data"]["augmentation"], size=config["data"]["image_size"], seed=config["seed"])
+    batches = sampling.batches(train_data, sampler, preprocess=preprocess)
+    steps = config["steps_per_epoch"] or sampler.batches_per_epoch
+
+    strategy = make_strategy(config["distribute"]["strategy"])
+    with strategy.scope():
+        image_shape = tuple(int(s) for s in train_data.load(tf.constant(0, tf.int64)).shape)
+        model_config = config["model"]
+        embedder = build_embedding_model(
+            model_config["backbone"],
+            input_shape=image_shape,
+            embedding_dim=model_config["embedding_dim"],
+            pooling=model_config["pooling"],
+            normalize=model_config["normalize"],
+            weights=model_config["weights"],
+            freeze_batchnorm=model_config["freeze_batchnorm"],
+            filters=model_config["filters"],
+        )
+        loss = build_loss(config, num_classes=int(train_data.labels.max()) + 1, num_images=len(train_data))
+        model = MetricLearningModel(embedder, loss)
+        model.compile(optimizer=build_optimizer(config))
+
+    rows = {
+        "raw pixels": evaluate_embeddings(raw_pixels(test_data), test_data.labels, config),
+        "untrained": evaluate_embeddings(embed(embedder, test_data), test_data.labels, config),
+    }
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        evaluation.RetrievalEvaluation(
+            image_batches(test_data),
+            test_data.labels,
+            embedding_model=embedder,
+            every_n_epochs=config["evaluation"]["every_n_epochs"],
+            metrics=config["evaluation"]["metrics"],
+            k=config["evaluation"]["recall_k"],
+        ),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(run_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"), save_weights_only=True
+        ),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+        EpochJSONLogger(os.path.join(run_dir, "metrics.jsonl")),
+    ]
+    model.fit(batches, epochs=config["epochs"], steps_per_epoch=steps, callbacks=callbacks, verbose=verbose)
+    rows["trained"] = evaluate_embeddings(embed(embedder, test_data), test_data.labels, config)
+    export_path = export_embedding_model(embedder, config["export"]["dir"], config["name"], config["export"]["version"])
+    if verbose:
+        print(f"\nHeld-out classes ({test_data.name}, {len(test_data)} images):")
+        print(format_table(rows))
+        print(f"\nExported SavedModel to {export_path} ({time.time() - started:.0f} s in all)")
+    return {"metrics": rows, "export_path": export_path, "run_dir": run_dir}
