@@ -95,6 +95,47 @@ def write_warmup_requests(saved_model_dir, model_name, image_shape):
             writer.write(log.SerializeToString())
 
 
+def check_export_target(name, version, embedding_model, base_dir):
+    """Validate name/version/model; return ``(version, image_shape)``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name or ""):
+        raise ValueError(f"Model name {name!r} must be non-empty and use only letters, digits, '_', '.', '-'.")
+    version = next_version(os.path.join(base_dir, name)) if version is None else version
+    if int(version) != version or version <= 0:
+        raise ValueError(f"version must be a positive integer; got {version!r}.")
+    image_shape = tuple(embedding_model.input_shape[1:])
+    if len(image_shape) != 3 or None in image_shape:
+        raise ValueError(f"Export needs a model with a fixed (h, w, c) image input; got {embedding_model.input_shape}.")
+    return int(version), tuple(int(s) for s in image_shape)
+
+
+def write_serving_model(outputs_fn, image_shape, base_dir, name, version, *, preprocess, overwrite, track=()):
+    """Write a SavedModel whose two signatures (float images, encoded bytes) return ``outputs_fn(images)``."""
+    height, width, channels = image_shape
+    preprocess = preprocess or resize_for_model((height, width), channels)
+
+    def from_bytes(image_bytes):
+        def decode(encoded):
+            return preprocess(tf.io.decode_image(encoded, channels=channels, expand_animations=False))
+
+        spec = tf.TensorSpec((height, width, channels), tf.float32)
+        return outputs_fn(tf.map_fn(decode, image_bytes, fn_output_signature=spec))
+
+    def write(directory):
+        archive = keras.export.ExportArchive()
+        for resource in track:
+            archive.track(resource)
+        archive.add_endpoint(
+            "serving_default", outputs_fn, input_signature=[tf.TensorSpec((None, *image_shape), tf.float32, name="images")]
+        )
+        archive.add_endpoint(
+            "serving_bytes", from_bytes, input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")]
+        )
+        archive.write_out(directory, verbose=False)
+        write_warmup_requests(directory, name, image_shape)
+
+    return atomic_write(os.path.join(base_dir, name, str(version)), write, overwrite=overwrite)
+
+
 def export_embedding_model(embedding_model, base_dir, name, version=None, *, preprocess=None, overwrite=False):
     """Export ``embedding_model`` to ``base_dir/name/version`` for TF Serving and return that path.
 
@@ -107,39 +148,53 @@ def export_embedding_model(embedding_model, base_dir, name, version=None, *, pre
             default: bilinear resize to the model's input size.
         overwrite: replace an existing version (atomically) instead of raising.
     """
-    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name or ""):
-        raise ValueError(f"Model name {name!r} must be non-empty and use only letters, digits, '_', '.', '-'.")
-    model_dir = os.path.join(base_dir, name)
-    version = next_version(model_dir) if version is None else version
-    if int(version) != version or version <= 0:
-        raise ValueError(f"version must be a positive integer; got {version!r}.")
-    image_shape = tuple(int(s) for s in embedding_model.input_shape[1:])
-    if len(image_shape) != 3 or None in image_shape:
-        raise ValueError(f"Export needs a model with a fixed (h, w, c) image input; got {embedding_model.input_shape}.")
-    height, width, channels = image_shape
-    preprocess = preprocess or resize_for_model((height, width), channels)
+    version, image_shape = check_export_target(name, version, embedding_model, base_dir)
 
     def embed(images):
         return {"embeddings": embedding_model(images, training=False)}
 
-    def embed_bytes(image_bytes):
-        def decode(encoded):
-            image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
-            return preprocess(image)
+    return write_serving_model(
+        embed, image_shape, base_dir, name, version, preprocess=preprocess, overwrite=overwrite, track=[embedding_model]
+    )
 
-        images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32))
-        return embed(images)
 
-    def write(directory):
-        archive = keras.export.ExportArchive()
-        archive.track(embedding_model)
-        archive.add_endpoint(
-            "serving_default", embed, input_signature=[tf.TensorSpec((None, *image_shape), tf.float32, name="images")]
+def export_retrieval_model(
+    embedding_model, index, base_dir, name, version=None, *, k=10, preprocess=None, overwrite=False
+):
+    """Export a model that embeds query images and searches ``index`` (a ``tfdml.index.GalleryIndex``)
+    inside the graph: both signatures return ``{"ids", "distances", "labels"}``, each ``(b, k)``,
+    nearest first. The gallery is stored as variables of the SavedModel; updating it means
+    exporting a new version. ``k`` is fixed at export time and must not exceed the gallery size.
+    """
+    from tfdml.index import exact_search
+
+    index.check_k(k)
+    version, image_shape = check_export_target(name, version, embedding_model, base_dir)
+    if embedding_model.output_shape[-1] != index.dim:
+        raise ValueError(
+            f"The model's embedding dimension {embedding_model.output_shape[-1]} differs from the index's {index.dim}."
         )
-        archive.add_endpoint(
-            "serving_bytes", embed_bytes, input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")]
-        )
-        archive.write_out(directory, verbose=False)
-        write_warmup_requests(directory, name, image_shape)
+    gallery = tf.Module(name="gallery")
+    gallery.embeddings = tf.Variable(index.embeddings, trainable=False, name="embeddings")
+    gallery.ids = tf.Variable(index.ids, trainable=False, name="ids")
+    gallery.labels = tf.Variable(index.labels, trainable=False, name="labels")
 
-    return atomic_write(os.path.join(model_dir, str(int(version))), write, overwrite=overwrite)
+    def search(images):
+        queries = embedding_model(images, training=False)
+        distances, positions = exact_search(queries, gallery.embeddings, int(k), index.metric)
+        return {
+            "ids": tf.gather(gallery.ids, positions),
+            "distances": distances,
+            "labels": tf.gather(gallery.labels, positions),
+        }
+
+    return write_serving_model(
+        search,
+        image_shape,
+        base_dir,
+        name,
+        version,
+        preprocess=preprocess,
+        overwrite=overwrite,
+        track=[embedding_model, gallery],
+    )

@@ -167,65 +167,82 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+class Setup:
+    """Everything one training run needs, built from a config (shared by ``train`` and ``tfdml.tune``)."""
+
+    def __init__(self, config, strategy=None):
+        self.config = config
+        self.train_data = load_split(config, config["data"]["train_split"])
+        self.test_data = load_split(config, config["data"]["test_split"])
+        self.sampler = build_sampler(config, self.train_data)
+        preprocess = None
+        if config["data"]["augmentation"]:
+            preprocess = tfdml_data.augmentation(
+                config["data"]["augmentation"], size=config["data"]["image_size"], seed=config["seed"]
+            )
+        self.batches = sampling.batches(self.train_data, self.sampler, preprocess=preprocess)
+        self.steps_per_epoch = config["steps_per_epoch"] or self.sampler.batches_per_epoch
+        strategy = strategy or make_strategy(config["distribute"]["strategy"])
+        with strategy.scope():
+            image_shape = tuple(int(s) for s in self.train_data.load(tf.constant(0, tf.int64)).shape)
+            model_config = config["model"]
+            self.embedder = build_embedding_model(
+                model_config["backbone"],
+                input_shape=image_shape,
+                embedding_dim=model_config["embedding_dim"],
+                pooling=model_config["pooling"],
+                normalize=model_config["normalize"],
+                weights=model_config["weights"],
+                freeze_batchnorm=model_config["freeze_batchnorm"],
+                filters=model_config["filters"],
+            )
+            loss = build_loss(config, num_classes=int(self.train_data.labels.max()) + 1, num_images=len(self.train_data))
+            self.model = MetricLearningModel(self.embedder, loss)
+            self.model.compile(optimizer=build_optimizer(config))
+
+    def evaluation_callback(self, every_n_epochs=None):
+        evaluation_config = self.config["evaluation"]
+        return evaluation.RetrievalEvaluation(
+            image_batches(self.test_data),
+            self.test_data.labels,
+            embedding_model=self.embedder,
+            every_n_epochs=every_n_epochs or evaluation_config["every_n_epochs"],
+            metrics=evaluation_config["metrics"],
+            k=evaluation_config["recall_k"],
+        )
+
+    def evaluate(self, embeddings=None):
+        embeddings = embed(self.embedder, self.test_data) if embeddings is None else embeddings
+        return evaluate_embeddings(embeddings, self.test_data.labels, self.config)
+
+
 def train(config, verbose=1):
-    """Train, evaluate and export one recipe; return ``{"metrics": rows, "export_path": path}``."""
+    """Train, evaluate and export one recipe; return ``{"metrics": rows, "export_path": path, "run_dir": dir}``."""
     keras.utils.set_random_seed(config["seed"])
     if config["model"]["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
     run_dir = prepare_run_dir(config)
     started = time.time()
-    train_data = load_split(config, config["data"]["train_split"])
-    test_data = load_split(config, config["data"]["test_split"])
-    sampler = build_sampler(config, train_data)
-    preprocess = None
-    if config["data"]["augmentation"]:
-        preprocess = tfdml_data.augment.augmentation(config["data"]["augmentation"], size=config["data"]["image_size"], seed=config["seed"])
-    batches = sampling.batches(train_data, sampler, preprocess=preprocess)
-    steps = config["steps_per_epoch"] or sampler.batches_per_epoch
-
-    strategy = make_strategy(config["distribute"]["strategy"])
-    with strategy.scope():
-        image_shape = tuple(int(s) for s in train_data.load(tf.constant(0, tf.int64)).shape)
-        model_config = config["model"]
-        embedder = build_embedding_model(
-            model_config["backbone"],
-            input_shape=image_shape,
-            embedding_dim=model_config["embedding_dim"],
-            pooling=model_config["pooling"],
-            normalize=model_config["normalize"],
-            weights=model_config["weights"],
-            freeze_batchnorm=model_config["freeze_batchnorm"],
-            filters=model_config["filters"],
-        )
-        loss = build_loss(config, num_classes=int(train_data.labels.max()) + 1, num_images=len(train_data))
-        model = MetricLearningModel(embedder, loss)
-        model.compile(optimizer=build_optimizer(config))
-
-    rows = {
-        "raw pixels": evaluate_embeddings(raw_pixels(test_data), test_data.labels, config),
-        "untrained": evaluate_embeddings(embed(embedder, test_data), test_data.labels, config),
-    }
+    setup = Setup(config)
+    rows = {"raw pixels": setup.evaluate(raw_pixels(setup.test_data)), "untrained": setup.evaluate()}
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
-        evaluation.RetrievalEvaluation(
-            image_batches(test_data),
-            test_data.labels,
-            embedding_model=embedder,
-            every_n_epochs=config["evaluation"]["every_n_epochs"],
-            metrics=config["evaluation"]["metrics"],
-            k=config["evaluation"]["recall_k"],
-        ),
+        setup.evaluation_callback(),
         keras.callbacks.ModelCheckpoint(
             os.path.join(run_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"), save_weights_only=True
         ),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
         EpochJSONLogger(os.path.join(run_dir, "metrics.jsonl")),
     ]
-    model.fit(batches, epochs=config["epochs"], steps_per_epoch=steps, callbacks=callbacks, verbose=verbose)
-    rows["trained"] = evaluate_embeddings(embed(embedder, test_data), test_data.labels, config)
-    export_path = export_embedding_model(embedder, config["export"]["dir"], config["name"], config["export"]["version"])
+    setup.model.fit(
+        setup.batches, epochs=config["epochs"], steps_per_epoch=setup.steps_per_epoch, callbacks=callbacks, verbose=verbose
+    )
+    rows["trained"] = setup.evaluate()
+    export_path = export_embedding_model(
+        setup.embedder, config["export"]["dir"], config["name"], config["export"]["version"]
+    )
     if verbose:
-        print(f"\nHeld-out classes ({test_data.name}, {len(test_data)} images):")
+        print(f"\nHeld-out classes ({setup.test_data.name}, {len(setup.test_data)} images):")
         print(format_table(rows))
         print(f"\nExported SavedModel to {export_path} ({time.time() - started:.0f} s in all)")
     return {"metrics": rows, "export_path": export_path, "run_dir": run_dir}

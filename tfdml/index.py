@@ -1,0 +1,201 @@
+"""A gallery index for nearest-neighbour retrieval: exact TF search by default, faiss optionally.
+
+``GalleryIndex`` holds gallery embeddings with their ids (int or str) and optional
+integer labels, supports ``add``/``remove``/``save``/``load``, and answers
+``search(queries, k) -> SearchResult(ids, distances, labels, positions)``.
+
+The exact backend is :func:`exact_search`: queries are processed in chunks so at
+most ``chunk_rows × gallery_size`` scores exist at once, each chunk a matmul
+followed by ``tf.math.top_k``. The same function runs inside the retrieval
+SavedModel (``tfdml.export.export_retrieval_model``), so TF Serving answers with
+neighbours, not vectors, and both give the same ids.
+
+Ties: candidates at exactly equal distance are returned in gallery order (lower
+position first), because ``tf.math.top_k`` is stable; NumPy's
+``argsort(kind="stable")`` gives the same order. Distances are Euclidean
+(``metric="euclidean"``, default) or cosine distance (``metric="cosine"``,
+``1 − cos``).
+
+Example:
+
+>>> index = GalleryIndex(dim=128)
+>>> index.add(gallery_embeddings, ids=np.arange(len(gallery_embeddings)), labels=gallery_labels)
+>>> result = index.search(query_embeddings, k=5)
+>>> result.ids.shape, result.distances.shape
+((32, 5), (32, 5))
+"""
+
+import json
+import os
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from tfdml.export import atomic_write
+
+METRICS = ("euclidean", "cosine")
+BACKENDS = ("exact", "faiss")
+# Scores held at once: chunk_rows * gallery_size <= this (128 MiB of float32).
+MAX_SCORES_PER_CHUNK = 1 << 25
+
+
+class SearchResult(NamedTuple):
+    ids: np.ndarray
+    distances: np.ndarray
+    labels: np.ndarray
+    positions: np.ndarray
+
+
+@tf.function(reduce_retracing=True)
+def exact_search(queries, gallery, k, metric="euclidean", max_scores=MAX_SCORES_PER_CHUNK):
+    """Top-``k`` nearest gallery rows for each query, in-graph: ``(distances (q, k), positions (q, k))``.
+
+    ``queries`` ``(q, d)`` and ``gallery`` ``(g, d)`` float tensors; ``k <= g``. Queries are
+    processed in chunks of ``max(1, max_scores // g)`` rows.
+    """
+    queries = tf.convert_to_tensor(queries, tf.float32)
+    gallery = tf.convert_to_tensor(gallery, tf.float32)
+    if metric == "cosine":
+        queries = tf.math.l2_normalize(queries, axis=1)
+        gallery = tf.math.l2_normalize(gallery, axis=1)
+    gallery_sq = tf.reduce_sum(tf.square(gallery), axis=1)
+    chunk_rows = tf.maximum(1, max_scores // tf.maximum(tf.shape(gallery)[0], 1))
+
+    def search_chunk(chunk):
+        # Rank by ‖g‖² − 2 q·g (‖q‖² is constant per row), then add ‖q‖² back for the distance.
+        scores = 2.0 * tf.matmul(chunk, gallery, transpose_b=True) - gallery_sq[tf.newaxis, :]
+        top, positions = tf.math.top_k(scores, k=k)
+        d2 = tf.maximum(tf.reduce_sum(tf.square(chunk), axis=1, keepdims=True) - top, 0.0)
+        distances = 0.5 * d2 if metric == "cosine" else tf.sqrt(d2)
+        return distances, positions
+
+    num_queries = tf.shape(queries)[0]
+    num_chunks = (num_queries + chunk_rows - 1) // chunk_rows
+    distances = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
+    positions = tf.TensorArray(tf.int32, size=num_chunks, infer_shape=False)
+    for i in tf.range(num_chunks):
+        chunk_distances, chunk_positions = search_chunk(queries[i * chunk_rows : (i + 1) * chunk_rows])
+        distances = distances.write(i, chunk_distances)
+        positions = positions.write(i, chunk_positions)
+    if num_chunks == 0:
+        return tf.zeros((0, k), tf.float32), tf.zeros((0, k), tf.int32)
+    return distances.concat(), positions.concat()
+
+
+class GalleryIndex:
+    """Gallery embeddings + ids (+ labels) with exact or faiss nearest-neighbour search.
+
+    Args:
+        dim: embedding dimension.
+        metric: ``"euclidean"`` (default) or ``"cosine"``.
+        backend: ``"exact"`` (chunked TF matmul + top-k, default) or ``"faiss"`` (exact
+            ``IndexFlatL2``/``IndexFlatIP`` from the optional faiss-cpu package, for large galleries).
+    """
+
+    def __init__(self, dim, metric="euclidean", backend="exact"):
+        if int(dim) != dim or dim <= 0:
+            raise ValueError(f"dim must be a positive integer; got {dim!r}.")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}; got {metric!r}.")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}.")
+        if backend == "faiss":
+            try:
+                import faiss  # noqa: F401
+            except ImportError:
+                raise ImportError("backend='faiss' needs the faiss-cpu package: pip install faiss-cpu") from None
+        self.dim, self.metric, self.backend = int(dim), metric, backend
+        self.embeddings = np.zeros((0, self.dim), np.float32)
+        self.ids = np.zeros((0,), np.int64)
+        self.labels = np.zeros((0,), np.int64)
+
+    def __len__(self):
+        return int(self.embeddings.shape[0])
+
+    def add(self, embeddings, ids, labels=None):
+        """Append gallery items; ``ids`` must be new and unique, ``labels`` default to -1 (unknown)."""
+        embeddings = np.asarray(embeddings, np.float32)
+        ids = np.asarray(ids)
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.dim:
+            raise ValueError(f"embeddings must have shape (n, {self.dim}); got {embeddings.shape}.")
+        if ids.shape != (len(embeddings),):
+            raise ValueError(f"ids must have shape ({len(embeddings)},); got {ids.shape}.")
+        if not np.all(np.isfinite(embeddings)):
+            raise ValueError("embeddings contain NaN or inf values.")
+        labels = np.full(len(ids), -1, np.int64) if labels is None else np.asarray(labels, np.int64)
+        if labels.shape != ids.shape:
+            raise ValueError(f"labels must have shape {ids.shape}; got {labels.shape}.")
+        if len(self.ids) and ids.dtype.kind != self.ids.dtype.kind:
+            raise ValueError(f"ids must all be of one kind; the index holds {self.ids.dtype}, got {ids.dtype}.")
+        all_ids = np.concatenate([self.ids, ids]) if len(self.ids) else ids
+        unique, counts = np.unique(all_ids, return_counts=True)
+        if np.any(counts > 1):
+            raise ValueError(f"duplicate ids: {unique[counts > 1][:5].tolist()}")
+        self.embeddings = np.concatenate([self.embeddings, embeddings])
+        self.ids = all_ids
+        self.labels = np.concatenate([self.labels, labels])
+
+    def remove(self, ids):
+        """Remove the items with these ids; unknown ids are an error naming them."""
+        ids = np.asarray(ids)
+        missing = ids[~np.isin(ids, self.ids)]
+        if len(missing):
+            raise KeyError(f"ids not in the index: {missing[:5].tolist()}")
+        keep = ~np.isin(self.ids, ids)
+        self.embeddings, self.ids, self.labels = self.embeddings[keep], self.ids[keep], self.labels[keep]
+
+    def check_k(self, k):
+        if len(self) == 0:
+            raise ValueError("The gallery index is empty: add items before searching or exporting.")
+        if int(k) != k or k <= 0 or k > len(self):
+            raise ValueError(f"k must be an integer in [1, {len(self)}] (the gallery size); got {k!r}.")
+
+    def search(self, queries, k):
+        """The ``k`` nearest gallery items of each query, nearest first."""
+        self.check_k(k)
+        queries = np.asarray(queries, np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(f"queries must have shape (q, {self.dim}); got {queries.shape}.")
+        if self.backend == "faiss":
+            distances, positions = self._faiss_search(queries, k)
+        else:
+            distances, positions = (t.numpy() for t in exact_search(queries, self.embeddings, int(k), self.metric))
+        return SearchResult(self.ids[positions], distances, self.labels[positions], positions)
+
+    def _faiss_search(self, queries, k):
+        import faiss
+
+        if self.metric == "cosine":
+            index = faiss.IndexFlatIP(self.dim)
+            gallery = self.embeddings / np.linalg.norm(self.embeddings, axis=1, keepdims=True)
+            queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+            index.add(np.ascontiguousarray(gallery))
+            similarity, positions = index.search(np.ascontiguousarray(queries), int(k))
+            return 1.0 - similarity, positions
+        index = faiss.IndexFlatL2(self.dim)
+        index.add(np.ascontiguousarray(self.embeddings))
+        d2, positions = index.search(np.ascontiguousarray(queries), int(k))
+        return np.sqrt(np.maximum(d2, 0.0)), positions
+
+    def save(self, path):
+        """Write ``path/`` (``gallery.npz`` + ``index.json``) atomically."""
+
+        def write(directory):
+            np.savez(os.path.join(directory, "gallery.npz"), embeddings=self.embeddings, ids=self.ids, labels=self.labels)
+            with open(os.path.join(directory, "index.json"), "w") as f:
+                json.dump({"dim": self.dim, "metric": self.metric, "backend": self.backend}, f)
+
+        atomic_write(path, write, overwrite=True)
+
+    @classmethod
+    def load(cls, path):
+        meta_path = os.path.join(path, "index.json")
+        if not os.path.exists(meta_path):
+            raise FileNotFoundError(f"No gallery index at {path} ({meta_path} is missing).")
+        with open(meta_path) as f:
+            meta = json.load(f)
+        index = cls(**meta)
+        with np.load(os.path.join(path, "gallery.npz"), allow_pickle=False) as arrays:
+            index.embeddings, index.ids, index.labels = arrays["embeddings"], arrays["ids"], arrays["labels"]
+        return index

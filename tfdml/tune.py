@@ -1,0 +1,153 @@
+"""Hyperparameter search over a recipe with keras-tuner: ``python train.py RECIPE --tune``.
+
+The recipe's ``tune`` section declares the search (``python -m tfdml.tune RECIPE`` does the same)::
+
+    tune:
+      algorithm: random          # random | bayesian | hyperband
+      max_trials: 10
+      objective: val_recall_at_1 # any key the evaluation callback logs; maximised
+      epochs: 5                  # per trial (default: the recipe's epochs)
+      space:                     # config key path -> hyperparameter
+        loss.params.margin: {type: float, min: 0.1, max: 0.4}
+        loss.params.beta: {type: choice, values: [0.6, 1.2]}
+        optimizer.learning_rate: {type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}
+        sampler.samples_per_class: {type: choice, values: [2, 4, 5]}
+        model.embedding_dim: {type: choice, values: [64, 128]}
+        loss.class: {type: choice, values: [MarginLoss, TripletLoss]}
+
+Each trial is the recipe with the sampled values substituted, built and trained by
+the same code as ``train.py``; the objective comes from the evaluation callback
+(``val_recall_at_1``, ``val_map_at_r``, …). Results live in
+``<run_dir>/<name>-tune/``: rerunning the same command resumes the search (finished
+trials are reloaded, not retrained). The search ends with a summary table and the
+best trial's full recipe written to ``<run_dir>/<name>-tune/best.yaml``.
+"""
+
+import argparse
+import copy
+import os
+
+import keras_tuner
+
+from tfdml.training.config import ConfigError, dump_config, load_config, validate
+from tfdml.training.runner import Setup
+
+ALGORITHMS = ("random", "bayesian", "hyperband")
+
+
+def set_path(config, path, value):
+    node = config
+    keys = path.split(".")
+    for key in keys[:-1]:
+        if not isinstance(node.get(key), dict):
+            raise ConfigError(f"tune.space key {path!r} does not name a config key.")
+        node = node[key]
+    if keys[-1] not in node and not path.split(".")[-2:-1] == ["params"]:
+        raise ConfigError(f"tune.space key {path!r} does not name a config key.")
+    node[keys[-1]] = value
+
+
+def declare(hp, path, spec):
+    """Declare one hyperparameter named ``path`` from its ``spec`` mapping."""
+    kind = spec.get("type")
+    if kind == "float":
+        return hp.Float(path, spec["min"], spec["max"], sampling=spec.get("sampling", "linear"))
+    if kind == "int":
+        return hp.Int(path, spec["min"], spec["max"], step=spec.get("step", 1))
+    if kind == "choice":
+        return hp.Choice(path, spec["values"])
+    if kind == "boolean":
+        return hp.Boolean(path)
+    raise ConfigError(f"tune.space[{path!r}].type must be float, int, choice or boolean; got {kind!r}.")
+
+
+def trial_config(config, hp):
+    trial = copy.deepcopy(config)
+    for path, spec in config["tune"]["space"].items():
+        set_path(trial, path, declare(hp, path, spec))
+    trial["epochs"] = config["tune"]["epochs"] or config["epochs"]
+    return validate(trial)
+
+
+class RecipeHyperModel(keras_tuner.HyperModel):
+    """Builds and trains one trial of the recipe (data, sampler, model and loss are all per trial)."""
+
+    def __init__(self, config, verbose):
+        super().__init__(name=config["name"])
+        self.config = config
+        self.verbose = verbose
+        self.setup = None
+
+    def build(self, hp):
+        self.setup = Setup(trial_config(self.config, hp))
+        return self.setup.model
+
+    def fit(self, hp, model, *args, callbacks=None, **kwargs):
+        setup = self.setup
+        return model.fit(
+            setup.batches,
+            epochs=setup.config["epochs"],
+            steps_per_epoch=setup.steps_per_epoch,
+            callbacks=[setup.evaluation_callback(every_n_epochs=1), *(callbacks or [])],
+            verbose=self.verbose,
+        )
+
+
+def make_tuner(config, directory, verbose):
+    tune_config = config["tune"]
+    algorithm = tune_config["algorithm"]
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"tune.algorithm must be one of {ALGORITHMS}; got {algorithm!r}.")
+    if not tune_config["space"]:
+        raise ConfigError("tune.space is empty: declare at least one hyperparameter in the recipe.")
+    common = dict(
+        hypermodel=RecipeHyperModel(config, verbose),
+        objective=keras_tuner.Objective(tune_config["objective"], direction="max"),
+        directory=directory,
+        project_name="search",
+        overwrite=False,
+        seed=config["seed"],
+    )
+    if algorithm == "random":
+        return keras_tuner.RandomSearch(max_trials=tune_config["max_trials"], **common)
+    if algorithm == "bayesian":
+        return keras_tuner.BayesianOptimization(max_trials=tune_config["max_trials"], **common)
+    return keras_tuner.Hyperband(max_epochs=tune_config["epochs"] or config["epochs"], **common)
+
+
+def summary_table(tuner, objective, num_trials):
+    trials = tuner.oracle.get_best_trials(num_trials)
+    paths = list(tuner.hypermodel.config["tune"]["space"])
+    header = f"{'trial':<8}{objective:>18}  " + "  ".join(paths)
+    lines = [header]
+    for trial in trials:
+        score = trial.score if trial.score is not None else float("nan")
+        values = "  ".join(f"{trial.hyperparameters.values.get(p)!s:>{len(p)}}" for p in paths)
+        lines.append(f"{trial.trial_id:<8}{score:>18.4f}  {values}")
+    return "\n".join(lines)
+
+
+def tune(config, verbose=1):
+    """Run (or resume) the recipe's search; return ``(best_config, summary_table_text)``."""
+    directory = os.path.join(config["run_dir"], f"{config['name']}-tune")
+    tuner = make_tuner(config, directory, verbose)
+    tuner.search()
+    best_hp = tuner.get_best_hyperparameters(1)[0]
+    best = trial_config(config, best_hp)
+    dump_config(best, os.path.join(directory, "best.yaml"))
+    table = summary_table(tuner, config["tune"]["objective"], config["tune"]["max_trials"])
+    print(table)
+    print(f"\nBest recipe written to {os.path.join(directory, 'best.yaml')}")
+    return best, table
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="keras-tuner search over a tfdml recipe's tune.space.")
+    parser.add_argument("recipe")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    tune(load_config(args.recipe, args.overrides))
+
+
+if __name__ == "__main__":
+    main()
