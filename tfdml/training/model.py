@@ -57,9 +57,11 @@ class MetricLearningModel(keras.Model):
         self.loss_parameters = loss.parameters if isinstance(loss, ParametricDMLLoss) else None
         self.loss_optimizer = None
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        # Both parts are built already (a functional model, eagerly created loss variables);
+        # BackupAndRestore needs a built model before fit.
+        self.built = True
 
     def build(self, input_shape=None):
-        # Both parts are built at construction (a functional model, eager loss variables).
         self.built = True
 
     def call(self, inputs, training=False):

@@ -16,6 +16,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+import yaml
 
 from tfdml import data as tfdml_data
 from tfdml import evaluation, losses, mining, sampling
@@ -23,8 +24,6 @@ from tfdml.export import export_embedding_model
 from tfdml.models import build_embedding_model
 from tfdml.training.config import ConfigError, dump_config
 from tfdml.training.model import MetricLearningModel
-
-import yaml
 
 
 class EpochJSONLogger(keras.callbacks.Callback):
@@ -75,8 +74,8 @@ def _construct(module, section, kind, **available):
             params[key] = value
     try:
         return cls(**params)
-    except TypeError as error:
-        raise ConfigError(f"{kind}.params for {name}: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{kind} ({name}): {error}") from None
 
 
 def build_loss(config, num_classes, num_images):
@@ -120,7 +119,7 @@ def build_optimizer(config):
 
 def image_batches(images, batch_size=256):
     """Images of a ``LabelledImages`` in index order, batched (for embedding a whole split)."""
-    return tf.data.Dataset.range(len(images)).map(images.load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    return images.dataset(batch_size=batch_size).map(lambda image, label: image)
 
 
 def embed(model, images):
@@ -203,8 +202,7 @@ class Setup:
     def evaluation_callback(self, every_n_epochs=None):
         evaluation_config = self.config["evaluation"]
         return evaluation.RetrievalEvaluation(
-            image_batches(self.test_data),
-            self.test_data.labels,
+            self.test_data.dataset(batch_size=256),
             embedding_model=self.embedder,
             every_n_epochs=every_n_epochs or evaluation_config["every_n_epochs"],
             metrics=evaluation_config["metrics"],
@@ -235,7 +233,8 @@ def train(config, verbose=1):
         EpochJSONLogger(os.path.join(run_dir, "metrics.jsonl")),
     ]
     setup.model.fit(
-        setup.batches, epochs=config["epochs"], steps_per_epoch=setup.steps_per_epoch, callbacks=callbacks, verbose=verbose
+        setup.batches, epochs=config["epochs"], steps_per_epoch=setup.steps_per_epoch, callbacks=callbacks,
+        shuffle=False, verbose=verbose
     )
     rows["trained"] = setup.evaluate()
     export_path = export_embedding_model(
