@@ -8,6 +8,9 @@ import argparse
 import os
 import sys
 
+# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) is noise for a CPU training run.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 DEFAULT_RECIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipelines", "digits_margin.yaml")
 
 # Convenience flags: each is shorthand for one --set key.

@@ -4,10 +4,11 @@ A miner maps ``(embeddings, labels)`` of a batch to index tuples into that batch
 in-graph and vectorised (it runs inside the loss's ``tf.function``). Tuples are
 returned as :class:`Triplets`: three int32 index vectors of equal length; pair
 losses read ``(anchor, positive)`` as positive pairs and ``(anchor, negative)``
-as negative pairs. Random choices come from the miner's own
-``tf.random.Generator`` seeded with ``seed``, so mining is reproducible.
+as negative pairs. Random choices come from the miner's :class:`ReplicaConsistentRandom`,
+seeded with ``seed``, so mining is reproducible.
 """
 
+import random
 from typing import NamedTuple
 
 import keras
@@ -22,27 +23,48 @@ class Triplets(NamedTuple):
     negatives: tf.Tensor
 
 
+class ReplicaConsistentRandom:
+    """Stateless random numbers from ``(seed, counter)``, identical on every replica.
+
+    Under ``tf.distribute`` each replica mines the same all-gathered global batch, so
+    all replicas must draw the same random numbers (a ``tf.random.Generator`` would give
+    each replica its own stream, and the replicas would then disagree on the tuples).
+    The counter is a variable aggregated ``ONLY_FIRST_REPLICA`` (like an optimizer's
+    step count): create the miner inside ``strategy.scope()``, as Keras objects are.
+    """
+
+    def __init__(self, seed=None):
+        self.seed = random.randrange(2**31) if seed is None else int(seed)
+        self.counter = tf.Variable(
+            0,
+            dtype=tf.int64,
+            trainable=False,
+            name="miner_random_counter",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+
+    def next_seed(self):
+        count = self.counter.assign_add(1)
+        return tf.stack([tf.constant(self.seed, tf.int64), tf.convert_to_tensor(count)])
+
+    def make_seeds(self, count=1):
+        """``(2, count)`` int64 seeds for ``tf.random.stateless_*`` ops (as ``tf.random.Generator.make_seeds``)."""
+        return tf.random.stateless_uniform([2, count], seed=self.next_seed(), minval=None, maxval=None, dtype=tf.int64)
+
+    def uniform(self, shape, minval=0.0, maxval=1.0, dtype=tf.float32):
+        return tf.random.stateless_uniform(shape, seed=self.next_seed(), minval=minval, maxval=maxval, dtype=dtype)
+
+
 class Miner:
     """Base tuple miner: ``miner(embeddings, labels) -> Triplets``.
 
     Args:
-        seed: seed of the miner's random generator (``None``: nondeterministic).
+        seed: seed of the miner's random numbers (``None``: a random seed).
     """
 
     def __init__(self, seed=None):
         self.seed = seed
-        self._generator = None
-
-    @property
-    def generator(self):
-        # Created lazily so the generator's state variable lives in the strategy scope of first use.
-        if self._generator is None:
-            self._generator = (
-                tf.random.Generator.from_non_deterministic_state()
-                if self.seed is None
-                else tf.random.Generator.from_seed(self.seed)
-            )
-        return self._generator
+        self.generator = ReplicaConsistentRandom(seed)
 
     def __call__(self, embeddings, labels):
         return self.mine(tf.cast(embeddings, tf.float32), tf.reshape(tf.cast(labels, tf.int32), [-1]))

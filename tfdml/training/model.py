@@ -30,12 +30,19 @@ import tensorflow as tf
 from tfdml.losses.base import DMLLoss, ParametricDMLLoss
 
 
+@tf.custom_gradient
+def dense_gradient(x):
+    """Identity whose gradient is dense: ``all_gather``'s gradient cannot take the ``IndexedSlices``
+    that miners' ``tf.gather`` produce."""
+    return tf.identity(x), lambda upstream: tf.convert_to_tensor(upstream)
+
+
 def gather_global_batch(labels, embeddings):
     """All-gather ``(labels, embeddings)`` over the replicas in sync (identity on one replica)."""
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return labels, embeddings
-    return context.all_gather(labels, axis=0), context.all_gather(embeddings, axis=0)
+    return context.all_gather(labels, axis=0), dense_gradient(context.all_gather(embeddings, axis=0))
 
 
 @keras.saving.register_keras_serializable(package="tfdml")

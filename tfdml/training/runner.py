@@ -42,11 +42,42 @@ class EpochJSONLogger(keras.callbacks.Callback):
 
 
 def make_strategy(name):
+    """The recipe's ``distribute.strategy``; create it before any other TF work (collectives need that)."""
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def distribute_batches(strategy, batches, global_batch_size):
+    """Give each replica its consecutive slice of every global batch (replica order = all-gather order).
+
+    Samplers build whole global batches (the class structure is a property of the global
+    batch), so every input pipeline builds the same global batches from the same seed and
+    keeps its own part; ``all_gather`` in the loss reassembles the batch in order.
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return batches
+
+    def pipeline(context):
+        per_pipeline = global_batch_size // context.num_input_pipelines
+        start = context.input_pipeline_id * per_pipeline
+        sliced = batches.map(lambda images, labels: (images[start : start + per_pipeline], labels[start : start + per_pipeline]))
+        return sliced.unbatch().batch(context.get_per_replica_batch_size(global_batch_size), drop_remainder=True)
+
+    if global_batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(
+            f"sampler.batch_size={global_batch_size} must be divisible by the {strategy.num_replicas_in_sync} replicas."
+        )
+    return strategy.distribute_datasets_from_function(pipeline)
 
 
 def load_split(config, split):
@@ -136,8 +167,11 @@ def evaluate_embeddings(embeddings, labels, config):
     )
 
 
-def prepare_run_dir(config):
+def prepare_run_dir(config, chief=True, task_id=0):
     run_dir = os.path.join(config["run_dir"], config["name"])
+    if not chief:
+        # Workers other than the chief keep their own backups and logs beside the chief's.
+        run_dir = os.path.join(run_dir, f"worker-{task_id}")
     os.makedirs(run_dir, exist_ok=True)
     saved = os.path.join(run_dir, "config.yaml")
     if os.path.exists(saved):
@@ -171,6 +205,7 @@ class Setup:
 
     def __init__(self, config, strategy=None):
         self.config = config
+        strategy = strategy or make_strategy(config["distribute"]["strategy"])
         self.train_data = load_split(config, config["data"]["train_split"])
         self.test_data = load_split(config, config["data"]["test_split"])
         self.sampler = build_sampler(config, self.train_data)
@@ -179,9 +214,10 @@ class Setup:
             preprocess = tfdml_data.augmentation(
                 config["data"]["augmentation"], size=config["data"]["image_size"], seed=config["seed"]
             )
-        self.batches = sampling.batches(self.train_data, self.sampler, preprocess=preprocess)
+        self.batches = distribute_batches(
+            strategy, sampling.batches(self.train_data, self.sampler, preprocess=preprocess), self.sampler.batch_size
+        )
         self.steps_per_epoch = config["steps_per_epoch"] or self.sampler.batches_per_epoch
-        strategy = strategy or make_strategy(config["distribute"]["strategy"])
         with strategy.scope():
             image_shape = tuple(int(s) for s in self.train_data.load(tf.constant(0, tf.int64)).shape)
             model_config = config["model"]
@@ -216,12 +252,15 @@ class Setup:
 
 def train(config, verbose=1):
     """Train, evaluate and export one recipe; return ``{"metrics": rows, "export_path": path, "run_dir": dir}``."""
+    strategy = make_strategy(config["distribute"]["strategy"])
     keras.utils.set_random_seed(config["seed"])
     if config["model"]["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    run_dir = prepare_run_dir(config)
+    chief = is_chief(strategy)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    run_dir = prepare_run_dir(config, chief, getattr(resolver, "task_id", 0))
     started = time.time()
-    setup = Setup(config)
+    setup = Setup(config, strategy)
     rows = {"raw pixels": setup.evaluate(raw_pixels(setup.test_data)), "untrained": setup.evaluate()}
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
@@ -237,11 +276,13 @@ def train(config, verbose=1):
         shuffle=False, verbose=verbose
     )
     rows["trained"] = setup.evaluate()
+    setup.embedder.save_weights(os.path.join(run_dir, "final.weights.h5"))
+    if not chief:
+        return {"metrics": rows, "export_path": None, "run_dir": run_dir}
     export_path = export_embedding_model(
         setup.embedder, config["export"]["dir"], config["name"], config["export"]["version"]
     )
-    if verbose:
-        print(f"\nHeld-out classes ({setup.test_data.name}, {len(setup.test_data)} images):")
-        print(format_table(rows))
-        print(f"\nExported SavedModel to {export_path} ({time.time() - started:.0f} s in all)")
+    print(f"\nHeld-out classes ({setup.test_data.name}, {len(setup.test_data)} images):")
+    print(format_table(rows))
+    print(f"\nExported SavedModel to {export_path} ({time.time() - started:.0f} s in all)")
     return {"metrics": rows, "export_path": export_path, "run_dir": run_dir}
