@@ -1,0 +1,86 @@
+"""Angular loss (Wang et al., 2017) on top of the N-pair loss."""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfdml.losses.npair import NPairLoss
+from tfdml.masks import negative_mask, positive_mask
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class AngularLoss(NPairLoss):
+    """N-pair loss on unnormalised embeddings plus the angular constraint on normalised ones.
+
+    For every ordered positive pair ``(a, p)`` and negatives ``n`` (``y_n ≠ y_a``), with
+    ``φ = φ* / ‖φ*‖``:
+
+    ```
+    f_apn = 4 tan²(α) (φ_a + φ_p)ᵀ φ_n − 2 (1 + tan²(α)) φ_aᵀ φ_p
+    L = L_npair(φ*) + λ · mean_{(a,p)} log(1 + Σ_n exp(f_apn))
+    ```
+
+    Wang et al., "Deep Metric Learning with Angular Loss", ICCV 2017 (the N-pair form);
+    Roth et al. 2020, supplementary A.1, Eq. 5 (whose extracted text misprints the
+    last term as ``φ_aᵀφ_n``; Wang's ``φ_aᵀφ_p`` is used). ``y_pred`` are the unnormalised
+    embeddings (model built with ``normalize=False``); the angular term normalises them
+    itself. Tuples are built as in :class:`NPairLoss` (every positive pair, all other
+    classes as negatives).
+
+    The sum over negatives is computed as a ``b × b`` matrix product of per-row-stabilised
+    exponentials (no ``b × b × b`` tensor); it stays accurate for ``α`` up to about 65°,
+    beyond which the smallest terms underflow in float32 (the loss stays finite).
+
+    Args:
+        alpha: angular margin ``α`` in degrees, in ``(0, 90)`` (Roth et al.: 45).
+        angular_weight: weight ``λ`` of the angular term (Roth et al.: 2).
+        nu: weight ``ν`` of the N-pair squared-norm regulariser (Roth et al.: 0.005).
+        name: name of the loss instance.
+
+    Example:
+
+    >>> loss = tfdml.losses.AngularLoss()
+    >>> loss(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
+    """
+
+    def __init__(self, alpha=45.0, angular_weight=2.0, nu=0.005, name="angular_loss", **kwargs):
+        super().__init__(nu=nu, name=name, **kwargs)
+        if not 0.0 < alpha < 90.0:
+            raise ValueError(f"AngularLoss: alpha is an angle in degrees in (0, 90); got {alpha}.")
+        if angular_weight < 0:
+            raise ValueError(f"AngularLoss: angular_weight must be >= 0; got {angular_weight}.")
+        self.alpha = float(alpha)
+        self.angular_weight = float(angular_weight)
+
+    def compute(self, labels, embeddings):
+        npair = super().compute(labels, embeddings)
+        return npair + self.angular_weight * self.angular_term(labels, tf.math.l2_normalize(embeddings, axis=1))
+
+    def angular_term(self, labels, normalized):
+        """``mean_{(a,p)} log(1 + Σ_n exp(f_apn))`` on L2-normalised embeddings."""
+        tan_sq = math.tan(math.radians(self.alpha)) ** 2
+        similarity = tf.matmul(normalized, normalized, transpose_b=True)
+        negatives = negative_mask(labels)
+        positives = positive_mask(labels)
+        has_negative = tf.reduce_any(negatives, axis=1)
+        # Σ_n exp(c S_an + c S_pn) = Σ_n W_an W_pn · exp(m_a + m_p) with W = exp(c S − m) over
+        # negatives; p shares a's class, so a's negative mask is also p's.
+        scaled = 4.0 * tan_sq * similarity
+        row_max = tf.where(has_negative, tf.reduce_max(tf.where(negatives, scaled, scaled.dtype.min), axis=1), 0.0)
+        # Masked before exp: a same-class entry above the row max would overflow and poison the gradient.
+        weights = tf.exp(tf.where(negatives, scaled - row_max[:, tf.newaxis], -np.inf))
+        # Floored so a fully underflowed sum (α near 90°) gives a finite log with zero gradient.
+        smallest_normal = np.finfo(similarity.dtype.as_numpy_dtype).tiny
+        pair_sums = tf.maximum(tf.matmul(weights, weights, transpose_b=True), smallest_normal)
+        negative_lse = tf.math.log(pair_sums) + row_max[:, tf.newaxis] + row_max[tf.newaxis, :]
+        tuple_losses = tf.math.softplus(negative_lse - 2.0 * (1.0 + tan_sq) * similarity)
+        valid = tf.logical_and(positives, has_negative[:, tf.newaxis])
+        return tf.math.divide_no_nan(
+            tf.reduce_sum(tf.where(valid, tuple_losses, 0.0)),
+            tf.reduce_sum(tf.cast(positives, similarity.dtype)),
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "angular_weight": self.angular_weight}

@@ -1,0 +1,95 @@
+"""Multi-similarity loss (Wang et al., 2019) with soft pair weighting on cosine similarity."""
+
+import keras
+import tensorflow as tf
+
+from tfdml.losses.base import DMLLoss
+from tfdml.losses.npair import log1p_sum_exp
+from tfdml.losses.tuples import resolve_miner
+from tfdml.mining.base import Triplets, serialize_miner
+from tfdml.mining.multi_similarity import MultiSimilarityMiner, PairMasks
+
+
+def pair_masks_from_triplets(triplets, batch_size):
+    """Boolean ``(b, b)`` masks holding each triplet's ``(anchor, positive)`` and ``(anchor, negative)`` pair."""
+    shape = tf.stack([batch_size, batch_size])
+
+    def scatter(rows, cols):
+        indices = tf.stack([rows, cols], axis=1)
+        return tf.scatter_nd(indices, tf.ones_like(rows), shape) > 0
+
+    return PairMasks(scatter(triplets.anchors, triplets.positives), scatter(triplets.anchors, triplets.negatives))
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class MultiSimilarityLoss(DMLLoss):
+    """Multi-similarity loss: softly weighted positive and negative pairs per anchor.
+
+    With cosine similarities ``S_ij = φ̂_iᵀφ̂_j`` of the L2-normalised embeddings and the
+    mined positive/negative partners ``P_i``/``N_i`` of anchor ``i``:
+
+    ```
+    L = (1/b) Σ_i [ (1/α) log(1 + Σ_{j ∈ P_i} exp(−α (S_ij − λ)))
+                  + (1/β) log(1 + Σ_{k ∈ N_i} exp( β (S_ik − λ))) ]
+    ```
+
+    Wang et al., "Multi-Similarity Loss with General Pair Weighting for Deep Metric
+    Learning", CVPR 2019; Roth et al. 2020, supplementary A.1, Eq. 12. Unmined pairs are
+    left out of the sums (Eq. 11's "0 otherwise" means "not selected"); an empty sum adds
+    ``log 1 = 0``. Both sums are log-sum-exps, so ``β = 40`` cannot overflow. ``y_pred`` may
+    be normalised or not: the loss normalises.
+
+    Args:
+        alpha: positive-pair scale ``α`` (Roth et al.: 2).
+        beta: negative-pair scale ``β`` (Roth et al.: 40).
+        threshold: similarity offset ``λ`` (Roth et al.: 0.5).
+        miner: default ``MultiSimilarityMiner(epsilon=0.1)`` (Roth et al.); with
+            ``epsilon=float("inf")`` every pair of an anchor that has both a positive and a
+            negative is kept. Any miner works: one returning
+            :class:`~tfdml.mining.multi_similarity.PairMasks` is used as is, one returning
+            ``Triplets`` contributes its ``(anchor, positive)``/``(anchor, negative)`` pairs.
+        name: name of the loss instance.
+
+    Example:
+
+    >>> loss = tfdml.losses.MultiSimilarityLoss()
+    >>> loss(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
+    """
+
+    def __init__(self, alpha=2.0, beta=40.0, threshold=0.5, miner=None, name="multi_similarity_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if alpha <= 0 or beta <= 0:
+            raise ValueError(f"MultiSimilarityLoss: alpha and beta must be > 0; got alpha={alpha}, beta={beta}.")
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.threshold = float(threshold)
+        self.miner = resolve_miner(miner, MultiSimilarityMiner)
+
+    def compute(self, labels, embeddings):
+        normalized = tf.math.l2_normalize(embeddings, axis=1)
+        similarity = tf.matmul(normalized, normalized, transpose_b=True)
+        masks = self.mine(normalized, labels)
+        positive_terms = log1p_sum_exp(-self.alpha * (similarity - self.threshold), masks.positives) / self.alpha
+        negative_terms = log1p_sum_exp(self.beta * (similarity - self.threshold), masks.negatives) / self.beta
+        return tf.reduce_mean(positive_terms + negative_terms)
+
+    def mine(self, normalized, labels):
+        """The pairs entering the sums, as :class:`PairMasks`."""
+        mined = self.miner(normalized, labels)
+        if isinstance(mined, Triplets):
+            return pair_masks_from_triplets(mined, tf.shape(labels)[0])
+        if isinstance(mined, PairMasks):
+            return mined
+        raise TypeError(
+            f"MultiSimilarityLoss: miner {type(self.miner).__name__} returned {type(mined).__name__}; "
+            "expected PairMasks or Triplets."
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "threshold": self.threshold,
+            "miner": serialize_miner(self.miner),
+        }

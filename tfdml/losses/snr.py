@@ -1,0 +1,83 @@
+"""Signal-to-noise-ratio triplet loss (Yuan et al., 2019)."""
+
+import keras
+import tensorflow as tf
+
+from tfdml.losses.base import DMLLoss
+from tfdml.losses.tuples import mean_or_zero, resolve_miner
+from tfdml.mining.base import serialize_miner
+from tfdml.mining.distance_weighted import DistanceWeightedMiner
+
+
+def snr_distance(embeddings, anchors, others):
+    """``d_S(a, j) = var(φ_j − φ_a) / var(φ_a)`` per index pair, variances over the embedding dimensions.
+
+    The noise-to-signal variance ratio; 0 (with a zero gradient) for a constant anchor vector.
+    """
+    anchor_embeddings = tf.gather(embeddings, anchors)
+    noise = tf.gather(embeddings, others) - anchor_embeddings
+    signal = tf.math.reduce_variance(anchor_embeddings, axis=1)
+    return tf.math.divide_no_nan(tf.math.reduce_variance(noise, axis=1), signal)
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class SNRLoss(DMLLoss):
+    """Triplet loss on the signal-to-noise-ratio distance, with a zero-mean regulariser.
+
+    For mined triplets ``T`` on L2-normalised embeddings ``φ`` of dimension ``D``:
+
+    ```
+    d_S(i, j) = var(φ_j − φ_i) / var(φ_i)        (variance over the D components)
+    L = (1/|T|) Σ_{(a,p,n) ∈ T} [d_S(a, p) − d_S(a, n) + γ]_+ + (λ/b) Σ_{i ∈ B} |Σ_m φ_{i,m}|
+    ```
+
+    Yuan et al., "Signal-to-Noise Ratio: A Robust Distance Metric for Deep Metric
+    Learning", CVPR 2019; Roth et al. 2020, supplementary A.1, Eq. 15 (its extracted text
+    drops the squares and means of the variances; Yuan's variance ratio is used). The
+    triplet sum is averaged over ``T`` as in Roth et al.'s Eq. 2 (Eq. 15 writes a plain
+    sum; their code divides by the number of active triplets, and by zero when there is
+    none). Their code also silently sets ``λ = 0`` with the distance-weighted miner; here
+    ``λ`` always applies. No triplet gives the regulariser alone.
+
+    R-SNR (Roth et al. 2020, §5.1): give the miner ``p_switch > 0``; a switched triplet
+    ``(a, a, p)`` has ``d_S(a, a) = 0`` and pushes the same-class ``p`` away from ``a``.
+    ``y_pred`` may be normalised or not: the loss normalises (and mines on the normalised
+    embeddings).
+
+    Args:
+        margin: margin ``γ`` (Roth et al.: 0.2).
+        regularization: weight ``λ`` of the zero-mean regulariser (Roth et al.: 0.005).
+        miner: a triplet miner (default ``DistanceWeightedMiner()``, Roth et al.'s "SNR (D)").
+        name: name of the loss instance.
+
+    Example:
+
+    >>> loss = tfdml.losses.SNRLoss()                                            # SNR (D)
+    >>> r_snr = tfdml.losses.SNRLoss(miner=tfdml.mining.DistanceWeightedMiner(p_switch=0.35))
+    >>> loss(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
+    """
+
+    def __init__(self, margin=0.2, regularization=0.005, miner=None, name="snr_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if regularization < 0:
+            raise ValueError(f"SNRLoss: regularization must be >= 0; got {regularization}.")
+        self.margin = float(margin)
+        self.regularization = float(regularization)
+        self.miner = resolve_miner(miner, DistanceWeightedMiner)
+
+    def compute(self, labels, embeddings):
+        normalized = tf.math.l2_normalize(embeddings, axis=1)
+        triplets = self.miner(normalized, labels)
+        anchor_positive = snr_distance(normalized, triplets.anchors, triplets.positives)
+        anchor_negative = snr_distance(normalized, triplets.anchors, triplets.negatives)
+        ranking = mean_or_zero(tf.nn.relu(anchor_positive - anchor_negative + self.margin))
+        zero_mean = tf.reduce_mean(tf.abs(tf.reduce_sum(normalized, axis=1)))
+        return ranking + self.regularization * zero_mean
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "margin": self.margin,
+            "regularization": self.regularization,
+            "miner": serialize_miner(self.miner),
+        }

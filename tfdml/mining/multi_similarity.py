@@ -1,0 +1,70 @@
+"""Multi-similarity pair mining (Wang et al., 2019): informative pairs by cosine similarity."""
+
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from tfdml.masks import negative_mask, positive_mask
+from tfdml.mining.base import Miner
+
+
+class PairMasks(NamedTuple):
+    """Boolean ``(b, b)`` masks of mined pairs: row ``i`` holds anchor ``i``'s selected partners."""
+
+    positives: tf.Tensor
+    negatives: tf.Tensor
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class MultiSimilarityMiner(Miner):
+    """Keeps the pairs that violate the multi-similarity margin ``ε``.
+
+    With cosine similarities ``S_ij = φ̂_iᵀφ̂_j`` of the L2-normalised embeddings, for each
+    anchor ``a``:
+
+    ```
+    negative (a, n) kept  ⇔  S_an + ε > min_{p: y_p = y_a, p ≠ a} S_ap
+    positive (a, p) kept  ⇔  S_ap − ε < max_{n: y_n ≠ y_a} S_an
+    ```
+
+    Wang et al., "Multi-Similarity Loss with General Pair Weighting for Deep Metric
+    Learning", CVPR 2019 (pair mining); Roth et al. 2020, supplementary A.1, Eq. 11.
+    An anchor without positives keeps no negatives and one without negatives keeps no
+    positives (the min/max over an empty set is ``+∞``/``−∞``). Deterministic: no random
+    choice, so ``seed`` is unused and kept only for the miner interface.
+
+    Unlike triplet miners this returns :class:`PairMasks` (``positives``, ``negatives``:
+    boolean ``(b, b)``), which :class:`tfdml.losses.MultiSimilarityLoss` consumes.
+
+    Args:
+        epsilon: margin ``ε`` of the mining rule (Roth et al.: 0.1).
+
+    Example:
+
+    >>> miner = tfdml.mining.MultiSimilarityMiner(epsilon=0.1)
+    >>> masks = miner(tf.random.normal((8, 16)), tf.constant([0, 0, 1, 1, 2, 2, 3, 3]))
+    >>> masks.positives.shape, masks.negatives.shape
+    (TensorShape([8, 8]), TensorShape([8, 8]))
+    """
+
+    def __init__(self, epsilon=0.1, seed=None):
+        super().__init__(seed=seed)
+        if epsilon < 0:
+            raise ValueError(f"MultiSimilarityMiner: epsilon must be >= 0; got {epsilon}.")
+        self.epsilon = float(epsilon)
+
+    def mine(self, embeddings, labels):
+        normalized = tf.math.l2_normalize(embeddings, axis=1)
+        similarity = tf.stop_gradient(tf.matmul(normalized, normalized, transpose_b=True))
+        positives = positive_mask(labels)
+        negatives = negative_mask(labels)
+        hardest_positive = tf.reduce_min(tf.where(positives, similarity, float("inf")), axis=1, keepdims=True)
+        hardest_negative = tf.reduce_max(tf.where(negatives, similarity, float("-inf")), axis=1, keepdims=True)
+        return PairMasks(
+            positives=tf.logical_and(positives, similarity - self.epsilon < hardest_negative),
+            negatives=tf.logical_and(negatives, similarity + self.epsilon > hardest_positive),
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
