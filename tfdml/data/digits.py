@@ -1,0 +1,45 @@
+"""scikit-learn's handwritten digits as a tiny class-disjoint metric-learning set."""
+
+import numpy as np
+import sklearn.datasets
+import tensorflow as tf
+
+from tfdml.data.base import LabelledImages, class_disjoint_split
+
+_MAX_PIXEL = 16.0
+_FIRST_TEST_DIGIT = 5
+
+
+def digits(*, split="train", image_size=32):
+    """The 1,797 8×8 digits of ``sklearn.datasets.load_digits``, split by class.
+
+    ``"train"`` holds digits 0–4, ``"test"`` digits 5–9 (class-disjoint, as in DML
+    benchmarks), ``"all"`` every digit. Labels are the digits themselves; there are
+    no categories. Pixel values 0–16 are scaled to float32 in [0, 255], one channel.
+    The images are resized once (bilinear, antialiased) to ``image_size × image_size``
+    and kept in memory; ``image_size=None`` keeps 8×8.
+
+    Example:
+
+    >>> train = digits(split="train", image_size=32)
+    >>> len(train), train.load(tf.constant(0, tf.int64)).shape
+    (901, TensorShape([32, 32, 1]))
+    """
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+        raise ValueError(f"digits: image_size must be a positive int or None, got {image_size!r}")
+    bunch = sklearn.datasets.load_digits()
+    labels = bunch.target.astype(np.int64)
+    indices = class_disjoint_split(labels, split, _FIRST_TEST_DIGIT, "digits")
+    images = tf.constant(bunch.images[indices, :, :, None] * (255.0 / _MAX_PIXEL), dtype=tf.float32)
+    if image_size is not None:
+        images = tf.image.resize(images, [image_size, image_size], antialias=True)
+
+    def load(index):
+        return tf.gather(images, index)
+
+    return LabelledImages(
+        name=f"digits/{split}",
+        labels=labels[indices],
+        load=load,
+        class_names=[str(digit) for digit in range(10)],
+    )

@@ -1,0 +1,113 @@
+"""Omniglot's two "background small" zips: alphabet = category, character = class."""
+
+import pathlib
+import zipfile
+
+import numpy as np
+import tensorflow as tf
+
+from tfdml.data import images
+from tfdml.data.base import LabelledImages, class_disjoint_split
+
+ZIP_NAMES = ("images_background_small1.zip", "images_background_small2.zip")
+
+
+def omniglot(root, *, split="train", image_size=None, invert=True, validate="decode"):
+    """Omniglot (Lake et al. 2015) from ``images_background_small1.zip`` and ``…small2.zip``.
+
+    The zips are read into memory (4,840 small PNGs). Greek and Latin are in both
+    zips with the same drawings and are kept once, leaving 8 alphabets, 242
+    characters and 20 drawings of each. Each alphabet is a category and each
+    character a class, with class ids unique across alphabets.
+
+    Splits are class-disjoint by alphabet: ``"train"`` holds the alphabets of
+    ``small1`` (Balinese, Early_Aramaic, Greek, Korean, Latin: 136 characters),
+    ``"test"`` the alphabets found only in ``small2`` (Japanese_(katakana), Sanskrit,
+    Tagalog: 106 characters), ``"all"`` both. Ids are numbered train alphabets first
+    (each group in name order), so train classes are 0–135 and test 136–241,
+    train categories 0–4 and test 5–7.
+
+    Images are 105×105, one channel. ``invert=True`` (default) makes strokes 255 on a
+    0 background, so zero padding and resizing treat the background as empty.
+    ``image_size`` resizes them (area interpolation, float32) e.g. to 28 for fast CPU
+    recipes; ``None`` keeps 105×105 uint8. With a resizing augmentation (e.g.
+    ``Augmentation("base", size=28)``) keep ``None``, so each image is resized once.
+
+    Args:
+        root: folder holding the two zips.
+        split: ``"train"``, ``"test"`` or ``"all"``.
+        image_size: output side, or ``None``.
+        invert: whether to make strokes bright.
+        validate: ``"decode"``, ``"header"`` or ``"none"``; undecodable PNGs are
+            skipped with a warning and listed in ``skipped``.
+
+    Example:
+
+    >>> train = omniglot("../shared/data/omniglot", split="train", image_size=28)
+    >>> len(train), len(set(train.labels)), len(set(train.categories))
+    (2720, 136, 5)
+    """
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+        raise ValueError(f"omniglot: image_size must be a positive int or None, got {image_size!r}")
+    members, train_alphabets = _read_zips(pathlib.Path(root))
+    alphabets = sorted(train_alphabets) + sorted({a for a, _, _ in members} - train_alphabets)
+    characters = sorted({(a, c) for a, c, _ in members}, key=lambda ac: (alphabets.index(ac[0]), ac[1]))
+    class_ids = {ac: i for i, ac in enumerate(characters)}
+    keys = sorted(members, key=lambda key: (class_ids[key[:2]], key[2]))
+    labels = np.array([class_ids[key[:2]] for key in keys], dtype=np.int64)
+    categories = np.array([alphabets.index(key[0]) for key in keys], dtype=np.int64)
+    encoded = [members[key] for key in keys]
+
+    readable = images.decodable(encoded, from_files=False, channels=1, mode=validate)
+    skipped = tuple("/".join(key) for key, ok in zip(keys, readable) if not ok)
+    images.report_skipped(f"omniglot/{split}", skipped, len(keys))
+    decode = images.decoding(images.bytes_table([e for e, ok in zip(encoded, readable) if ok]), channels=1)
+
+    def load(index):
+        image = decode(index)
+        if invert:
+            image = 255 - image
+        if image_size is not None:
+            image = tf.image.resize(image, [image_size, image_size], method="area")
+        return image
+
+    collection = LabelledImages(
+        name="omniglot",
+        labels=labels[readable],
+        load=load,
+        categories=categories[readable],
+        class_names=["/".join(ac) for ac in characters],
+        category_names=alphabets,
+        skipped=skipped,
+    )
+    name = f"omniglot/{split}"
+    indices = class_disjoint_split(collection.labels, split, _count_classes(characters, train_alphabets), "omniglot")
+    return collection.subset(indices, name)
+
+
+def _read_zips(root):
+    """``{(alphabet, character, file): png bytes}`` over both zips, and small1's alphabets."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"omniglot: root folder {root} does not exist (expected it to hold {ZIP_NAMES})")
+    members = {}
+    alphabets_per_zip = []
+    for zip_name in ZIP_NAMES:
+        path = root / zip_name
+        if not path.is_file():
+            raise FileNotFoundError(f"omniglot: {path} not found (the reader needs both {ZIP_NAMES})")
+        alphabets = set()
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                parts = member.split("/")
+                if len(parts) == 4 and parts[3].endswith(".png"):
+                    alphabets.add(parts[1])
+                    # Greek and Latin are in both zips: the first copy wins.
+                    members.setdefault(tuple(parts[1:]), archive.read(member))
+        if not alphabets:
+            raise ValueError(f"omniglot: {path} holds no <zip>/<alphabet>/<character>/<drawing>.png files")
+        alphabets_per_zip.append(alphabets)
+    return members, alphabets_per_zip[0]
+
+
+def _count_classes(characters, alphabets):
+    return sum(alphabet in alphabets for alphabet, _ in characters)
