@@ -113,20 +113,24 @@ def write_serving_model(outputs_fn, image_shape, base_dir, name, version, *, pre
     height, width, channels = image_shape
     preprocess = preprocess or resize_for_model((height, width), channels)
 
+    def from_floats(images):
+        # Signature calls (and TF Serving) do not check the fed shape against the input
+        # signature; without this a wrong shape fails deep inside a kernel, or not at all.
+        return outputs_fn(tf.ensure_shape(images, (None, *image_shape)))
+
     def from_bytes(image_bytes):
         def decode(encoded):
             return preprocess(tf.io.decode_image(encoded, channels=channels, expand_animations=False))
 
         spec = tf.TensorSpec((height, width, channels), tf.float32)
-        return outputs_fn(tf.map_fn(decode, image_bytes, fn_output_signature=spec))
+        return outputs_fn(tf.map_fn(decode, tf.ensure_shape(image_bytes, (None,)), fn_output_signature=spec))
 
     def write(directory):
         archive = keras.export.ExportArchive()
         for resource in track:
             archive.track(resource)
-        archive.add_endpoint(
-            "serving_default", outputs_fn, input_signature=[tf.TensorSpec((None, *image_shape), tf.float32, name="images")]
-        )
+        images_spec = tf.TensorSpec((None, *image_shape), tf.float32, name="images")
+        archive.add_endpoint("serving_default", from_floats, input_signature=[images_spec])
         archive.add_endpoint(
             "serving_bytes", from_bytes, input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")]
         )

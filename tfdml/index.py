@@ -10,9 +10,12 @@ followed by ``tf.math.top_k``. The same function runs inside the retrieval
 SavedModel (``tfdml.export.export_retrieval_model``), so TF Serving answers with
 neighbours, not vectors, and both give the same ids.
 
-Ties: candidates at exactly equal distance are returned in gallery order (lower
-position first), because ``tf.math.top_k`` is stable; NumPy's
-``argsort(kind="stable")`` gives the same order. Distances are Euclidean
+Ties: candidates at exactly equal distance, such as duplicate gallery vectors, are
+returned in gallery order (lower position first) by the exact backend, because
+``tf.math.top_k`` is stable and equal rows get bit-identical scores (see
+:func:`unit_rows`); NumPy's ``argsort(kind="stable")`` gives the same order. The
+faiss backend orders ties its own way. Candidates whose true distances differ by
+less than float32 rounding may come in either order. Distances are Euclidean
 (``metric="euclidean"``, default) or cosine distance (``metric="cosine"``,
 ``1 − cos``).
 
@@ -40,6 +43,17 @@ BACKENDS = ("exact", "faiss")
 MAX_SCORES_PER_CHUNK = 1 << 25
 
 
+def unit_rows(vectors):
+    """Rows scaled to unit L2 norm; all-zero rows stay zero.
+
+    Not ``tf.math.l2_normalize`` nor a plain ``x / sqrt(...)`` (which Grappler rewrites to
+    ``x * rsqrt(...)``): the approximate ``rsqrt`` rounds differently in its vectorised and
+    scalar code paths, so equal rows could differ in the last bit depending on where they sit,
+    and duplicate gallery items would no longer tie. ``sqrt`` and division round exactly.
+    """
+    return tf.math.divide_no_nan(vectors, tf.norm(vectors, axis=1, keepdims=True))
+
+
 class SearchResult(NamedTuple):
     ids: np.ndarray
     distances: np.ndarray
@@ -52,13 +66,13 @@ def exact_search(queries, gallery, k, metric="euclidean", max_scores=MAX_SCORES_
     """Top-``k`` nearest gallery rows for each query, in-graph: ``(distances (q, k), positions (q, k))``.
 
     ``queries`` ``(q, d)`` and ``gallery`` ``(g, d)`` float tensors; ``k <= g``. Queries are
-    processed in chunks of ``max(1, max_scores // g)`` rows.
+    processed in chunks of ``max(1, max_scores // g)`` rows. With ``metric="cosine"``, all-zero
+    rows have no direction: they stay zero, at distance 0.5 from everything.
     """
     queries = tf.convert_to_tensor(queries, tf.float32)
     gallery = tf.convert_to_tensor(gallery, tf.float32)
     if metric == "cosine":
-        queries = tf.math.l2_normalize(queries, axis=1)
-        gallery = tf.math.l2_normalize(gallery, axis=1)
+        queries, gallery = unit_rows(queries), unit_rows(gallery)
     gallery_sq = tf.reduce_sum(tf.square(gallery), axis=1)
     chunk_rows = tf.maximum(1, max_scores // tf.maximum(tf.shape(gallery)[0], 1))
 
@@ -109,6 +123,9 @@ class GalleryIndex:
         self.embeddings = np.zeros((0, self.dim), np.float32)
         self.ids = np.zeros((0,), np.int64)
         self.labels = np.zeros((0,), np.int64)
+        # (embeddings array, its backend form): building the form copies the whole gallery,
+        # which costs as much as a search, so it is kept until add/remove/load replace the array.
+        self._backend_cache = (None, None)
 
     def __len__(self):
         return int(self.embeddings.shape[0])
@@ -121,8 +138,7 @@ class GalleryIndex:
             raise ValueError(f"embeddings must have shape (n, {self.dim}); got {embeddings.shape}.")
         if ids.shape != (len(embeddings),):
             raise ValueError(f"ids must have shape ({len(embeddings)},); got {ids.shape}.")
-        if not np.all(np.isfinite(embeddings)):
-            raise ValueError("embeddings contain NaN or inf values.")
+        self.check_vectors("embeddings", embeddings)
         labels = np.full(len(ids), -1, np.int64) if labels is None else np.asarray(labels, np.int64)
         if labels.shape != ids.shape:
             raise ValueError(f"labels must have shape {ids.shape}; got {labels.shape}.")
@@ -145,6 +161,12 @@ class GalleryIndex:
         keep = ~np.isin(self.ids, ids)
         self.embeddings, self.ids, self.labels = self.embeddings[keep], self.ids[keep], self.labels[keep]
 
+    def check_vectors(self, name, vectors):
+        if not np.all(np.isfinite(vectors)):
+            raise ValueError(f"{name} contain NaN or inf values.")
+        if self.metric == "cosine" and not np.all(np.any(vectors != 0, axis=1)):
+            raise ValueError(f"{name} contain all-zero rows, which have no cosine distance.")
+
     def check_k(self, k):
         if len(self) == 0:
             raise ValueError("The gallery index is empty: add items before searching or exporting.")
@@ -157,24 +179,40 @@ class GalleryIndex:
         queries = np.asarray(queries, np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries must have shape (q, {self.dim}); got {queries.shape}.")
+        self.check_vectors("queries", queries)
         if self.backend == "faiss":
             distances, positions = self._faiss_search(queries, k)
         else:
-            distances, positions = (t.numpy() for t in exact_search(queries, self.embeddings, int(k), self.metric))
+            gallery = self._backend_gallery()
+            distances, positions = (t.numpy() for t in exact_search(queries, gallery, int(k), self.metric))
         return SearchResult(self.ids[positions], distances, self.labels[positions], positions)
 
-    def _faiss_search(self, queries, k):
-        import faiss
+    def _backend_gallery(self):
+        """The gallery as a TF tensor (exact) or a faiss flat index, built once per embeddings array."""
+        cached_embeddings, gallery = self._backend_cache
+        if cached_embeddings is self.embeddings:
+            return gallery
+        if self.backend == "exact":
+            gallery = tf.constant(self.embeddings)
+        else:
+            import faiss
 
+            if self.metric == "cosine":
+                gallery = faiss.IndexFlatIP(self.dim)
+                norms = np.linalg.norm(self.embeddings, axis=1, keepdims=True)
+                gallery.add(np.ascontiguousarray(self.embeddings / norms))
+            else:
+                gallery = faiss.IndexFlatL2(self.dim)
+                gallery.add(np.ascontiguousarray(self.embeddings))
+        self._backend_cache = (self.embeddings, gallery)
+        return gallery
+
+    def _faiss_search(self, queries, k):
+        index = self._backend_gallery()
         if self.metric == "cosine":
-            index = faiss.IndexFlatIP(self.dim)
-            gallery = self.embeddings / np.linalg.norm(self.embeddings, axis=1, keepdims=True)
             queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-            index.add(np.ascontiguousarray(gallery))
             similarity, positions = index.search(np.ascontiguousarray(queries), int(k))
             return 1.0 - similarity, positions
-        index = faiss.IndexFlatL2(self.dim)
-        index.add(np.ascontiguousarray(self.embeddings))
         d2, positions = index.search(np.ascontiguousarray(queries), int(k))
         return np.sqrt(np.maximum(d2, 0.0)), positions
 

@@ -56,6 +56,8 @@ class LossParameters(keras.layers.Layer):
     def __init__(self, learning_rate, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.learning_rate = float(learning_rate)
+        # Variables are added eagerly by the owning loss; there is nothing to build from an input shape.
+        self.built = True
 
     def call(self, inputs):
         return inputs

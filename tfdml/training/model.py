@@ -87,6 +87,14 @@ class MetricLearningModel(keras.Model):
             )
             self.loss_optimizer.build(self.loss_parameters.trainable_variables)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds a model from its first data batch, all-reducing that batch across replicas,
+        # which fails for per-replica batches under MultiWorkerMirroredStrategy. Both parts of this
+        # model are built at construction, so only the optimizer is left to build.
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
     @property
     def metrics(self):
         return [self.loss_tracker]
