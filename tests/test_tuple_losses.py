@@ -1,0 +1,311 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import reference_tuple as ref
+from tfdml.losses import ContrastiveLoss, MarginLoss, QuadrupletLoss, TripletLoss
+from tfdml.mining import BatchHardMiner, DistanceWeightedMiner, RandomMiner, SemiHardMiner, SoftHardMiner
+from tfdml.mining.base import Miner, ReplicaConsistentRandom, Triplets
+
+
+class FixedMiner(Miner):
+    """Returns the same hand-built tuples for every batch."""
+
+    def __init__(self, tuples, seed=0):
+        super().__init__(seed=seed)
+        self.tuples = tuples
+
+    def mine(self, embeddings, labels):
+        columns = np.array(self.tuples, np.int32).reshape(-1, 3).T
+        return Triplets(*(tf.constant(c) for c in columns))
+
+
+LOSSES = {
+    "contrastive": lambda miner: ContrastiveLoss(miner=miner),
+    "triplet": lambda miner: TripletLoss(miner=miner),
+    "triplet-squared": lambda miner: TripletLoss(squared=True, miner=miner),
+    "margin": lambda miner: MarginLoss(miner=miner),
+    "quadruplet": lambda miner: QuadrupletLoss(miner=miner),
+}
+MINERS = {
+    "random": lambda: RandomMiner(seed=3),
+    "semihard": lambda: SemiHardMiner(seed=3),
+    "softhard": lambda: SoftHardMiner(seed=3),
+    "batchhard": lambda: BatchHardMiner(seed=3),
+    "distance-weighted": lambda: DistanceWeightedMiner(seed=3),
+    "rho": lambda: DistanceWeightedMiner(p_switch=0.4, seed=3),
+}
+
+
+def unit_batch(rng, num_classes=4, per_class=3, dim=8, dtype=np.float32):
+    x = rng.normal(size=(num_classes * per_class, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(dtype), np.repeat(np.arange(num_classes), per_class).astype(np.int32)
+
+
+def reference(name, x, labels, tuples):
+    if name == "contrastive":
+        return ref.contrastive_loss(x, tuples)
+    if name == "triplet":
+        return ref.triplet_loss(x, tuples)
+    if name == "triplet-squared":
+        return ref.triplet_loss(x, tuples, squared=True)
+    if name == "margin":
+        return ref.margin_loss(x, labels, tuples)
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("name", ["contrastive", "triplet", "triplet-squared", "margin"])
+@pytest.mark.parametrize("miner_name", sorted(MINERS))
+def test_loss_matches_reference_on_the_miners_tuples(name, miner_name, rng):
+    x, labels = unit_batch(rng)
+    loss = LOSSES[name](MINERS[miner_name]())
+    tuples = list(zip(*(t.numpy().tolist() for t in MINERS[miner_name]()(x, labels))))
+    assert tuples
+    np.testing.assert_allclose(float(loss(labels, x)), reference(name, x, labels, tuples), rtol=1e-5, atol=1e-6)
+
+
+def test_hand_built_values():
+    x = np.array([[0.0, 0.0], [0.3, 0.4], [0.6, 0.8], [0.0, 0.1]], np.float32)  # D01 = 0.5, D02 = 1.0, D03 = 0.1
+    labels = np.array([0, 0, 1, 2])
+    tuples = [(0, 1, 2), (0, 1, 3)]
+    # Contrastive: positives 0.5, 0.5; negatives (1 − 1.0)_+ = 0, (1 − 0.1) = 0.9 → 1.9 / 4.
+    np.testing.assert_allclose(float(ContrastiveLoss(miner=FixedMiner(tuples))(labels, x)), 1.9 / 4, rtol=1e-6)
+    # Triplet: (0.5 − 1.0 + 0.2)_+ = 0, (0.5 − 0.1 + 0.2) = 0.6 → 0.3.
+    np.testing.assert_allclose(float(TripletLoss(miner=FixedMiner(tuples))(labels, x)), 0.3, rtol=1e-6)
+    # ℓ2²: (0.25 − 1 + 0.2)_+ = 0, (0.25 − 0.01 + 0.2) = 0.44 → 0.22.
+    np.testing.assert_allclose(float(TripletLoss(squared=True, miner=FixedMiner(tuples))(labels, x)), 0.22, rtol=1e-5)
+    # Margin β = 1.2: positives (0.2 + 0.5 − 1.2)_+ = 0 twice; negatives (0.2 + 1.2 − 1.0) = 0.4, (0.2 + 1.2 − 0.1) = 1.3.
+    np.testing.assert_allclose(float(MarginLoss(miner=FixedMiner(tuples))(labels, x)), 1.7 / 2, rtol=1e-6)
+    # β = 0.6: positives (0.2 + 0.5 − 0.6) = 0.1 twice, negatives 0 and (0.2 + 0.6 − 0.1) = 0.7 → 0.9 / 3.
+    np.testing.assert_allclose(float(MarginLoss(beta=0.6, miner=FixedMiner(tuples))(labels, x)), 0.9 / 3, rtol=1e-5)
+
+
+def test_margin_loss_with_class_and_image_betas_and_nu_matches_reference(rng):
+    x, labels = unit_batch(rng, num_classes=3, per_class=4)
+    image_ids = rng.permutation(40)[: len(labels)]
+    tuples = [tuple(t) for t in np.array([t.numpy() for t in DistanceWeightedMiner(seed=5)(x, labels)]).T.tolist()]
+    loss = MarginLoss(
+        beta=0.9,
+        learn_beta=True,
+        beta_class=True,
+        num_classes=3,
+        beta_image=True,
+        num_images=40,
+        nu=0.1,
+        miner=DistanceWeightedMiner(seed=5),
+    )
+    class_beta = rng.normal(scale=0.2, size=3).astype(np.float32)
+    image_beta = rng.normal(scale=0.2, size=40).astype(np.float32)
+    loss.class_beta.assign(class_beta)
+    loss.image_beta.assign(image_beta)
+    loss.attached_to_model = True
+    y_true = np.stack([labels, image_ids], axis=1)
+    expected = ref.margin_loss(
+        x, labels, tuples, beta=0.9, beta_class=class_beta, beta_image=image_beta, image_ids=image_ids, nu=0.1
+    )
+    np.testing.assert_allclose(float(loss(y_true, x)), expected, rtol=1e-5)
+
+
+def test_quadruplet_loss_matches_reference_when_the_fourth_sample_is_forced(rng):
+    # Class 2 has one member (index 6): every tuple between classes 0 and 1 must take l = 6.
+    x = rng.normal(size=(7, 5)).astype(np.float32)
+    labels = np.array([0, 0, 0, 1, 1, 1, 2])
+    tuples = [(0, 1, 3), (1, 2, 5), (3, 4, 0), (5, 3, 2), (2, 0, 4)]
+    expected = ref.quadruplet_loss(x, [t + (6,) for t in tuples])
+    np.testing.assert_allclose(float(QuadrupletLoss(miner=FixedMiner(tuples))(labels, x)), expected, rtol=1e-5)
+
+
+def test_quadruplet_fourth_sample_is_uniform_over_other_classes():
+    from tfdml.losses.quadruplet import sample_other_class
+
+    labels = tf.constant([3, 1, 0, 3, 2, 1, 0, 2, 2, 5])
+    excluded_a = tf.constant([3, 2, 0, 5] * 2000)
+    excluded_b = tf.constant([1, 2, 5, 0] * 2000)
+    fourth, valid = sample_other_class(ReplicaConsistentRandom(0), labels, excluded_a, excluded_b)
+    assert np.all(valid.numpy())
+    labels_np = labels.numpy()
+    for k in range(4):
+        drawn = fourth.numpy()[k::4]
+        allowed = [i for i in range(10) if labels_np[i] not in (excluded_a.numpy()[k], excluded_b.numpy()[k])]
+        counts = np.bincount(drawn, minlength=10)
+        assert set(np.nonzero(counts)[0]) == set(allowed)
+        assert np.max(np.abs(counts[allowed] / 2000 - 1 / len(allowed))) < 0.04
+    _, valid = sample_other_class(
+        ReplicaConsistentRandom(0), tf.constant([0, 0, 1, 1]), tf.constant([0]), tf.constant([1])
+    )
+    assert not valid.numpy()[0]
+
+
+def test_quadruplet_without_a_third_class_keeps_only_the_triplet_term(rng):
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    labels = np.array([0, 0, 1, 1])
+    tuples = [(0, 1, 2), (2, 3, 0)]
+    np.testing.assert_allclose(
+        float(QuadrupletLoss(miner=FixedMiner(tuples))(labels, x)), ref.triplet_loss(x, tuples, margin=1.0), rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_float64_gradients_match_finite_differences(name, rng):
+    # The singleton class 2 makes the quadruplet's random fourth sample deterministic (always 6).
+    x = rng.normal(size=(7, 4)) / 2.0
+    labels = np.array([0, 0, 0, 1, 1, 1, 2], np.int32)
+    tuples = [(0, 1, 3), (1, 2, 5), (3, 4, 0), (5, 3, 2), (2, 0, 4)]
+    loss = LOSSES[name](FixedMiner(tuples))
+    theoretical, numerical = tf.test.compute_gradient(lambda e: loss.compute(tf.constant(labels), e), [tf.constant(x)])
+    np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-6)
+    assert np.abs(theoretical[0]).max() > 0.0
+
+
+def test_margin_beta_gradients_match_finite_differences(rng):
+    x, labels = unit_batch(rng, num_classes=3, per_class=3, dim=4, dtype=np.float64)
+    tuples = [(0, 1, 3), (1, 2, 7), (3, 5, 0), (4, 3, 8), (6, 8, 2), (7, 6, 1)]
+    loss = MarginLoss(beta=0.9, nu=0.05, miner=FixedMiner(tuples))
+
+    def as_function_of_beta(beta):
+        loss.beta = beta
+        loss.global_beta = beta
+        return loss.compute(tf.constant(labels), tf.constant(x))
+
+    theoretical, numerical = tf.test.compute_gradient(as_function_of_beta, [tf.constant(0.9, tf.float64)])
+    np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-6)
+
+
+EDGE_BATCHES = {
+    "no-positive-pair": (np.arange(6), None),
+    "one-class": (np.zeros(6, int), None),
+    "identical-embeddings": (np.repeat(np.arange(3), 2), np.ones((6, 4), np.float32)),
+    "labels-b1": (np.repeat(np.arange(3), 2)[:, None], None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("miner_name", ["random", "semihard", "distance-weighted"])
+@pytest.mark.parametrize("edge", sorted(EDGE_BATCHES))
+def test_edge_cases_give_finite_loss_and_gradients(name, miner_name, edge, rng):
+    labels, x = EDGE_BATCHES[edge]
+    x = tf.Variable(rng.normal(size=(6, 4)).astype(np.float32) if x is None else x)
+    loss = LOSSES[name](MINERS[miner_name]())
+    with tf.GradientTape() as tape:
+        value = loss(labels, x)
+    gradient = tape.gradient(value, x)
+    assert value.dtype == tf.float32 and np.isfinite(value.numpy())
+    assert gradient is not None and np.all(np.isfinite(tf.convert_to_tensor(gradient).numpy()))
+    if edge in ("no-positive-pair", "one-class"):
+        assert float(value) == 0.0 and not np.any(tf.convert_to_tensor(gradient).numpy())
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_float16_embeddings_are_handled_in_float32(name, rng):
+    x, labels = unit_batch(rng)
+    x16 = tf.Variable(x.astype(np.float16))
+    loss = LOSSES[name](DistanceWeightedMiner(seed=0))
+    with tf.GradientTape() as tape:
+        value = loss(labels, x16)
+    gradient = tape.gradient(value, x16)
+    assert value.dtype == tf.float32 and np.isfinite(value.numpy())
+    assert gradient.dtype == tf.float16 and np.all(np.isfinite(tf.convert_to_tensor(gradient).numpy()))
+    reference_value = LOSSES[name](DistanceWeightedMiner(seed=0))(labels, x.astype(np.float16).astype(np.float32))
+    np.testing.assert_allclose(float(value), float(reference_value), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_losses_round_trip_through_keras_serialization(name, rng):
+    x, labels = unit_batch(rng)
+    loss = LOSSES[name](SemiHardMiner(margin=0.3, seed=7, p_switch=0.2))
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert type(restored) is type(loss) and restored.get_config() == loss.get_config()
+    assert isinstance(restored.miner, SemiHardMiner) and restored.miner.get_config() == loss.miner.get_config()
+    fresh = LOSSES[name](SemiHardMiner(margin=0.3, seed=7, p_switch=0.2))
+    assert float(restored(labels, x)) == float(fresh(labels, x))
+
+
+def test_margin_loss_serializes_its_beta_options():
+    loss = MarginLoss(beta=0.6, learn_beta=True, beta_class=True, num_classes=5, nu=0.01, beta_learning_rate=1e-3)
+    restored = MarginLoss.from_config(loss.get_config())
+    assert restored.get_config() == loss.get_config()
+    assert sorted(v.name for v in restored.trainable_variables) == ["beta", "beta_class"]
+    assert restored.parameters.learning_rate == 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_default_miners(name):
+    loss = LOSSES[name](None)
+    assert isinstance(loss.miner, DistanceWeightedMiner) and loss.miner.construction == "pairs"
+
+
+@pytest.mark.parametrize("name,policy", [("triplet", "float32"), ("margin", "mixed_float16")])
+def test_plain_keras_compile_and_fit(name, policy, rng):
+    x, labels = unit_batch(rng, num_classes=4, per_class=4, dim=6)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8), keras.layers.UnitNormalization()])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSSES[name](DistanceWeightedMiner(seed=0)))
+        history = model.fit(x, labels[:, None], batch_size=16, epochs=2, shuffle=False, verbose=0)
+        assert model(x).dtype == ("float16" if policy == "mixed_float16" else "float32")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.all(np.isfinite(history.history["loss"])) and history.history["loss"][0] > 0.0
+
+
+def test_learnable_margin_refuses_plain_compile(rng):
+    x, labels = unit_batch(rng)
+    with pytest.raises(ValueError, match="MetricLearningModel"):
+        MarginLoss(learn_beta=True)(labels, x)
+
+
+def test_label_beyond_num_classes_raises_a_clear_error(rng):
+    x, labels = unit_batch(rng)
+    loss = MarginLoss(beta_class=True, num_classes=3)
+    loss.attached_to_model = True
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_classes=3"):
+        loss(labels, x)  # labels go up to 3
+
+
+def test_bad_margin_arguments_raise_clear_errors(rng):
+    with pytest.raises(ValueError, match="num_classes"):
+        MarginLoss(beta_class=True)
+    with pytest.raises(ValueError, match="num_images"):
+        MarginLoss(beta_image=True)
+    loss = MarginLoss(beta_image=True, num_images=10)
+    loss.attached_to_model = True
+    x, labels = unit_batch(rng)
+    with pytest.raises(ValueError, match=r"\(batch, 2\)"):
+        loss(labels, x)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_images=10"):
+        loss(np.stack([labels, np.arange(len(labels))], axis=1), x)
+    with pytest.raises(TypeError, match="Miner"):
+        TripletLoss(miner="semihard")
+
+
+def test_margin_betas_train_under_model_fit_and_stay_out_of_the_embedder(rng):
+    from tfdml.training import MetricLearningModel
+
+    num_classes, per_class = 6, 4
+    centres = rng.normal(size=(num_classes, 10))
+    labels = np.repeat(np.arange(num_classes), per_class)
+    images = (centres[labels] + 0.7 * rng.normal(size=(len(labels), 10))).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensors((images, labels.astype(np.int32))).repeat(15)
+    embedder = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16), keras.layers.UnitNormalization()])
+    loss = MarginLoss(
+        learn_beta=True,
+        beta_class=True,
+        num_classes=num_classes,
+        beta_learning_rate=5e-3,
+        miner=DistanceWeightedMiner(seed=0),
+    )
+    model = MetricLearningModel(embedder, loss)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    before = float(MarginLoss(miner=DistanceWeightedMiner(seed=0), beta=1.2)(labels, embedder(images)))
+    history = model.fit(dataset, epochs=1, verbose=0)
+    after = float(
+        MarginLoss(miner=DistanceWeightedMiner(seed=0), beta=float(loss.global_beta.numpy()))(labels, embedder(images))
+    )
+    assert float(loss.global_beta.numpy()) != pytest.approx(1.2, abs=1e-4)
+    assert np.any(np.abs(loss.class_beta.numpy()) > 1e-4)
+    assert history.history["loss"][-1] < before and after < before
+    embedder_variables = {id(v) for v in embedder.variables}
+    assert all(id(v) not in embedder_variables for v in loss.trainable_variables)
+    assert all("beta" not in v.path for v in embedder.variables)

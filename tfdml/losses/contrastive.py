@@ -1,0 +1,57 @@
+"""Contrastive loss (Hadsell, Chopra & LeCun 2006) on mined pairs."""
+
+import keras
+import tensorflow as tf
+
+from tfdml.losses.base import DMLLoss
+from tfdml.losses.tuples import mean_or_zero, paired_distances, resolve_miner
+from tfdml.mining.base import serialize_miner
+from tfdml.mining.distance_weighted import DistanceWeightedMiner
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class ContrastiveLoss(DMLLoss):
+    """Pulls positive pairs together and pushes negative pairs beyond a margin:
+
+        L = 1/|P| Σ_{(i,j) ∈ P} 1[y_i = y_j] (D_ij − m⁺)_+ + 1[y_i ≠ y_j] (γ − D_ij)_+
+
+    with Euclidean ``D`` (Roth et al. 2020, eq. 1). The pairs ``P`` come from the
+    miner's tuples: ``(anchor, positive)`` is a positive pair and
+    ``(anchor, negative)`` a negative pair (by role, so ρ-regularised tuples work).
+    The mean is over all mined pairs; no pair gives 0.
+
+    Args:
+        margin: ``γ``, the distance beyond which negatives cost nothing (default 1.0).
+        positive_margin: ``m⁺``, the distance below which positives cost nothing
+            (default 0.0, as in Roth et al.).
+        miner: a :class:`~tfdml.mining.base.Miner` (default: ``DistanceWeightedMiner()``,
+            Roth et al.'s choice; Wu et al. also use random and semi-hard pairs, e.g.
+            ``SemiHardMiner(lower_bound=0.5)``).
+
+    Example:
+
+    >>> loss = ContrastiveLoss(miner=tfdml.mining.RandomMiner(seed=0))
+    >>> model.compile(optimizer="adam", loss=loss)   # y_true: int labels, y_pred: embeddings
+    """
+
+    def __init__(self, margin=1.0, positive_margin=0.0, miner=None, name="contrastive_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = float(margin)
+        self.positive_margin = float(positive_margin)
+        self.miner = resolve_miner(miner, DistanceWeightedMiner)
+
+    def compute(self, labels, embeddings):
+        triplets = self.miner(embeddings, labels)
+        positive_terms = tf.nn.relu(
+            paired_distances(embeddings, triplets.anchors, triplets.positives) - self.positive_margin
+        )
+        negative_terms = tf.nn.relu(self.margin - paired_distances(embeddings, triplets.anchors, triplets.negatives))
+        return mean_or_zero(tf.concat([positive_terms, negative_terms], axis=0))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "margin": self.margin,
+            "positive_margin": self.positive_margin,
+            "miner": serialize_miner(self.miner),
+        }

@@ -1,0 +1,191 @@
+"""Margin-based loss with a learnable boundary β (Wu et al. 2017, "Sampling Matters", §4)."""
+
+import keras
+import tensorflow as tf
+
+from tfdml.losses.base import LossParameters, ParametricDMLLoss
+from tfdml.losses.tuples import paired_distances, resolve_miner
+from tfdml.masks import flatten_labels
+from tfdml.mining.base import serialize_miner
+from tfdml.mining.distance_weighted import DistanceWeightedMiner
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class MarginLoss(ParametricDMLLoss):
+    """Separates positive and negative pair distances around a boundary ``β`` with margin ``α``:
+
+        ℓ(i, j) = (α + y_ij (D_ij − β(i)))_+,   y_ij = +1 for positive pairs, −1 for negative pairs,
+        β(i) = β⁽⁰⁾ + β_class(c(i)) + β_img(i),
+        L = [Σ_{(i,j)} ℓ(i, j) + ν β(i)] / #{(i, j) : ℓ(i, j) > 0}
+
+    with Euclidean ``D``. Pairs come from the miner's tuples: ``(anchor, positive)``
+    positive and ``(anchor, negative)`` negative (by role, so ρ-regularised tuples
+    work); ``i`` is the anchor. Following Wu et al.'s reference code the sum is
+    normalised by the number of active (non-zero) terms; with none active the loss
+    is 0, not NaN. ``ν`` regularises β towards small values (the ν-trick of ν-SVM).
+
+    ``β⁽⁰⁾`` is a constant unless ``learn_beta``; ``β_class``/``β_img`` start at 0.
+    Learnable β live in ``self.parameters`` (a :class:`LossParameters` with
+    ``beta_learning_rate``, never weight-decayed) and are trained by
+    ``tfdml.training.MetricLearningModel``, which keeps them out of the exported
+    embedding model; ``model.compile(loss=...)`` alone refuses such a loss.
+
+    With ``beta_image=True``, ``y_true`` has shape ``(b, 2)``: column 0 the class
+    label, column 1 the image's index in the training set (``< num_images``).
+
+    Defaults follow Wu et al. and Roth et al. (2020, supplementary A.1):
+    ``α = 0.2``, ``β⁽⁰⁾ = 1.2`` (Roth et al. also use 0.6), β learning rate 5e-4,
+    ``ν = 0``, distance-weighted pairs in Wu et al.'s construction.
+
+    Args:
+        margin: ``α`` (default 0.2).
+        beta: initial (or fixed) ``β⁽⁰⁾`` (default 1.2).
+        learn_beta: train ``β⁽⁰⁾`` (default ``False``).
+        beta_class: add a learnable per-class ``β_class`` (requires ``num_classes``;
+            labels must lie in ``[0, num_classes)``).
+        num_classes: number of training classes, for ``beta_class``.
+        beta_image: add a learnable per-image ``β_img`` (requires ``num_images``).
+        num_images: number of training images, for ``beta_image``.
+        nu: ``ν`` (default 0.0).
+        beta_learning_rate: learning rate of the β variables (default 5e-4, Roth et al.).
+        miner: a :class:`~tfdml.mining.base.Miner` (default ``DistanceWeightedMiner()``).
+
+    Example:
+
+    >>> loss = MarginLoss(beta_class=True, num_classes=100)
+    >>> model = tfdml.training.MetricLearningModel(embedder, loss)
+    >>> model.compile(optimizer=keras.optimizers.Adam(1e-5))
+    >>> model.fit(batches)     # trains the embedder and β_class
+    """
+
+    def __init__(
+        self,
+        margin=0.2,
+        beta=1.2,
+        learn_beta=False,
+        beta_class=False,
+        num_classes=None,
+        beta_image=False,
+        num_images=None,
+        nu=0.0,
+        beta_learning_rate=5e-4,
+        miner=None,
+        name="margin_loss",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if beta_class and not (num_classes and int(num_classes) > 0):
+            raise ValueError(f"MarginLoss(beta_class=True) needs num_classes > 0; got num_classes={num_classes}.")
+        if beta_image and not (num_images and int(num_images) > 0):
+            raise ValueError(f"MarginLoss(beta_image=True) needs num_images > 0; got num_images={num_images}.")
+        self.margin = float(margin)
+        self.beta = float(beta)
+        self.learn_beta = bool(learn_beta)
+        self.beta_class = bool(beta_class)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.beta_image = bool(beta_image)
+        self.num_images = None if num_images is None else int(num_images)
+        self.nu = float(nu)
+        self.beta_learning_rate = float(beta_learning_rate)
+        self.miner = resolve_miner(miner, DistanceWeightedMiner)
+        self.parameters = LossParameters(self.beta_learning_rate, name=f"{name}_parameters")
+        self.global_beta = (
+            self.parameters.add_weight(
+                name="beta", shape=(), initializer=keras.initializers.Constant(self.beta), dtype="float32"
+            )
+            if self.learn_beta
+            else self.beta
+        )
+        self.class_beta = (
+            self.parameters.add_weight(
+                name="beta_class", shape=(self.num_classes,), initializer="zeros", dtype="float32"
+            )
+            if self.beta_class
+            else None
+        )
+        self.image_beta = (
+            self.parameters.add_weight(
+                name="beta_image", shape=(self.num_images,), initializer="zeros", dtype="float32"
+            )
+            if self.beta_image
+            else None
+        )
+        self._image_ids = None
+
+    def call(self, y_true, y_pred):
+        if not self.beta_image:
+            return super().call(y_true, y_pred)
+        y_true = tf.convert_to_tensor(y_true)
+        if y_true.shape.rank != 2 or y_true.shape[1] != 2:
+            raise ValueError(
+                "MarginLoss(beta_image=True) needs y_true of shape (batch, 2) = (class label, image index); "
+                f"got {y_true.shape}."
+            )
+        # compute() only receives class labels; the image column rides along for this call.
+        self._image_ids = flatten_labels(y_true[:, 1])
+        try:
+            return super().call(y_true[:, 0], y_pred)
+        finally:
+            self._image_ids = None
+
+    def anchor_betas(self, labels, anchors, dtype=tf.float32):
+        """``β(i) = β⁽⁰⁾ + β_class(c(i)) + β_img(i)`` for each anchor index."""
+        beta = tf.fill(tf.shape(anchors), tf.cast(self.global_beta, dtype))
+        if self.class_beta is not None:
+            checks = [
+                tf.debugging.assert_non_negative(labels, message="MarginLoss(beta_class=True): labels must be >= 0"),
+                tf.debugging.assert_less(
+                    labels,
+                    self.num_classes,
+                    message=f"MarginLoss(beta_class=True): every label must be < num_classes={self.num_classes}",
+                ),
+            ]
+            with tf.control_dependencies(checks):
+                beta = beta + tf.cast(tf.gather(self.class_beta, tf.gather(labels, anchors)), dtype)
+        if self.image_beta is not None:
+            image_ids = self._image_ids
+            checks = [
+                tf.debugging.assert_non_negative(
+                    image_ids, message="MarginLoss(beta_image=True): image indices must be >= 0"
+                ),
+                tf.debugging.assert_less(
+                    image_ids,
+                    self.num_images,
+                    message=f"MarginLoss(beta_image=True): every image index (y_true[:, 1]) must be < num_images={self.num_images}",
+                ),
+            ]
+            with tf.control_dependencies(checks):
+                beta = beta + tf.cast(tf.gather(self.image_beta, tf.gather(image_ids, anchors)), dtype)
+        return beta
+
+    def compute(self, labels, embeddings):
+        if self.image_beta is not None and self._image_ids is None:
+            raise ValueError("MarginLoss(beta_image=True) must be called with y_true of shape (batch, 2).")
+        triplets = self.miner(embeddings, labels)
+        beta = self.anchor_betas(labels, triplets.anchors, embeddings.dtype)
+        positive_terms = tf.nn.relu(
+            self.margin + paired_distances(embeddings, triplets.anchors, triplets.positives) - beta
+        )
+        negative_terms = tf.nn.relu(
+            self.margin - paired_distances(embeddings, triplets.anchors, triplets.negatives) + beta
+        )
+        num_active = tf.math.count_nonzero(positive_terms > 0.0, dtype=beta.dtype) + tf.math.count_nonzero(
+            negative_terms > 0.0, dtype=beta.dtype
+        )
+        total = tf.reduce_sum(positive_terms) + tf.reduce_sum(negative_terms) + self.nu * 2.0 * tf.reduce_sum(beta)
+        return tf.math.divide_no_nan(total, num_active)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "margin": self.margin,
+            "beta": self.beta,
+            "learn_beta": self.learn_beta,
+            "beta_class": self.beta_class,
+            "num_classes": self.num_classes,
+            "beta_image": self.beta_image,
+            "num_images": self.num_images,
+            "nu": self.nu,
+            "beta_learning_rate": self.beta_learning_rate,
+            "miner": serialize_miner(self.miner),
+        }

@@ -1,0 +1,52 @@
+"""Triplet loss, ℓ2 (Wu et al. 2017) and ℓ2² (Schroff et al. 2015, FaceNet), on mined triplets."""
+
+import keras
+import tensorflow as tf
+
+from tfdml.losses.base import DMLLoss
+from tfdml.losses.tuples import mean_or_zero, paired_distances, resolve_miner
+from tfdml.mining.base import serialize_miner
+from tfdml.mining.distance_weighted import DistanceWeightedMiner
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class TripletLoss(DMLLoss):
+    """Ranks each mined triplet's positive closer than its negative by a margin:
+
+        ℓ2:  L = 1/|T| Σ_{(a,p,n) ∈ T} (D_ap − D_an + α)_+          (Wu et al. 2017; Roth et al. 2020, eq. 2)
+        ℓ2²: L = 1/|T| Σ_{(a,p,n) ∈ T} (D_ap² − D_an² + α)_+        (Schroff et al. 2015)
+
+    No triplet gives 0.
+
+    Args:
+        margin: ``α`` (default 0.2).
+        squared: use squared Euclidean distances, FaceNet's ``ℓ2²`` form (default
+            ``False``: ``ℓ2``, whose gradients have unit length at every distance).
+        miner: a :class:`~tfdml.mining.base.Miner` (default ``DistanceWeightedMiner()``,
+            Roth et al.'s choice; FaceNet uses ``SemiHardMiner(squared=True)``).
+
+    Example:
+
+    >>> loss = TripletLoss(miner=tfdml.mining.SemiHardMiner(seed=0))
+    >>> model.compile(optimizer="adam", loss=loss)
+    """
+
+    def __init__(self, margin=0.2, squared=False, miner=None, name="triplet_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = float(margin)
+        self.squared = bool(squared)
+        self.miner = resolve_miner(miner, DistanceWeightedMiner)
+
+    def compute(self, labels, embeddings):
+        triplets = self.miner(embeddings, labels)
+        anchor_positive = paired_distances(embeddings, triplets.anchors, triplets.positives, self.squared)
+        anchor_negative = paired_distances(embeddings, triplets.anchors, triplets.negatives, self.squared)
+        return mean_or_zero(tf.nn.relu(anchor_positive - anchor_negative + self.margin))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "margin": self.margin,
+            "squared": self.squared,
+            "miner": serialize_miner(self.miner),
+        }

@@ -1,0 +1,46 @@
+"""Batch-hard mining (Hermans et al. 2017, "In Defense of the Triplet Loss")."""
+
+import keras
+import tensorflow as tf
+
+from tfdml.distances import euclidean
+from tfdml.masks import negative_mask, positive_mask
+from tfdml.mining.base import Miner, Triplets
+from tfdml.mining.rho import check_p_switch, switch_negatives
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class BatchHardMiner(Miner):
+    """One triplet per anchor: its hardest positive and hardest negative,
+
+        p = argmax_{p: y_p = y_a, p ≠ a} D_ap,   n = argmin_{n: y_n ≠ y_a} D_an.
+
+    Anchors without a positive or without a negative yield no tuple. The choice is
+    deterministic; ``seed`` only drives ``p_switch``.
+
+    Args:
+        p_switch: ρ-regularisation probability (default 0).
+        seed: seed of the miner's random generator.
+
+    Example:
+
+    >>> triplets = BatchHardMiner()(tf.random.normal((32, 16)), tf.range(32) // 4)
+    """
+
+    def __init__(self, p_switch=0.0, seed=None):
+        super().__init__(seed=seed)
+        self.p_switch = check_p_switch(p_switch)
+
+    def mine(self, embeddings, labels):
+        distances = euclidean(tf.stop_gradient(embeddings))
+        positives = positive_mask(labels)
+        negatives = negative_mask(labels)
+        hardest_positive = tf.argmax(tf.where(positives, distances, -1.0), axis=1, output_type=tf.int32)
+        hardest_negative = tf.argmin(tf.where(negatives, distances, float("inf")), axis=1, output_type=tf.int32)
+        valid = tf.logical_and(tf.reduce_any(positives, axis=1), tf.reduce_any(negatives, axis=1))
+        anchors = tf.cast(tf.where(valid)[:, 0], tf.int32)
+        triplets = Triplets(anchors, tf.gather(hardest_positive, anchors), tf.gather(hardest_negative, anchors))
+        return switch_negatives(triplets, self.p_switch, self.generator)
+
+    def get_config(self):
+        return {**super().get_config(), "p_switch": self.p_switch}

@@ -1,0 +1,102 @@
+"""Distance-weighted negative sampling (Wu et al. 2017, "Sampling Matters in Deep Embedding Learning", §4)."""
+
+import keras
+import tensorflow as tf
+
+from tfdml.distances import euclidean
+from tfdml.masks import negative_mask, positive_mask
+from tfdml.mining.base import Miner
+from tfdml.mining.rho import check_p_switch, switch_negatives
+from tfdml.mining.tuples import check_construction, construct, gather_from_grid, keep_tuples, sample_columns
+
+# 1 − d²/4 is clamped here so that d → 2 (antipodal points, or rounding) stays finite.
+_MIN_ONE_MINUS_QUARTER_D2 = 1e-6
+
+
+def log_inverse_sphere_density(distances, dim):
+    """``−log q(d)`` up to a constant, for ``q(d) ∝ d^(D−2) (1 − d²/4)^((D−3)/2)``, the density of
+    the distance between two uniform points on the unit sphere ``S^(D−1)``."""
+    one_minus = tf.maximum(1.0 - 0.25 * tf.square(distances), _MIN_ONE_MINUS_QUARTER_D2)
+    return (2.0 - dim) * tf.math.log(distances) - 0.5 * (dim - 3.0) * tf.math.log(one_minus)
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class DistanceWeightedMiner(Miner):
+    """Samples negatives uniformly in distance rather than by the sphere's distance density.
+
+    For an anchor ``a`` a negative ``n`` is drawn with
+
+        Pr(n | a) ∝ min(λ, q(D_an)⁻¹),   q(d) ∝ d^(D−2) (1 − d²/4)^((D−3)/2),
+
+    for embedding dimension ``D``. The clip ``λ`` is applied as Wu et al. do, by
+    clipping distances below at ``cutoff``; only negatives with
+    ``D_an < nonzero_loss_cutoff`` (those a margin loss with ``β + α = 1.4`` can
+    still learn from) are eligible. Weights are formed in log space and normalised
+    per anchor row after masking positives and self, so every row is a valid
+    distribution at any ``D`` (the reference code subtracts one global maximum and
+    whole rows underflow to zero at ``D = 128``).
+
+    Assumes L2-normalised embeddings (distances in ``[0, 2]``).
+
+    Fallbacks: an anchor with no eligible negative draws uniformly among all its
+    negatives; an anchor with no negative at all, or no positive, yields no tuple.
+
+    Args:
+        cutoff: lower clip of the distances (default 0.5, Wu et al. and Roth et al.).
+        nonzero_loss_cutoff: upper bound of eligible negative distances (default 1.4);
+            ``None`` disables it, as in Roth et al.'s code.
+        construction: ``"pairs"`` (default, Wu et al.: every ordered positive pair
+            ``(a, p)`` with its own negative for ``a``, balancing positive and negative
+            pairs) or ``"anchors"`` (Roth et al.: one triplet per anchor, the
+            positive uniform among the anchor's positives).
+        p_switch: ρ-regularisation probability (see :mod:`tfdml.mining.rho`; default 0).
+        seed: seed of the miner's random generator.
+
+    Example:
+
+    >>> miner = DistanceWeightedMiner(seed=0)
+    >>> embeddings = tf.math.l2_normalize(tf.random.normal((32, 128)), axis=1)
+    >>> triplets = miner(embeddings, tf.range(32) // 4)   # 32·3 triplets
+    """
+
+    def __init__(self, cutoff=0.5, nonzero_loss_cutoff=1.4, construction="pairs", p_switch=0.0, seed=None):
+        super().__init__(seed=seed)
+        if not cutoff > 0.0:
+            raise ValueError(f"cutoff must be > 0; got {cutoff}.")
+        if nonzero_loss_cutoff is not None and not nonzero_loss_cutoff > cutoff:
+            raise ValueError(f"nonzero_loss_cutoff must be > cutoff={cutoff}; got {nonzero_loss_cutoff}.")
+        self.cutoff = float(cutoff)
+        self.nonzero_loss_cutoff = None if nonzero_loss_cutoff is None else float(nonzero_loss_cutoff)
+        self.construction = check_construction(construction)
+        self.p_switch = check_p_switch(p_switch)
+
+    def negative_log_weights(self, embeddings, labels):
+        """Masked per-anchor log-weights ``(b, b)`` and candidate mask, fallbacks applied."""
+        distances = euclidean(embeddings)
+        dim = tf.cast(tf.shape(embeddings)[1], tf.float32)
+        log_weights = log_inverse_sphere_density(tf.maximum(distances, self.cutoff), dim)
+        negatives = negative_mask(labels)
+        eligible = negatives
+        if self.nonzero_loss_cutoff is not None:
+            eligible = tf.logical_and(negatives, distances < self.nonzero_loss_cutoff)
+        has_eligible = tf.reduce_any(eligible, axis=1, keepdims=True)
+        candidates = tf.where(has_eligible, eligible, negatives)
+        return tf.where(has_eligible, log_weights, 0.0), candidates
+
+    def mine(self, embeddings, labels):
+        embeddings = tf.stop_gradient(embeddings)
+        log_weights, candidates = self.negative_log_weights(embeddings, labels)
+        tuples = construct(self.construction, self.generator, positive_mask(labels))
+        columns, has_candidates = sample_columns(self.generator, log_weights, candidates, tuples.width)
+        keep = tf.gather(has_candidates, tuples.anchors)
+        triplets = keep_tuples(tuples, gather_from_grid(tuples, columns), keep)
+        return switch_negatives(triplets, self.p_switch, self.generator)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "cutoff": self.cutoff,
+            "nonzero_loss_cutoff": self.nonzero_loss_cutoff,
+            "construction": self.construction,
+            "p_switch": self.p_switch,
+        }

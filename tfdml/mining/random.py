@@ -1,0 +1,59 @@
+"""Random tuple mining: triplets drawn uniformly from all valid triplets of the batch."""
+
+import keras
+import tensorflow as tf
+
+from tfdml.masks import negative_mask, positive_mask
+from tfdml.mining.base import Miner, Triplets
+from tfdml.mining.rho import check_p_switch, switch_negatives
+from tfdml.mining.tuples import sample_column, sample_columns
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class RandomMiner(Miner):
+    """``num_tuples`` triplets drawn uniformly, with replacement, from all valid ``(a, p, n)``:
+    ``y_a = y_p ≠ y_n``, ``a ≠ p``.
+
+    Exact uniformity without enumerating the ``O(b³)`` triplets: the anchor is drawn
+    with probability ``∝ |P(a)|·|N(a)|`` (its number of valid triplets), then the
+    positive and the negative uniformly among the anchor's. A batch without any
+    valid triplet yields no tuple.
+
+    Args:
+        num_tuples: triplets per batch (default ``None``: the batch size, as in Roth et al.).
+        p_switch: ρ-regularisation probability (default 0).
+        seed: seed of the miner's random generator.
+
+    Example:
+
+    >>> triplets = RandomMiner(seed=0)(tf.random.normal((32, 16)), tf.range(32) // 4)
+    """
+
+    def __init__(self, num_tuples=None, p_switch=0.0, seed=None):
+        super().__init__(seed=seed)
+        if num_tuples is not None and int(num_tuples) < 1:
+            raise ValueError(f"num_tuples must be a positive integer or None; got {num_tuples}.")
+        self.num_tuples = None if num_tuples is None else int(num_tuples)
+        self.p_switch = check_p_switch(p_switch)
+
+    def mine(self, embeddings, labels):
+        positives = positive_mask(labels)
+        negatives = negative_mask(labels)
+        triplets_per_anchor = tf.reduce_sum(tf.cast(positives, tf.float32), axis=1) * tf.reduce_sum(
+            tf.cast(negatives, tf.float32), axis=1
+        )
+        num_tuples = tf.shape(labels)[0] if self.num_tuples is None else self.num_tuples
+        has_triplets = triplets_per_anchor > 0.0
+        anchors, any_triplet = sample_columns(
+            self.generator,
+            tf.math.log(tf.where(has_triplets, triplets_per_anchor, 1.0))[tf.newaxis, :],
+            has_triplets[tf.newaxis, :],
+            num_tuples,
+        )
+        anchors = tf.boolean_mask(anchors[0], tf.fill(tf.shape(anchors[0]), any_triplet[0]))
+        sampled_positives, _ = sample_column(self.generator, 0.0, tf.gather(positives, anchors))
+        sampled_negatives, _ = sample_column(self.generator, 0.0, tf.gather(negatives, anchors))
+        return switch_negatives(Triplets(anchors, sampled_positives, sampled_negatives), self.p_switch, self.generator)
+
+    def get_config(self):
+        return {**super().get_config(), "num_tuples": self.num_tuples, "p_switch": self.p_switch}

@@ -1,0 +1,101 @@
+"""Semi-hard negative mining (Schroff et al. 2015, FaceNet; Wu et al. 2017's fixed-bound variant)."""
+
+import keras
+import tensorflow as tf
+
+from tfdml.distances import euclidean, squared_euclidean
+from tfdml.masks import negative_mask, positive_mask
+from tfdml.mining.base import Miner
+from tfdml.mining.rho import check_p_switch, switch_negatives
+from tfdml.mining.tuples import check_construction, construct, gather_from_grid, keep_tuples, scatter_to_grid
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class SemiHardMiner(Miner):
+    """For each anchor–positive pair ``(a, p)``, a negative drawn uniformly from the band
+
+        D_ap < D_an < D_ap + margin
+
+    (Schroff et al. 2015; Roth et al. 2020, eq. 20): negatives farther than the
+    positive, yet still violating the triplet margin. Pairwise losses have no
+    ``D_ap`` to compare with, so Wu et al. (2017, §5.1) use a fixed lower bound of
+    0.5 instead: pass ``lower_bound=0.5`` for ``lower_bound < D_an < lower_bound + margin``.
+
+    Fallback when the band is empty (FaceNet's rule): the closest negative with
+    ``D_an > D_ap``; if every negative is closer than ``D_ap``, the farthest negative.
+    Anchors without a positive or without a negative yield no tuple.
+
+    Mining costs one ``b × b`` pass per tuple slot of an anchor (``k − 1`` passes for
+    ``k`` samples per class) and never forms a ``b × b × b`` tensor.
+
+    Args:
+        margin: width of the band (default 0.2, the triplet margin); ``None``: no
+            upper bound (any negative farther than the positive).
+        lower_bound: ``None`` (default) to use ``D_ap``, or a fixed distance (Wu et al.: 0.5).
+        squared: compare squared Euclidean distances (FaceNet's ``ℓ2²`` triplets)
+            instead of Euclidean ones (default ``False``).
+        construction: ``"pairs"`` (default, FaceNet: every ordered positive pair) or
+            ``"anchors"`` (Roth et al.: one random positive per anchor).
+        p_switch: ρ-regularisation probability (default 0).
+        seed: seed of the miner's random generator.
+
+    Example:
+
+    >>> miner = SemiHardMiner(margin=0.2, seed=0)
+    >>> triplets = miner(tf.random.normal((32, 16)), tf.range(32) // 4)
+    """
+
+    def __init__(self, margin=0.2, lower_bound=None, squared=False, construction="pairs", p_switch=0.0, seed=None):
+        super().__init__(seed=seed)
+        if margin is not None and not margin > 0.0:
+            raise ValueError(f"margin must be > 0 or None; got {margin}.")
+        self.margin = None if margin is None else float(margin)
+        self.lower_bound = None if lower_bound is None else float(lower_bound)
+        self.squared = bool(squared)
+        self.construction = check_construction(construction)
+        self.p_switch = check_p_switch(p_switch)
+
+    def mine(self, embeddings, labels):
+        embeddings = tf.stop_gradient(embeddings)
+        distances = squared_euclidean(embeddings) if self.squared else euclidean(embeddings)
+        negatives = negative_mask(labels)
+        farthest_negative = tf.argmax(tf.where(negatives, distances, -1.0), axis=1, output_type=tf.int32)
+
+        tuples = construct(self.construction, self.generator, positive_mask(labels))
+        if self.lower_bound is None:
+            lower = tf.gather_nd(distances, tf.stack([tuples.anchors, tuples.positives], axis=1))
+        else:
+            lower = tf.fill(tf.shape(tuples.anchors), self.lower_bound)
+        lower = scatter_to_grid(tuples, lower, tf.shape(labels)[0], 0.0)
+        seed = self.generator.next_seed()
+
+        def negative_for_slot(slot):
+            # One (batch, batch) pass per slot: a band per (anchor, positive) costs O(width · b²) time and
+            # O(b²) memory, where a per-tuple mask would be (tuples × batch), up to b³.
+            bound = lower[:, slot, tf.newaxis]
+            beyond = tf.logical_and(negatives, distances > bound)
+            band = beyond if self.margin is None else tf.logical_and(beyond, distances < bound + self.margin)
+            noise = tf.random.stateless_uniform(
+                tf.shape(distances), tf.random.experimental.stateless_fold_in(seed, slot)
+            )
+            in_band = tf.argmax(tf.where(band, noise, -1.0), axis=1, output_type=tf.int32)
+            closest_beyond = tf.argmin(tf.where(beyond, distances, float("inf")), axis=1, output_type=tf.int32)
+            fallback = tf.where(tf.reduce_any(beyond, axis=1), closest_beyond, farthest_negative)
+            return tf.where(tf.reduce_any(band, axis=1), in_band, fallback)
+
+        columns = tf.transpose(
+            tf.map_fn(negative_for_slot, tf.range(tuples.width), fn_output_signature=tf.int32, parallel_iterations=1)
+        )
+        keep = tf.gather(tf.reduce_any(negatives, axis=1), tuples.anchors)
+        triplets = keep_tuples(tuples, gather_from_grid(tuples, tf.reshape(columns, [-1, tuples.width])), keep)
+        return switch_negatives(triplets, self.p_switch, self.generator)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "margin": self.margin,
+            "lower_bound": self.lower_bound,
+            "squared": self.squared,
+            "construction": self.construction,
+            "p_switch": self.p_switch,
+        }
