@@ -50,8 +50,15 @@ def test_missing_recipe_file_is_named(tmp_path):
         load_config(str(tmp_path / "nope.yaml"))
 
 
+def test_mapping_override_replaces_the_section_and_dotted_override_changes_one_key(tmp_path):
+    recipe = write(tmp_path, "loss: {class: MarginLoss, params: {beta: 1.2, margin: 0.2}}\n")
+    assert load_config(recipe, ["loss.params.beta=0.6"])["loss"]["params"] == {"beta": 0.6, "margin": 0.2}
+    assert load_config(recipe, ["loss.params={}"])["loss"]["params"] == {}
+    assert load_config(recipe, ["loss={class: TripletLoss}"])["loss"] == {"class": "TripletLoss"}
+
+
 def test_override_values_are_yaml_typed():
-    assert parse_override("a.b=0.6") == {"a": {"b": 0.6}}
-    assert parse_override("a=[1, 2]") == {"a": [1, 2]}
+    assert parse_override("a.b=0.6") == (["a", "b"], 0.6)
+    assert parse_override("a=[1, 2]") == (["a"], [1, 2])
     with pytest.raises(ConfigError, match="key.path=value"):
         parse_override("epochs")

@@ -15,6 +15,8 @@ The recipe's ``tune`` section declares the search (``python -m tfdml.tune RECIPE
         model.embedding_dim: {type: choice, values: [64, 128]}
         loss.class: {type: choice, values: [MarginLoss, TripletLoss]}
 
+A ``*.class`` choice other than the recipe's own starts that section's ``params``
+empty, so the recipe's ``MarginLoss`` arguments are not passed to ``TripletLoss``.
 Each trial is the recipe with the sampled values substituted, built and trained by
 the same code as ``train.py``; the objective comes from the evaluation callback
 (``val_recall_at_1``, ``val_map_at_r``, …). Results live in
@@ -62,9 +64,18 @@ def declare(hp, path, spec):
 
 
 def trial_config(config, hp):
+    """The recipe with this trial's values. A ``*.class`` choice that differs from the recipe's
+    class starts that section's ``params`` empty (the recipe's params belong to its own class);
+    ``*.params.*`` entries of the space then apply on top."""
     trial = copy.deepcopy(config)
-    for path, spec in config["tune"]["space"].items():
-        set_path(trial, path, declare(hp, path, spec))
+    space = config["tune"]["space"]
+    for path in sorted(space, key=lambda p: not p.endswith(".class")):
+        value = declare(hp, path, space[path])
+        if path.endswith(".class"):
+            section = trial[path.split(".")[0]]
+            if value != section.get("class"):
+                section["params"] = {}
+        set_path(trial, path, value)
     trial["epochs"] = config["tune"]["epochs"] or config["epochs"]
     return validate(trial)
 

@@ -19,16 +19,16 @@ from tfdml.models.convnet import convnet
 from tfdml.models.resnet import resnet50
 
 BACKBONES = ("convnet", "resnet50")
-POOLINGS = ("avg", "max", "avgmax")
+POOLINGS = ("avg", "max", "avgmax", "flatten")
 
 
-def build_backbone(backbone, input_shape, weights=None, freeze_batchnorm=False, filters=64):
+def build_backbone(backbone, input_shape, weights=None, freeze_batchnorm=False, filters=64, blocks=4):
     if backbone == "resnet50":
         return resnet50(input_shape, weights=weights, frozen_batchnorm=freeze_batchnorm)
     if backbone == "convnet":
         if weights is not None:
             raise ValueError("The convnet backbone has no pretrained weights; use weights=None.")
-        return convnet(input_shape, filters=filters)
+        return convnet(input_shape, filters=filters, blocks=blocks)
     raise ValueError(f"Unknown backbone {backbone!r}; expected one of {BACKBONES} or a keras.Model.")
 
 
@@ -37,6 +37,9 @@ def global_pool(features, pooling):
         return keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
     if pooling == "max":
         return keras.layers.GlobalMaxPooling2D(name="max_pool")(features)
+    if pooling == "flatten":
+        # Keeps the spatial layout, which matters for small aligned images such as digits.
+        return keras.layers.Flatten(name="flatten")(features)
     if pooling == "avgmax":
         avg = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
         return keras.layers.Add(name="avgmax_pool")([avg, keras.layers.GlobalMaxPooling2D(name="max_pool")(features)])
@@ -53,6 +56,7 @@ def build_embedding_model(
     weights=None,
     freeze_batchnorm=False,
     filters=64,
+    blocks=4,
     name="embedding_model",
 ):
     """Build a Keras model ``float images in [0, 255] → embeddings (b, embedding_dim)``.
@@ -62,11 +66,12 @@ def build_embedding_model(
         input_shape: image shape ``(h, w, c)``; defaults to ``(224, 224, 3)`` for ResNet50 and
             ``(32, 32, 1)`` for the convnet.
         embedding_dim: size of the linear embedding layer (default 128).
-        pooling: ``"avg"`` (default), ``"max"`` or ``"avgmax"`` global pooling.
+        pooling: ``"avg"`` (default), ``"max"`` or ``"avgmax"`` global pooling, or ``"flatten"``.
         normalize: L2-normalise the output (default ``True``).
         weights: ResNet50 only: ``None``, ``"imagenet"`` (from the local Keras cache) or a weights file.
         freeze_batchnorm: ResNet50 only: fix BatchNorm statistics and parameters.
         filters: convnet only: channels per block.
+        blocks: convnet only: number of conv blocks (each halves the resolution).
     """
     if int(embedding_dim) != embedding_dim or embedding_dim <= 0:
         raise ValueError(f"embedding_dim must be a positive integer; got {embedding_dim!r}.")
@@ -76,7 +81,7 @@ def build_embedding_model(
     else:
         if input_shape is None:
             input_shape = (224, 224, 3) if backbone == "resnet50" else (32, 32, 1)
-        features_model = build_backbone(backbone, tuple(input_shape), weights, freeze_batchnorm, filters)
+        features_model = build_backbone(backbone, tuple(input_shape), weights, freeze_batchnorm, filters, blocks)
     inputs = keras.Input(shape=tuple(input_shape), name="images")
     features = features_model(inputs)
     pooled = global_pool(features, pooling)

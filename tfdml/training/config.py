@@ -4,7 +4,8 @@ A recipe (``pipelines/*.yaml``) is read with ``yaml.safe_load`` and merged over
 :data:`DEFAULTS`; every key must be known (a typo is an error that names the key
 path), and ``--set a.b=value`` overrides any key (``value`` is parsed as YAML, so
 ``--set loss.beta=0.6`` gives a float and ``--set model.weights=null`` gives None).
-Open-ended sections hold the constructor arguments of a tfdml class:
+A recipe may name another with ``extends: other.yaml`` (relative to itself); its keys
+are merged over that one's. Open-ended sections hold the constructor arguments of a tfdml class:
 ``loss.params``, ``miner.params``, ``sampler.params``, ``tune.space``.
 
 Example:
@@ -15,6 +16,7 @@ Example:
 """
 
 import copy
+import os
 
 import yaml
 
@@ -22,6 +24,7 @@ import yaml
 OPEN_SECTIONS = ("loss.params", "miner.params", "sampler.params", "tune.space", "data.params")
 
 DEFAULTS = {
+    "extends": None,
     "name": "digits_margin",
     "seed": 0,
     "epochs": 20,
@@ -45,6 +48,7 @@ DEFAULTS = {
         "weights": None,
         "freeze_batchnorm": False,
         "filters": 64,
+        "blocks": 4,
         "mixed_precision": False,
     },
     "loss": {"class": "MarginLoss", "params": {}},
@@ -84,28 +88,43 @@ def _check_known(config, defaults, path=""):
             _check_known(value, defaults[key], key_path + ".")
 
 
-def _merge(base, update):
+def _merge(base, update, path=""):
+    """``update`` over ``base``; open sections (class arguments) are replaced, not merged, since the
+    arguments of one class mean nothing to another."""
     merged = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        key_path = f"{path}{key}"
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key_path not in OPEN_SECTIONS:
+            merged[key] = _merge(merged[key], value, key_path + ".")
         else:
             merged[key] = copy.deepcopy(value)
     return merged
 
 
 def parse_override(text):
-    """``"a.b=value"`` → ``{"a": {"b": parsed value}}``."""
+    """``"a.b=value"`` → ``(["a", "b"], parsed value)``."""
     if "=" not in text:
         raise ConfigError(f"Override {text!r} must look like key.path=value.")
     path, raw = text.split("=", 1)
     keys = path.strip().split(".")
     if not all(keys):
         raise ConfigError(f"Override {text!r} has an empty key.")
-    value = yaml.safe_load(raw)
+    return keys, yaml.safe_load(raw)
+
+
+def apply_override(config, keys, value):
+    """Set the key at ``keys`` to ``value``: a mapping value replaces the whole section
+    (``--set loss.params={margin: 0.1}``), ``--set loss.params.margin=0.1`` changes one key."""
+    nested = value
     for key in reversed(keys):
-        value = {key: value}
-    return value
+        nested = {key: nested}
+    _check_known(nested, DEFAULTS)
+    config = copy.deepcopy(config)
+    node = config
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = copy.deepcopy(value)
+    return config
 
 
 def validate(config):
@@ -135,23 +154,33 @@ def validate(config):
     return config
 
 
+def read_recipe(recipe, seen=()):
+    """The recipe's mapping, merged over the recipe it ``extends`` (a path relative to it)."""
+    if recipe in seen:
+        raise ConfigError(f"Recipe {recipe} extends itself (through {' -> '.join(seen)}).")
+    try:
+        with open(recipe) as f:
+            loaded = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"Recipe file not found: {recipe}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"Recipe {recipe} must hold a mapping at the top level.")
+    _check_known(loaded, DEFAULTS)
+    parent = loaded.pop("extends", None)
+    if parent is None:
+        return loaded
+    base = read_recipe(os.path.join(os.path.dirname(recipe), parent), (*seen, recipe))
+    return _merge(base, loaded)
+
+
 def load_config(recipe=None, overrides=()):
-    """Defaults, then the recipe file (if any), then each ``key.path=value`` override, validated."""
+    """Defaults, then the recipe file (and the recipes it ``extends``), then each
+    ``key.path=value`` override, validated."""
     config = copy.deepcopy(DEFAULTS)
     if recipe is not None:
-        try:
-            with open(recipe) as f:
-                loaded = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"Recipe file not found: {recipe}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"Recipe {recipe} must hold a mapping at the top level.")
-        _check_known(loaded, DEFAULTS)
-        config = _merge(config, loaded)
+        config = _merge(config, read_recipe(recipe))
     for text in overrides:
-        update = parse_override(text)
-        _check_known(update, DEFAULTS)
-        config = _merge(config, update)
+        config = apply_override(config, *parse_override(text))
     return validate(config)
 
 

@@ -81,12 +81,14 @@ def distribute_batches(strategy, batches, global_batch_size):
 
 
 def load_split(config, split):
+    """One split; with an augmentation protocol, images stay at their stored size (the protocol
+    crops and resizes them once, to ``data.image_size``)."""
     data_config = config["data"]
     return tfdml_data.load(
         data_config["name"],
         root=data_config["root"],
         split=split,
-        image_size=data_config["image_size"],
+        image_size=None if data_config["augmentation"] else data_config["image_size"],
         **data_config["params"],
     )
 
@@ -148,17 +150,9 @@ def build_optimizer(config):
     raise ConfigError(f"optimizer.name must be 'adam' or 'sgd'; got {opt['name']!r}.")
 
 
-def image_batches(images, batch_size=256):
-    """Images of a ``LabelledImages`` in index order, batched (for embedding a whole split)."""
-    return images.dataset(batch_size=batch_size).map(lambda image, label: image)
-
-
-def embed(model, images):
-    return model.predict(image_batches(images), verbose=0)
-
-
 def raw_pixels(images):
-    return np.concatenate([batch.numpy().reshape(len(batch), -1) for batch in image_batches(images)])
+    """Flattened pixels of a dataset of image batches: the baseline embedding."""
+    return np.concatenate([batch.numpy().reshape(len(batch), -1) for batch in images])
 
 
 def evaluate_embeddings(embeddings, labels, config):
@@ -209,17 +203,20 @@ class Setup:
         self.train_data = load_split(config, config["data"]["train_split"])
         self.test_data = load_split(config, config["data"]["test_split"])
         self.sampler = build_sampler(config, self.train_data)
-        preprocess = None
-        if config["data"]["augmentation"]:
-            preprocess = tfdml_data.augmentation(
-                config["data"]["augmentation"], size=config["data"]["image_size"], seed=config["seed"]
-            )
+        data_config = config["data"]
+        preprocess = self.eval_preprocess = None
+        if data_config["augmentation"]:
+            size = data_config["image_size"]
+            preprocess = tfdml_data.augmentation(data_config["augmentation"], size=size, seed=config["seed"])
+            self.eval_preprocess = tfdml_data.augmentation("eval", size=size)
+            image_shape = (size, size, data_config["channels"])
+        else:
+            image_shape = tuple(int(s) for s in self.train_data.load(tf.constant(0, tf.int64)).shape)
         self.batches = distribute_batches(
             strategy, sampling.batches(self.train_data, self.sampler, preprocess=preprocess), self.sampler.batch_size
         )
         self.steps_per_epoch = config["steps_per_epoch"] or self.sampler.batches_per_epoch
         with strategy.scope():
-            image_shape = tuple(int(s) for s in self.train_data.load(tf.constant(0, tf.int64)).shape)
             model_config = config["model"]
             self.embedder = build_embedding_model(
                 model_config["backbone"],
@@ -230,6 +227,7 @@ class Setup:
                 weights=model_config["weights"],
                 freeze_batchnorm=model_config["freeze_batchnorm"],
                 filters=model_config["filters"],
+                blocks=model_config["blocks"],
             )
             loss = build_loss(config, num_classes=int(self.train_data.labels.max()) + 1, num_images=len(self.train_data))
             self.model = MetricLearningModel(self.embedder, loss)
@@ -238,15 +236,23 @@ class Setup:
     def evaluation_callback(self, every_n_epochs=None):
         evaluation_config = self.config["evaluation"]
         return evaluation.RetrievalEvaluation(
-            self.test_data.dataset(batch_size=256),
+            self.test_batches(),
             embedding_model=self.embedder,
             every_n_epochs=every_n_epochs or evaluation_config["every_n_epochs"],
             metrics=evaluation_config["metrics"],
             k=evaluation_config["recall_k"],
         )
 
+    def test_batches(self, batch_size=256):
+        """The test split in index order as ``(images, labels)`` batches, eval-preprocessed."""
+        return self.test_data.dataset(batch_size=batch_size, augmentation=self.eval_preprocess)
+
+    def test_images(self):
+        return self.test_batches().map(lambda images, labels: images)
+
     def evaluate(self, embeddings=None):
-        embeddings = embed(self.embedder, self.test_data) if embeddings is None else embeddings
+        if embeddings is None:
+            embeddings = self.embedder.predict(self.test_images(), verbose=0)
         return evaluate_embeddings(embeddings, self.test_data.labels, self.config)
 
 
@@ -261,7 +267,7 @@ def train(config, verbose=1):
     run_dir = prepare_run_dir(config, chief, getattr(resolver, "task_id", 0))
     started = time.time()
     setup = Setup(config, strategy)
-    rows = {"raw pixels": setup.evaluate(raw_pixels(setup.test_data)), "untrained": setup.evaluate()}
+    rows = {"raw pixels": setup.evaluate(raw_pixels(setup.test_images())), "untrained": setup.evaluate()}
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
         setup.evaluation_callback(),
@@ -280,7 +286,8 @@ def train(config, verbose=1):
     if not chief:
         return {"metrics": rows, "export_path": None, "run_dir": run_dir}
     export_path = export_embedding_model(
-        setup.embedder, config["export"]["dir"], config["name"], config["export"]["version"]
+        setup.embedder, config["export"]["dir"], config["name"], config["export"]["version"],
+        preprocess=setup.eval_preprocess,
     )
     print(f"\nHeld-out classes ({setup.test_data.name}, {len(setup.test_data)} images):")
     print(format_table(rows))
