@@ -24,6 +24,12 @@ SHORTCUTS = {
     "name": ("name", str, "run and export name: runs/<name>/, models/<name>/<version>/"),
     "seed": ("seed", int, "random seed"),
     "strategy": ("distribute.strategy", str, "none | mirrored | multi_worker"),
+    "export_gallery": (
+        "export.gallery",
+        str,
+        "also export a retrieval model models/<name>-search/<version>/ searching this gallery: "
+        "'test' (the test split) or a folder of images (root/class/*.jpg)",
+    ),
 }
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import tensorflow as tf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "train.py")
@@ -44,10 +45,13 @@ def test_help_documents_the_options(tmp_path):
 
 
 def test_short_run_trains_reports_exports_and_logs(tmp_path):
-    result = run_train(QUICK + ["--name", "quick"], tmp_path, timeout=600)
+    result = run_train(QUICK + ["--name", "quick", "--export-gallery", "test"], tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "raw pixels" in result.stdout and "untrained" in result.stdout and "trained" in result.stdout
     assert os.path.exists(tmp_path / "models" / "quick" / "1" / "saved_model.pb")
+    search = tf.saved_model.load(str(tmp_path / "models" / "quick-search" / "1")).signatures["serving_default"]
+    answer = search(images=tf.zeros((2, 16, 16, 1)))
+    assert answer["ids"].shape == (2, 10) and answer["labels"].numpy().min() >= 5  # test split: digits 5-9
     run_dir = tmp_path / "runs" / "quick"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
@@ -78,3 +82,16 @@ def test_rerun_with_a_different_config_in_the_same_run_dir_is_refused(tmp_path):
     assert run_train(QUICK + ["--name", "same"], tmp_path, timeout=600).returncode == 0
     result = run_train(QUICK + ["--name", "same", "--set", "loss.params.beta=0.6"], tmp_path, timeout=120)
     assert result.returncode != 0 and "different config" in result.stderr
+
+
+def test_default_run_beats_raw_pixels_and_the_untrained_network_on_unseen_digits(tmp_path):
+    """Issue 2's bar for `python train.py`: MAP@R and NMI on digits 5-9 above raw pixels and the untrained net."""
+    sys.path.insert(0, REPO)
+    from tfdml.training.config import load_config
+    from tfdml.training.runner import train
+
+    config = load_config(os.path.join(REPO, "pipelines", "digits_margin.yaml"), [f"run_dir={tmp_path}/runs", f"export.dir={tmp_path}/models"])
+    rows = train(config, verbose=0)["metrics"]
+    for metric in ("map_at_r", "nmi"):
+        assert rows["trained"][metric] > rows["raw pixels"][metric] + 0.02, (metric, rows)
+        assert rows["trained"][metric] > rows["untrained"][metric] + 0.05, (metric, rows)

@@ -20,25 +20,38 @@ import yaml
 
 from tfdml import data as tfdml_data
 from tfdml import evaluation, losses, mining, sampling
-from tfdml.export import export_embedding_model
+from tfdml.export import export_embedding_model, export_retrieval_model
+from tfdml.index import GalleryIndex
 from tfdml.models import build_embedding_model
 from tfdml.training.config import ConfigError, dump_config
 from tfdml.training.model import MetricLearningModel
 
 
 class EpochJSONLogger(keras.callbacks.Callback):
-    """Appends ``{"epoch": e, **logs}`` to a JSON-lines file after every finished epoch (fsynced)."""
+    """Keeps ``{"epoch": e, **logs}`` per finished epoch in a JSON-lines file.
+
+    The file is rewritten atomically after every epoch, replacing any record of this or a
+    later epoch: a resumed run that repeats an epoch (its backup was lost to a kill during
+    the write) leaves one record per epoch, never a half-written line.
+    """
 
     def __init__(self, path):
         super().__init__()
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        records = []
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                records = [json.loads(line) for line in f if line.strip()]
+        records = [r for r in records if r["epoch"] < epoch + 1]
+        records.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, self.path)
 
 
 def make_strategy(name):
@@ -256,6 +269,32 @@ class Setup:
         return evaluate_embeddings(embeddings, self.test_data.labels, self.config)
 
 
+def export_gallery_search(setup, config):
+    """Embed the gallery (``"test"`` or an image folder) and export ``<name>-search``: its ids are the
+    gallery images' positions (in the folder reader's sorted order), its labels their class ids."""
+    gallery_spec = config["export"]["gallery"]
+    if gallery_spec == "test":
+        gallery = setup.test_data
+    else:
+        gallery = tfdml_data.load("folder", root=gallery_spec, split="all", channels=config["data"]["channels"])
+    images = gallery.dataset(batch_size=256, augmentation=setup.eval_preprocess).map(lambda x, y: x)
+    if not setup.eval_preprocess:
+        size = setup.embedder.input_shape[1:3]
+        images = images.map(lambda x: tf.image.resize(x, size))
+    embeddings = setup.embedder.predict(images, verbose=0)
+    index = GalleryIndex(dim=embeddings.shape[1])
+    index.add(embeddings, ids=np.arange(len(gallery), dtype=np.int64), labels=gallery.labels)
+    return export_retrieval_model(
+        setup.embedder,
+        index,
+        config["export"]["dir"],
+        f"{config['name']}-search",
+        config["export"]["version"],
+        k=min(config["export"]["gallery_k"], len(index)),
+        preprocess=setup.eval_preprocess,
+    )
+
+
 def train(config, verbose=1):
     """Train, evaluate and export one recipe; return ``{"metrics": rows, "export_path": path, "run_dir": dir}``."""
     strategy = make_strategy(config["distribute"]["strategy"])
@@ -269,7 +308,8 @@ def train(config, verbose=1):
     setup = Setup(config, strategy)
     rows = {"raw pixels": setup.evaluate(raw_pixels(setup.test_images())), "untrained": setup.evaluate()}
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        # double_checkpoint: a kill while the backup is written falls back to the previous one.
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), double_checkpoint=True),
         setup.evaluation_callback(),
         keras.callbacks.ModelCheckpoint(
             os.path.join(run_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"), save_weights_only=True
@@ -289,6 +329,9 @@ def train(config, verbose=1):
         setup.embedder, config["export"]["dir"], config["name"], config["export"]["version"],
         preprocess=setup.eval_preprocess,
     )
+    if config["export"]["gallery"]:
+        search_path = export_gallery_search(setup, config)
+        print(f"Exported retrieval SavedModel to {search_path}")
     print(f"\nHeld-out classes ({setup.test_data.name}, {len(setup.test_data)} images):")
     print(format_table(rows))
     print(f"\nExported SavedModel to {export_path} ({time.time() - started:.0f} s in all)")
