@@ -142,7 +142,7 @@ def _fastap_gradient(forward, unit_embeddings, upstream, num_bins):
     exclusive cumulative sum). The paper's ``Σ_l F_l B_l`` has one non-zero bin pair per
     distance: ``D_ij ∈ [c_k, c_{k+1})`` has ``∂δ/∂z = −1/Δ`` at ``c_k`` and ``+1/Δ`` at
     ``c_{k+1}``, so ``W_ij = Σ_l F_il B_l,ij = (F_i,k+1 − F_i,k)/Δ``: one gather instead of
-    ``L`` masked ``M × M`` products. Then ``Σ_l (F_l B_l + B_l F_l) = W + Wᵀ`` and, from
+    ``L`` masked ``M × M`` products. ``B_l`` is symmetric, so ``Σ_l (F_l B_l + B_l F_l) = W + Wᵀ`` and, from
     ``D_ij = 2 − 2x̂_iᵀx̂_j``, ``∂loss/∂x̂ = −2 (W + Wᵀ) x̂``. At a bin centre this takes the
     right derivative of ``δ``, as autodiff of the forward does; the clip of ``D`` to
     ``[0, 4]`` only absorbs rounding and is treated as the identity.
