@@ -1,0 +1,161 @@
+"""Command line evaluation of a trained embedding model: a JSON report and PNG figures.
+
+Usage::
+
+    python -m tfdml.evaluate MODEL --data NAME [--root DIR] [--split test] --out DIR
+        [--k 1 2 4 8] [--metric euclidean] [--batch-size 128] [--image-size N]
+
+``MODEL`` is a SavedModel directory (its ``serving_default`` signature is called,
+e.g. from ``model.export(dir)``) or a ``.keras`` file. ``--data`` names a dataset of
+:func:`tfdml.data.load`; its ``--split`` (default ``test``) is embedded and evaluated
+as query and gallery at once. ``DIR`` receives:
+
+- ``report.json``: every metric of :func:`tfdml.evaluation.evaluate`, the settings
+  and the figure file names;
+- ``retrieval_grid.png``, ``negative_distances.png``, ``singular_values.png`` and
+  ``projection.png`` (see :mod:`tfdml.evaluation.plots`).
+
+Example::
+
+    python -m tfdml.evaluate runs/margin/export --data omniglot --root ../shared/data/omniglot --out runs/margin/eval
+"""
+
+import argparse
+import importlib
+import json
+import pathlib
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tfdml.data
+from tfdml import evaluation
+from tfdml.evaluation import plots
+
+#: Random different-class pairs drawn for the negative-distance histogram.
+NEGATIVE_PAIRS = 100_000
+
+
+def load_embedder(path):
+    """A function ``images (b, h, w, c) float32 → embeddings (b, d)`` for a SavedModel dir or ``.keras`` file."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        loaded = tf.saved_model.load(str(path))
+        if "serving_default" not in loaded.signatures:
+            raise ValueError(f"SavedModel {path} has no 'serving_default' signature; found {list(loaded.signatures)}.")
+        signature = loaded.signatures["serving_default"]
+        inputs = list(signature.structured_input_signature[1])
+        if len(inputs) != 1:
+            raise ValueError(f"SavedModel {path}: serving_default must take one image input; it takes {inputs}.")
+
+        def embed(images):
+            outputs = signature(**{inputs[0]: images})
+            if len(outputs) != 1:
+                raise ValueError(f"SavedModel {path}: serving_default must return one embedding; it returns {list(outputs)}.")
+            return next(iter(outputs.values()))
+
+        return embed
+    if path.suffix == ".keras" and path.is_file():
+        # Registers tfdml's serialisable layers and models before deserialising.
+        importlib.import_module("tfdml.models")
+        importlib.import_module("tfdml.training")
+        model = keras.saving.load_model(str(path), compile=False)
+        model = getattr(model, "embedding_model", model)
+        return lambda images: model(images, training=False)
+    raise ValueError(f"MODEL must be a SavedModel directory or a .keras file; got {path}.")
+
+
+def embed_images(embedder, data, *, batch_size=128):
+    """``(len(data), d)`` float32 embeddings of every image of a ``LabelledImages``, in index order."""
+    images = (
+        tf.data.Dataset.range(len(data))
+        .map(lambda index: tf.cast(data.load(index), tf.float32), num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return np.concatenate([np.asarray(embedder(batch), dtype=np.float32) for batch in images])
+
+
+def _image(data, index):
+    return data.load(tf.constant(index, tf.int64)).numpy()
+
+
+def write_report(embeddings, data, out_dir, *, k=(1, 2, 4, 8), metric="euclidean", grid_queries=8, grid_neighbours=8,
+                 seed=0, verbose=0):
+    """Evaluates ``embeddings`` of ``data`` and writes ``report.json`` and the figures into ``out_dir``.
+
+    Returns the report as a ``dict``.
+    """
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = np.asarray(data.labels)
+    rng = np.random.default_rng(seed)
+    scores = evaluation.evaluate(embeddings, labels, k=k, metric=metric, seed=seed, verbose=verbose)
+
+    queries = np.sort(rng.choice(len(labels), size=min(grid_queries, len(labels)), replace=False))
+    neighbours = min(grid_neighbours, len(labels) - 1)
+    _, nearest = evaluation.nearest_neighbors(
+        embeddings[queries], embeddings, k=neighbours, metric=metric, self_index=queries
+    )
+    figures = {
+        "retrieval_grid": plots.retrieval_grid(
+            np.stack([_image(data, index) for index in queries]),
+            np.stack([[_image(data, index) for index in row] for row in nearest]),
+            labels[nearest] == labels[queries][:, np.newaxis],
+            out_dir / "retrieval_grid.png",
+            query_labels=labels[queries],
+            neighbour_labels=labels[nearest],
+        )
+    }
+    first, second = rng.integers(0, len(labels), size=(2, NEGATIVE_PAIRS))
+    negative = labels[first] != labels[second]
+    negative_distances = evaluation.paired_distances(embeddings[first[negative]], embeddings[second[negative]], metric)
+    figures["negative_distances"] = plots.negative_distance_histogram(
+        negative_distances, out_dir / "negative_distances.png", metric=metric
+    )
+    figures["singular_values"] = plots.singular_value_plot(
+        evaluation.singular_values(embeddings), out_dir / "singular_values.png"
+    )
+    figures["projection"] = plots.projection_plot(embeddings, labels, out_dir / "projection.png")
+
+    report = {
+        "data": data.name,
+        "num_images": int(len(labels)),
+        "num_classes": int(len(np.unique(labels))),
+        "embedding_dim": int(embeddings.shape[1]),
+        "metric": metric,
+        "metrics": scores,
+        "figures": {name: pathlib.Path(path).name for name, path in figures.items()},
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tfdml.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="SavedModel directory or .keras file")
+    parser.add_argument("--data", required=True, help="dataset name for tfdml.data.load (e.g. digits, omniglot)")
+    parser.add_argument("--root", default=None, help="dataset location (see tfdml.data.load)")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--image-size", type=int, default=None, help="image size passed to the reader")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8], help="recall cut-offs")
+    parser.add_argument("--metric", default="euclidean", choices=("euclidean", "squared_euclidean", "cosine"))
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    options = {} if args.image_size is None else {"image_size": args.image_size}
+    data = tfdml.data.load(args.data, root=args.root, split=args.split, **options)
+    embeddings = embed_images(load_embedder(args.model), data, batch_size=args.batch_size)
+    report = write_report(embeddings, data, args.out, k=args.k, metric=args.metric, seed=args.seed, verbose=args.verbose)
+    json.dump(report["metrics"], sys.stdout, indent=2)
+    print()
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Evaluation of embeddings: retrieval, clustering, verification and embedding-space structure.
+
+``evaluate(embeddings, labels)`` computes the metrics of Wu et al. 2017 and
+Roth et al. 2020 on NumPy arrays or tensors, by default with the test set as
+both query and gallery and each query's own row excluded by index:
+
+| key                          | module            | definition                                            |
+|------------------------------|-------------------|-------------------------------------------------------|
+| ``recall_at_{k}``            | ``retrieval``     | a positive among the k nearest (one key per k)        |
+| ``r_precision``, ``map_at_r``| ``retrieval``     | Musgrave et al. 2020                                  |
+| ``map_c``                    | ``retrieval``     | class-averaged mAP over the top k_c (Roth eq. 29)     |
+| ``nmi``, ``f1``              | ``clustering``    | K-means with K = number of classes                    |
+| ``rho_spectral_decay``       | ``spectrum``      | KL(U ‖ normalised spectrum without its largest value) |
+| ``pi_intra``, ``pi_inter``, ``pi_ratio`` | ``spectrum`` | mean intra-class / inter-class-mean distances     |
+
+Face-verification accuracy works on pair lists instead:
+:func:`verification.verification_accuracy`. :class:`RetrievalEvaluation` runs
+``evaluate`` on a validation split during ``fit``.
+
+Example:
+
+>>> scores = tfdml.evaluation.evaluate(embeddings, labels, k=(1, 2, 4, 8))
+>>> scores["recall_at_1"], scores["nmi"]
+(0.62, 0.67)
+"""
+
+import numpy as np
+
+from tfdml.evaluation import clustering, knn, retrieval, spectrum
+from tfdml.evaluation.callback import RetrievalEvaluation
+from tfdml.evaluation.clustering import kmeans, nmi, pair_f1
+from tfdml.evaluation.knn import PositiveRanks, nearest_neighbors, rank_positives
+from tfdml.evaluation.retrieval import map_at_r, map_c, r_precision, recall_at_k
+from tfdml.evaluation.spectrum import class_distance_statistics, singular_values, spectral_decay
+from tfdml.evaluation.verification import VerificationResult, paired_distances, verification_accuracy
+
+RETRIEVAL_METRICS = ("recall_at_k", "r_precision", "map_at_r", "map_c")
+CLUSTERING_METRICS = ("nmi", "f1")
+STRUCTURE_METRICS = ("rho_spectral_decay", "pi_intra", "pi_inter", "pi_ratio")
+METRICS = RETRIEVAL_METRICS + CLUSTERING_METRICS + STRUCTURE_METRICS
+DEFAULT_K = (1, 2, 4, 8)
+
+__all__ = [
+    "METRICS",
+    "PositiveRanks",
+    "RetrievalEvaluation",
+    "VerificationResult",
+    "class_distance_statistics",
+    "evaluate",
+    "kmeans",
+    "map_at_r",
+    "map_c",
+    "nearest_neighbors",
+    "nmi",
+    "pair_f1",
+    "paired_distances",
+    "r_precision",
+    "rank_positives",
+    "recall_at_k",
+    "singular_values",
+    "spectral_decay",
+    "verification_accuracy",
+]
+
+
+def _selection(selector, count, name):
+    """Row indices from ``None`` (all rows), an index array or a boolean mask."""
+    if selector is None:
+        return np.arange(count)
+    selector = np.asarray(selector)
+    if selector.dtype == bool:
+        if selector.shape != (count,):
+            raise ValueError(f"{name} as a boolean mask must have shape ({count},); got {selector.shape}.")
+        return np.flatnonzero(selector)
+    if selector.ndim != 1 or not np.issubdtype(selector.dtype, np.integer):
+        raise ValueError(f"{name} must be a 1-D integer index array or boolean mask; got {selector.dtype} {selector.shape}.")
+    if selector.size and (selector.min() < -count or selector.max() >= count):
+        raise ValueError(f"{name} has indices outside [0, {count}).")
+    return np.unique(selector % count)
+
+
+def evaluate(
+    embeddings,
+    labels,
+    *,
+    query=None,
+    gallery=None,
+    metrics=METRICS,
+    k=DEFAULT_K,
+    metric="euclidean",
+    chunk_size=1024,
+    kmeans_backend="sklearn",
+    kmeans_iterations=20,
+    seed=0,
+    verbose=0,
+):
+    """Retrieval, clustering and embedding-space metrics of labelled embeddings.
+
+    Args:
+        embeddings: ``(n, d)`` array or tensor.
+        labels: ``(n,)`` or ``(n, 1)`` integer class labels.
+        query, gallery: rows of ``embeddings`` used as queries / searched, as index
+            arrays or boolean masks; default all rows for both. A query that is also
+            in the gallery never retrieves itself. Clustering and structure metrics
+            use the union of both.
+        metrics: names from :data:`METRICS`; ``"recall_at_k"`` yields one
+            ``recall_at_{k}`` key per value of ``k``.
+        k: recall cut-offs (Wu et al.: ``(1, 10, 100, 1000)`` on SOP, ``(1, 2, 4, 8)`` on CUB/CARS).
+        metric: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        chunk_size: queries per search step (memory ``chunk_size × gallery`` floats).
+        kmeans_backend, kmeans_iterations, seed: see :func:`clustering.kmeans`.
+        verbose: progress bars.
+
+    Returns:
+        ``dict`` of Python floats.
+    """
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"Unknown metrics {unknown}; expected names from {METRICS}.")
+    embeddings = knn.as_embeddings(embeddings)
+    labels = knn.as_labels(labels, embeddings.shape[0])
+    cutoffs = (k,) if np.isscalar(k) else tuple(k)
+    if any(int(cutoff) < 1 for cutoff in cutoffs):
+        raise ValueError(f"k must hold integers >= 1; got {k}.")
+    query_rows = _selection(query, embeddings.shape[0], "query")
+    gallery_rows = _selection(gallery, embeddings.shape[0], "gallery")
+    results = {}
+    if set(metrics) & set(RETRIEVAL_METRICS):
+        gallery_position = np.full(embeddings.shape[0], -1)
+        gallery_position[gallery_rows] = np.arange(len(gallery_rows))
+        ranks = knn.rank_positives(
+            embeddings[query_rows],
+            labels[query_rows],
+            embeddings[gallery_rows],
+            labels[gallery_rows],
+            self_index=gallery_position[query_rows],
+            metric=metric,
+            chunk_size=chunk_size,
+            verbose=verbose,
+        )
+        if "recall_at_k" in metrics:
+            results.update({f"recall_at_{int(cutoff)}": retrieval.recall_at_k(ranks, cutoff) for cutoff in cutoffs})
+        for name in ("r_precision", "map_at_r", "map_c"):
+            if name in metrics:
+                results[name] = getattr(retrieval, name)(ranks)
+    rows = np.union1d(query_rows, gallery_rows)
+    if set(metrics) & set(CLUSTERING_METRICS):
+        clusters = clustering.kmeans(
+            embeddings[rows],
+            len(np.unique(labels[rows])),
+            max_iterations=kmeans_iterations,
+            seed=seed,
+            backend=kmeans_backend,
+            verbose=verbose,
+        )
+        if "nmi" in metrics:
+            results["nmi"] = clustering.nmi(labels[rows], clusters)
+        if "f1" in metrics:
+            results["f1"] = clustering.pair_f1(labels[rows], clusters)
+    if "rho_spectral_decay" in metrics:
+        results["rho_spectral_decay"] = spectrum.spectral_decay(embeddings[rows])
+    if {"pi_intra", "pi_inter", "pi_ratio"} & set(metrics):
+        statistics = spectrum.class_distance_statistics(embeddings[rows], labels[rows], metric=metric)
+        results.update({name: value for name, value in statistics.items() if name in metrics})
+    return results

@@ -1,0 +1,104 @@
+"""Keras callback that evaluates retrieval metrics on a validation split during ``fit``."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class RetrievalEvaluation(keras.callbacks.Callback):
+    """Embeds a validation split every ``every_n_epochs`` epochs and logs :func:`tfdml.evaluation.evaluate`.
+
+    The scores go into the epoch ``logs`` as ``{prefix}{key}`` (``val_recall_at_1``,
+    ``val_map_at_r``, ``val_nmi``, ...), so ``EarlyStopping``, ``ModelCheckpoint``,
+    ``TensorBoard``, the ``History`` and keras-tuner objectives see them like any
+    other validation metric. Place it *before* those callbacks in the list, since
+    Keras calls callbacks in order. Epochs that are skipped log nothing.
+
+    The embedding model is ``embedding_model`` if given, else ``self.model.embedding_model``
+    when the trained model has one (``tfdml.training.MetricLearningModel``), else ``self.model``.
+
+    Args:
+        validation_data: a ``tf.data.Dataset`` of ``(images, labels)`` batches, or an
+            ``(images, labels)`` pair of arrays (batched with ``batch_size``).
+        every_n_epochs: evaluate after epochs ``n, 2n, ...`` (default 1).
+        metrics, k, metric: passed to :func:`tfdml.evaluation.evaluate`; defaults
+            ``("recall_at_k", "map_at_r", "r_precision", "nmi")`` and ``k=(1, 2, 4, 8)``.
+        prefix: key prefix in the logs (default ``"val_"``).
+        embedding_model: optional model mapping images to embeddings.
+        batch_size: batch size for array input (default 256).
+        evaluate_kwargs: further keyword arguments for ``evaluate`` (e.g. ``chunk_size``).
+
+    Example:
+
+    >>> model.fit(train, epochs=20, callbacks=[
+    ...     RetrievalEvaluation(val_ds, every_n_epochs=2),
+    ...     keras.callbacks.EarlyStopping("val_recall_at_1", mode="max", patience=3),
+    ... ])
+    """
+
+    def __init__(
+        self,
+        validation_data,
+        *,
+        every_n_epochs=1,
+        metrics=("recall_at_k", "map_at_r", "r_precision", "nmi"),
+        k=(1, 2, 4, 8),
+        metric="euclidean",
+        prefix="val_",
+        embedding_model=None,
+        batch_size=256,
+        **evaluate_kwargs,
+    ):
+        super().__init__()
+        if int(every_n_epochs) < 1:
+            raise ValueError(f"every_n_epochs must be >= 1; got {every_n_epochs}.")
+        if isinstance(validation_data, tf.data.Dataset):
+            self.validation_data = validation_data
+        elif isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+            self.validation_data = tf.data.Dataset.from_tensor_slices(tuple(validation_data)).batch(batch_size)
+        else:
+            raise ValueError("validation_data must be a tf.data.Dataset of (images, labels) or an (images, labels) pair.")
+        self.every_n_epochs = int(every_n_epochs)
+        self.metrics = tuple(metrics)
+        self.k = tuple(k)
+        self.metric = metric
+        self.prefix = prefix
+        self.embedding_model = embedding_model
+        self.batch_size = batch_size
+        self.evaluate_kwargs = evaluate_kwargs
+
+    def _embedder(self):
+        if self.embedding_model is not None:
+            return self.embedding_model
+        return getattr(self.model, "embedding_model", self.model)
+
+    def embed(self):
+        """``(embeddings, labels)`` of the whole validation split, in one pass over it."""
+        embedder = self._embedder()
+        embeddings, labels = [], []
+        for images, batch_labels in self.validation_data:
+            embeddings.append(np.asarray(embedder.predict_on_batch(images)))
+            labels.append(np.asarray(batch_labels).reshape(-1))
+        return np.concatenate(embeddings), np.concatenate(labels)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        from tfdml.evaluation import evaluate  # the package imports this module, so import at call time
+
+        embeddings, labels = self.embed()
+        scores = evaluate(embeddings, labels, metrics=self.metrics, k=self.k, metric=self.metric, **self.evaluate_kwargs)
+        if logs is not None:
+            logs.update({f"{self.prefix}{key}": value for key, value in scores.items()})
+
+    def get_config(self):
+        """The evaluation settings (the validation data and models are not serialised)."""
+        return {
+            "every_n_epochs": self.every_n_epochs,
+            "metrics": list(self.metrics),
+            "k": list(self.k),
+            "metric": self.metric,
+            "prefix": self.prefix,
+            "batch_size": self.batch_size,
+            **self.evaluate_kwargs,
+        }

@@ -1,0 +1,358 @@
+"""Exact nearest-neighbour search and positive ranks, in query chunks (never n×n).
+
+Every function here streams the queries through the gallery ``chunk_size`` rows
+at a time: each step computes a ``(chunk_size, m)`` score block with one matmul,
+reduces it in an XLA-compiled function (fused passes, a two-level smallest-k
+instead of a full-row top-k), and drops it. Peak memory is ``chunk_size × m``
+floats (256 MB for 1024 × 60,502), not ``n × m``.
+
+Ranking scores. Within one query row, the squared Euclidean distance
+``‖q‖² − 2q·g + ‖g‖²`` orders the gallery exactly like ``‖g‖² − 2q·g``, so the
+block is one matmul of ``[−2q, 1]`` with ``[g, ‖g‖²]`` (no broadcast add). Cosine
+distance orders like ``−q̂·ĝ``. ``"euclidean"`` and ``"squared_euclidean"`` rank
+identically.
+
+Self-matches. A query that is also in the gallery is excluded from its own
+results **by index** (``self_index``), never by dropping the first neighbour,
+which is wrong when duplicates tie with the query.
+
+Ties. Ranks are *pessimistic*: a gallery item at exactly the same score as a
+positive is ranked before it (ties count against the query), so a collapsed
+embedding scores recall 0, not 1. :func:`nearest_neighbors` returns tied items
+in gallery-index order (``tf.math.top_k`` order).
+
+Example:
+
+>>> x = np.random.default_rng(0).normal(size=(100, 16)).astype("float32")
+>>> labels = np.arange(100) % 10
+>>> ranks = rank_positives(x, labels)
+>>> ranks.first.shape, ranks.positives.shape
+((100,), (100, 9))
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfdml.distances import METRICS
+
+#: Rank stored for a positive that lies beyond the search depth (it cannot count for any metric).
+UNRANKED = np.iinfo(np.int64).max
+#: Gallery columns per block of the two-level smallest-k search (see ``_smallest``).
+BLOCK = 64
+#: Score of the gallery's padding columns: above any real score, finite so comparisons stay exact.
+PADDING_SCORE = 1e30
+
+
+def as_embeddings(embeddings, name="embeddings"):
+    """A finite float32 ``(n, d)`` NumPy array from an array or tensor, or a ``ValueError`` naming ``name``."""
+    array = np.asarray(embeddings, dtype=np.float32)
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (n, d) with n >= 1; got {array.shape}.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf values.")
+    return array
+
+
+def as_labels(labels, count, name="labels"):
+    """An int64 ``(count,)`` label array from ``(n,)`` or ``(n, 1)`` input, or a ``ValueError`` naming ``name``."""
+    array = np.asarray(labels)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1 or array.shape[0] != count:
+        raise ValueError(f"{name} must have shape ({count},) to match the embeddings; got {np.shape(labels)}.")
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.equal(np.round(array), array)):
+            raise ValueError(f"{name} must be integer class ids; got non-integer values.")
+    return array.astype(np.int64)
+
+
+def _check_metric(metric):
+    if metric not in METRICS:
+        raise ValueError(f"Unknown distance metric {metric!r}; expected one of {METRICS}.")
+
+
+def _ranking_operands(query, gallery, metric):
+    """``(q_aug, g_aug)`` whose product ``q_aug @ g_augᵀ`` orders each row like the distance.
+
+    The gallery is padded with rows scoring :data:`PADDING_SCORE` up to a multiple of :data:`BLOCK`.
+    """
+    if metric == "cosine":
+        query = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
+        gallery = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
+        query, offset = -query, np.zeros_like(gallery[:, :1])
+    else:
+        query, offset = -2.0 * query, np.sum(np.square(gallery), axis=1, keepdims=True)
+    query_aug = np.concatenate([query, np.ones_like(query[:, :1])], axis=1)
+    padding = np.zeros((-gallery.shape[0] % BLOCK, gallery.shape[1] + 1), np.float32)
+    padding[:, -1] = PADDING_SCORE
+    return query_aug, np.concatenate([np.concatenate([gallery, offset], axis=1), padding])
+
+
+def _scores_to_distances(scores, query, metric):
+    """Distances from ranking scores (adds back the per-row constant dropped in ``_ranking_operands``)."""
+    if metric == "cosine":
+        return 1.0 + scores
+    squared = np.maximum(scores + np.sum(np.square(query), axis=1, keepdims=True), 0.0)
+    return squared if metric == "squared_euclidean" else np.sqrt(squared)
+
+
+def _chunks(count, chunk_size, verbose):
+    """Yield ``(start, stop)`` query ranges, with a ``keras.utils.Progbar`` when ``verbose``."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")
+    progress = keras.utils.Progbar(count, unit_name="query", verbose=verbose) if verbose else None
+    for start in range(0, count, chunk_size):
+        stop = min(start + chunk_size, count)
+        yield start, stop
+        if progress is not None:
+            progress.update(stop)
+
+
+def _pad_rows(array, rows, value=0):
+    """Pad ``array`` to ``rows`` rows so every chunk has one static shape (one XLA compilation)."""
+    missing = rows - array.shape[0]
+    if missing == 0:
+        return array
+    return np.concatenate([array, np.full((missing,) + array.shape[1:], value, dtype=array.dtype)])
+
+
+@tf.function
+def _scores(query_chunk, gallery):
+    # Outside XLA on purpose: TF's oneDNN matmul is faster on CPU than XLA's dot.
+    return tf.matmul(query_chunk, gallery, transpose_b=True)
+
+
+def _self_scores(scores, self_index):
+    """``(c,)`` score of each query against itself (``+inf`` where ``self_index < 0``)."""
+    rows = tf.range(tf.shape(scores)[0], dtype=self_index.dtype)
+    own = tf.gather_nd(scores, tf.stack([rows, tf.maximum(self_index, 0)], axis=1))
+    return tf.where(self_index >= 0, own, np.inf)
+
+
+def _mask_self(scores, self_index):
+    """``scores`` with each query's own gallery column set to +inf."""
+    columns = tf.range(tf.shape(scores)[1], dtype=self_index.dtype)
+    return tf.where(columns[tf.newaxis, :] == self_index[:, tf.newaxis], np.inf, scores)
+
+
+@tf.function(jit_compile=True)
+def _top_k_step(scores, self_index, k):
+    negated, indices = tf.math.top_k(-_mask_self(scores, self_index), k=k)
+    return -negated, indices
+
+
+def nearest_neighbors(query, gallery=None, *, k, metric="euclidean", self_index=None, chunk_size=1024, verbose=0):
+    """The ``k`` nearest gallery items of every query, by exact chunked search.
+
+    Args:
+        query: ``(n, d)`` embeddings (array or tensor).
+        gallery: ``(m, d)`` embeddings; ``None`` searches ``query`` itself with each
+            query's own row excluded.
+        k: number of neighbours, ``1 <= k <= m`` (``m − 1`` when searching ``query`` itself).
+        metric: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        self_index: optional int ``(n,)`` gallery row of each query, ``-1`` where absent.
+        chunk_size: queries per step (memory ``chunk_size × m`` floats).
+        verbose: show a progress bar.
+
+    Returns:
+        ``(distances, indices)``: float32 and int64 arrays of shape ``(n, k)``, nearest
+        first; ties in gallery-index order.
+    """
+    _check_metric(metric)
+    query = as_embeddings(query, "query")
+    if gallery is None:
+        gallery, self_index = query, np.arange(query.shape[0])
+    gallery = as_embeddings(gallery, "gallery")
+    if gallery.shape[1] != query.shape[1]:
+        raise ValueError(f"query and gallery dimensions differ: {query.shape[1]} vs {gallery.shape[1]}.")
+    self_index = np.full(query.shape[0], -1) if self_index is None else np.asarray(self_index)
+    available = gallery.shape[0] - int(np.any(self_index >= 0))
+    if not 1 <= k <= available:
+        raise ValueError(f"k must be in [1, {available}] for a gallery of {gallery.shape[0]} items; got {k}.")
+    query_aug, gallery_aug = _ranking_operands(query, gallery, metric)
+    gallery_aug = tf.constant(gallery_aug)
+    size = min(chunk_size, query.shape[0])
+    distances, indices = [], []
+    for start, stop in _chunks(query.shape[0], size, verbose):
+        scores, neighbours = _top_k_step(
+            _scores(tf.constant(_pad_rows(query_aug[start:stop], size)), gallery_aug),
+            tf.constant(_pad_rows(self_index[start:stop].astype(np.int32), size, -1)),
+            k,
+        )
+        distances.append(_scores_to_distances(scores.numpy()[: stop - start], query[start:stop], metric))
+        indices.append(neighbours.numpy()[: stop - start].astype(np.int64))
+    return np.concatenate(distances).astype(np.float32), np.concatenate(indices)
+
+
+@dataclasses.dataclass
+class PositiveRanks:
+    """Where each query's positives land in its ranking of the gallery.
+
+    Ranks are 1-based and pessimistic (see the module docstring).
+
+    Attributes:
+        first: int64 ``(n,)`` rank of the nearest positive; ``0`` for a query without positives.
+        positives: int64 ``(n, p)`` ranks of the query's positives in order, nearest first,
+            for the first ``min(num_positives, depth)`` of them; :data:`UNRANKED` past the
+            search depth and in padding.
+        num_positives: int64 ``(n,)`` number of gallery items sharing the query's label (self excluded).
+        labels: int64 ``(n,)`` query labels.
+        depth: how many nearest gallery items were ranked exactly.
+    """
+
+    first: np.ndarray
+    positives: np.ndarray
+    num_positives: np.ndarray
+    labels: np.ndarray
+    depth: int
+
+
+def _smallest(scores, self_index, k):
+    """The ``k`` smallest values of each row other than the query's own column, ascending.
+
+    Rows are cut into blocks of :data:`BLOCK` columns; the ``k`` smallest values all
+    lie in the ``k`` blocks with the smallest minima (any other block's minimum is
+    >= theirs, each of which already supplies one value). The own column can only
+    make its block look better, so ``k + 1`` blocks are kept; it is masked among
+    the ``(k + 1) × BLOCK`` candidates, never in the full row.
+    """
+    rows = tf.shape(scores)[0]
+    blocks = tf.reshape(scores, [rows, -1, BLOCK])
+    chosen = min(k + 1, scores.shape[1] // BLOCK)
+    _, best_blocks = tf.math.top_k(-tf.reduce_min(blocks, axis=2), k=chosen)
+    candidates = tf.reshape(tf.gather(blocks, best_blocks, batch_dims=1), [rows, chosen * BLOCK])
+    columns = tf.reshape(best_blocks[:, :, tf.newaxis] * BLOCK + tf.range(BLOCK)[tf.newaxis, tf.newaxis, :], [rows, -1])
+    candidates = tf.where(columns == self_index[:, tf.newaxis], np.inf, candidates)
+    return -tf.math.top_k(-candidates, k=k).values
+
+
+def _count_at_most(scores, thresholds, own):
+    """Items per row scoring ``<= thresholds`` (``(c, 1)``), the query's own column not counted."""
+    # int32 counting vectorises better than int64 under XLA; a row has < 2³¹ items.
+    counts = tf.reduce_sum(tf.cast(scores <= thresholds, tf.int32), axis=1)
+    return tf.cast(counts, tf.int64) - tf.cast(own <= thresholds[:, 0], tf.int64)
+
+
+@tf.function(jit_compile=True)
+def _rank_step(scores, self_index, positive_index, positive_valid, depth):
+    """Ranks of one chunk's positives from its score block: a smallest-``depth`` search and one counting pass.
+
+    The own column is never masked in the full block (that would be one more pass
+    over it): counts subtract it and ``_smallest`` masks it among its candidates.
+    """
+    own = _self_scores(scores, self_index)
+    positive_scores = tf.gather(scores, positive_index, batch_dims=1)
+    positive_scores = tf.sort(tf.where(positive_valid, positive_scores, np.inf), axis=1)
+    # positives_up_to[i, m]: positives scoring <= the m-th positive (ties among positives included).
+    positives_up_to = tf.reduce_sum(
+        tf.cast(positive_scores[:, tf.newaxis, :] <= positive_scores[:, :, tf.newaxis], tf.int64), axis=2
+    )
+    nearest_scores = _smallest(scores, self_index, depth)
+    deepest = nearest_scores[:, -1:]
+    # Items scoring <= t are all in the smallest-depth list while t < deepest; at t == deepest
+    # ties may continue past the list, so that threshold is counted over the full row (rarely needed).
+    items_up_to = tf.reduce_sum(
+        tf.cast(nearest_scores[:, tf.newaxis, :] <= positive_scores[:, :, tf.newaxis], tf.int64), axis=2
+    )
+    at_deepest = positive_scores == deepest
+    items_up_to_deepest = tf.cond(
+        tf.reduce_any(at_deepest),
+        lambda: _count_at_most(scores, deepest, own)[:, tf.newaxis],
+        lambda: tf.zeros_like(deepest, tf.int64),
+    )
+    items_up_to = tf.where(at_deepest, items_up_to_deepest, items_up_to)
+    order = tf.range(1, tf.shape(positive_scores)[1] + 1, dtype=tf.int64)[tf.newaxis, :]
+    ranks = order + items_up_to - positives_up_to
+    ranks = tf.where(positive_scores <= deepest, ranks, UNRANKED)
+    first = 1 + _count_at_most(scores, positive_scores[:, :1], own) - positives_up_to[:, 0]
+    return first, ranks
+
+
+def _positive_columns(query_labels, gallery_labels, self_index):
+    """Padded gallery columns of each query's positives and their validity, by label groups."""
+    order = np.argsort(gallery_labels, kind="stable")
+    group_labels, group_starts, group_sizes = np.unique(gallery_labels[order], return_index=True, return_counts=True)
+    slot = np.searchsorted(group_labels, query_labels)
+    slot = np.minimum(slot, len(group_labels) - 1)
+    present = group_labels[slot] == query_labels
+    sizes = np.where(present, group_sizes[slot], 0)
+    width = max(int(sizes.max(initial=0)), 1)
+    offsets = np.arange(width)[np.newaxis, :]
+    in_group = offsets < sizes[:, np.newaxis]
+    columns = order[np.minimum(group_starts[slot][:, np.newaxis] + offsets, len(order) - 1)]
+    valid = in_group & (columns != self_index[:, np.newaxis])
+    return np.where(valid, columns, 0).astype(np.int32), valid
+
+
+def rank_positives(
+    query,
+    query_labels,
+    gallery=None,
+    gallery_labels=None,
+    *,
+    self_index=None,
+    depth=None,
+    metric="euclidean",
+    chunk_size=1024,
+    verbose=0,
+):
+    """Pessimistic ranks of every query's positives in its exact gallery ranking.
+
+    One pass over the queries yields everything the retrieval metrics need: the
+    rank of the nearest positive (recall@k for *any* k, with no top-k of size k)
+    and the ranks of the first ``depth`` positives (R-precision, MAP@R, mAP@k_c).
+
+    Args:
+        query, query_labels: ``(n, d)`` embeddings and ``(n,)`` int labels.
+        gallery, gallery_labels: ``(m, d)``/``(m,)``; ``None`` uses the queries with
+            self-matches excluded by index.
+        self_index: optional int ``(n,)`` gallery row of each query (``-1``: not in the gallery).
+        depth: how many nearest items to rank exactly; default: the largest number of
+            positives of any query (what MAP@R needs). Positives beyond it are :data:`UNRANKED`.
+            Memory besides the score block: ``n × (largest class size)`` positive indices.
+        metric: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        chunk_size: queries per step. verbose: progress bar.
+
+    Returns:
+        :class:`PositiveRanks`.
+    """
+    _check_metric(metric)
+    query = as_embeddings(query, "query")
+    query_labels = as_labels(query_labels, query.shape[0], "query_labels")
+    if gallery is None:
+        gallery, gallery_labels, self_index = query, query_labels, np.arange(query.shape[0])
+    gallery = as_embeddings(gallery, "gallery")
+    gallery_labels = as_labels(gallery_labels, gallery.shape[0], "gallery_labels")
+    if gallery.shape[1] != query.shape[1]:
+        raise ValueError(f"query and gallery dimensions differ: {query.shape[1]} vs {gallery.shape[1]}.")
+    self_index = np.full(query.shape[0], -1) if self_index is None else np.asarray(self_index, dtype=np.int64)
+    positive_index, positive_valid = _positive_columns(query_labels, gallery_labels, self_index)
+    num_positives = positive_valid.sum(axis=1).astype(np.int64)
+    ranked = max(int(num_positives.max(initial=0)), 1)
+    candidates = gallery.shape[0] - int(np.any(self_index >= 0))
+    if candidates < 1:
+        raise ValueError("The gallery holds no item other than the query itself.")
+    depth = min(ranked if depth is None else int(depth), candidates)
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1; got {depth}.")
+    query_aug, gallery_aug = _ranking_operands(query, gallery, metric)
+    gallery_aug = tf.constant(gallery_aug)
+    size = min(chunk_size, query.shape[0])
+    firsts, ranks = [], []
+    for start, stop in _chunks(query.shape[0], size, verbose):
+        first, positive_ranks = _rank_step(
+            _scores(tf.constant(_pad_rows(query_aug[start:stop], size)), gallery_aug),
+            tf.constant(_pad_rows(self_index[start:stop].astype(np.int32), size, -1)),
+            tf.constant(_pad_rows(positive_index[start:stop], size)),
+            tf.constant(_pad_rows(positive_valid[start:stop], size, False)),
+            depth,
+        )
+        firsts.append(first.numpy()[: stop - start])
+        ranks.append(positive_ranks.numpy()[: stop - start, :ranked])
+    first = np.where(num_positives > 0, np.concatenate(firsts), 0)
+    return PositiveRanks(
+        first=first, positives=np.concatenate(ranks), num_positives=num_positives, labels=query_labels, depth=depth
+    )

@@ -1,0 +1,96 @@
+"""Evaluation figures (matplotlib, no pyplot state): each function writes one PNG and returns its path.
+
+- :func:`retrieval_grid`: queries and their nearest gallery images, correct results
+  framed green and wrong ones red (Wu et al. 2017, Fig. 5).
+- :func:`negative_distance_histogram`: distribution of distances between
+  different-class pairs (Wu et al. 2017, supplementary Fig. 1).
+- :func:`singular_value_plot`: the normalised singular value spectrum (Roth et al. 2020, Fig. 8).
+- :func:`projection_plot`: a 2-D PCA projection of the embeddings coloured by class.
+
+Example:
+
+>>> singular_value_plot(tfdml.evaluation.singular_values(embeddings), "out/spectrum.png")
+'out/spectrum.png'
+"""
+
+import matplotlib.figure
+import numpy as np
+import sklearn.decomposition
+
+CORRECT_COLOUR = "tab:green"
+WRONG_COLOUR = "tab:red"
+
+
+def _save(figure, path):
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    return str(path)
+
+
+def _show_image(axis, image):
+    image = np.asarray(image, dtype=np.float32)
+    span = image.max() - image.min()
+    image = (image - image.min()) / span if span > 0 else np.zeros_like(image)
+    axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
+def retrieval_grid(query_images, neighbour_images, correct, path, *, query_labels=None, neighbour_labels=None):
+    """Rows of ``query | k nearest``; neighbours framed green when they share the query's class.
+
+    Args:
+        query_images: ``(q, h, w, c)``. neighbour_images: ``(q, k, h, w, c)``, nearest first.
+        correct: bool ``(q, k)``. path: PNG file to write.
+        query_labels, neighbour_labels: optional ``(q,)``/``(q, k)`` labels printed as titles.
+    """
+    correct = np.asarray(correct, dtype=bool)
+    rows, k = correct.shape
+    figure = matplotlib.figure.Figure(figsize=(1.2 * (k + 1), 1.3 * rows))
+    axes = figure.subplots(rows, k + 1, squeeze=False)
+    for row in range(rows):
+        _show_image(axes[row, 0], query_images[row])
+        axes[row, 0].set_title("query" if query_labels is None else f"query {query_labels[row]}", fontsize=7)
+        for column in range(k):
+            axis = axes[row, column + 1]
+            _show_image(axis, neighbour_images[row][column])
+            colour = CORRECT_COLOUR if correct[row, column] else WRONG_COLOUR
+            for spine in axis.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(3)
+            if neighbour_labels is not None:
+                axis.set_title(str(neighbour_labels[row][column]), fontsize=7, color=colour)
+    return _save(figure, path)
+
+
+def negative_distance_histogram(distances, path, *, bins=100, metric="euclidean"):
+    """Histogram (density) of negative-pair distances."""
+    figure = matplotlib.figure.Figure(figsize=(5, 3.5))
+    axis = figure.subplots()
+    axis.hist(np.asarray(distances), bins=bins, density=True, color="tab:blue")
+    axis.set_xlabel(f"{metric} distance between different-class pairs")
+    axis.set_ylabel("density")
+    return _save(figure, path)
+
+
+def singular_value_plot(singular_values, path):
+    """Singular values normalised to sum 1, largest first, on a log scale."""
+    values = np.asarray(singular_values, dtype=np.float64)
+    figure = matplotlib.figure.Figure(figsize=(5, 3.5))
+    axis = figure.subplots()
+    axis.semilogy(np.arange(1, values.size + 1), values / values.sum(), marker=".")
+    axis.set_xlabel("singular value index")
+    axis.set_ylabel("normalised singular value")
+    return _save(figure, path)
+
+
+def projection_plot(embeddings, labels, path):
+    """2-D PCA projection of ``embeddings`` coloured by class (colours cycle past 20 classes)."""
+    points = sklearn.decomposition.PCA(n_components=2).fit_transform(np.asarray(embeddings, dtype=np.float64))
+    _, class_index = np.unique(labels, return_inverse=True)
+    figure = matplotlib.figure.Figure(figsize=(5, 5))
+    axis = figure.subplots()
+    axis.scatter(points[:, 0], points[:, 1], c=class_index % 20, cmap="tab20", s=6)
+    axis.set_xlabel("principal component 1")
+    axis.set_ylabel("principal component 2")
+    return _save(figure, path)
