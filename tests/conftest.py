@@ -33,3 +33,10 @@ def rng():
 def _seed():
     tf.random.set_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One 2-replica MirroredStrategy for the whole session: several strategies over the same devices
+    in one process make their collective ops' instance keys collide."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

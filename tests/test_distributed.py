@@ -37,7 +37,7 @@ def embedder():
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
-def test_two_replicas_take_the_same_step_as_one_device_on_the_global_batch(name, rng):
+def test_two_replicas_take_the_same_step_as_one_device_on_the_global_batch(name, rng, mirrored_strategy):
     images = rng.uniform(0, 255, (32, 8, 8, 1)).astype("float32")
     labels = np.repeat(np.arange(8), 4)
     keras.utils.set_random_seed(1)
@@ -47,7 +47,7 @@ def test_two_replicas_take_the_same_step_as_one_device_on_the_global_batch(name,
     initial = single.embedding_model.get_weights()
     single_loss = single.fit(images, labels, batch_size=32, epochs=1, shuffle=False, verbose=0).history["loss"][0]
 
-    with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    with mirrored_strategy.scope():
         mirrored = MetricLearningModel(embedder(), LOSSES[name]())
         mirrored.embedding_model.set_weights(initial)
         mirrored.compile(optimizer=keras.optimizers.SGD(learning_rate))

@@ -250,8 +250,8 @@ def test_functional_half_precision_uses_float32_math(rng, dtype):
     assert np.all(np.isfinite(tf.cast(gradient, tf.float32).numpy()))
 
 
-def test_mirrored_strategy_per_replica_losses(rng):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_mirrored_strategy_per_replica_losses(rng, mirrored_strategy):
+    strategy = mirrored_strategy
     labels, x = random_batch(rng, 16, 4, 3, dtype=np.float32)
     dataset = tf.data.Dataset.from_tensor_slices((labels.astype(np.int32), x)).batch(16)
     with strategy.scope():
@@ -280,10 +280,10 @@ def test_mirrored_strategy_per_replica_losses(rng):
 
 
 @pytest.mark.parametrize("distributed", [False, True])
-def test_keras_fit(rng, distributed):
+def test_keras_fit(rng, distributed, mirrored_strategy):
     # Single device: the train step, custom gradient included, is compiled with XLA.
     labels, x = random_batch(rng, 32, 6, 4, dtype=np.float32)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if distributed else tf.distribute.get_strategy()
+    strategy = mirrored_strategy if distributed else tf.distribute.get_strategy()
     with strategy.scope():
         model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.UnitNormalization()])
         model.compile(optimizer=keras.optimizers.SGD(0.5), loss=FastAPLoss(), jit_compile=not distributed)

@@ -436,7 +436,7 @@ def test_model_fit_names_an_out_of_range_label():
         model.fit(_blobs(), epochs=1, shuffle=False, verbose=0)
 
 
-def test_two_replica_step_matches_one_device():
+def test_two_replica_step_matches_one_device(mirrored_strategy):
     # The loss sees the all-gathered global batch, so one step on 2 replicas must move the
     # proxies (and the embedder) exactly as one step on one device does.
     inputs, labels = next(iter(_blobs().unbatch().batch(32)))
@@ -453,7 +453,7 @@ def test_two_replica_step_matches_one_device():
         return loss.proxies.numpy(), embedder.get_weights()[0]
 
     single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
-    mirrored = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    mirrored = one_step(mirrored_strategy)
     initial_proxies = ProxyNCALoss(num_classes=4, embedding_dim=4, seed=0).proxies.numpy()
     assert np.abs(single[0] - initial_proxies).max() > 0.01
     for one_device, two_replicas in zip(single, mirrored):

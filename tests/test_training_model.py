@@ -78,7 +78,7 @@ def batchnorm_free_embedder():
     return models.build_embedding_model(keras.Model(inputs, features), embedding_dim=4)
 
 
-def test_mirrored_two_replicas_equal_one_device_on_the_global_batch(rng):
+def test_mirrored_two_replicas_equal_one_device_on_the_global_batch(rng, mirrored_strategy):
     images, labels = toy_data(rng, 16)
     keras.utils.set_random_seed(1)
     single = MetricLearningModel(batchnorm_free_embedder(), SpreadLoss())
@@ -86,7 +86,7 @@ def test_mirrored_two_replicas_equal_one_device_on_the_global_batch(rng):
     initial = single.embedding_model.get_weights()
     single.fit(images, labels, batch_size=16, epochs=1, shuffle=False, verbose=0)
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy
     with strategy.scope():
         mirrored = MetricLearningModel(batchnorm_free_embedder(), SpreadLoss())
         mirrored.embedding_model.set_weights(initial)
