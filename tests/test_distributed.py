@@ -10,7 +10,6 @@ import h5py
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tfdml
 from tfdml.training import MetricLearningModel

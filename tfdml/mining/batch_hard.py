@@ -5,12 +5,12 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import Miner, Triplets
-from tfdml.mining.rho import check_p_switch, switch_negatives
+from tfdml.mining.base import Triplets
+from tfdml.mining.rho import TupleMiner
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
-class BatchHardMiner(Miner):
+class BatchHardMiner(TupleMiner):
     """One triplet per anchor: its hardest positive and hardest negative,
 
         p = argmax_{p: y_p = y_a, p ≠ a} D_ap,   n = argmin_{n: y_n ≠ y_a} D_an.
@@ -28,8 +28,7 @@ class BatchHardMiner(Miner):
     """
 
     def __init__(self, p_switch=0.0, seed=None):
-        super().__init__(seed=seed)
-        self.p_switch = check_p_switch(p_switch)
+        super().__init__(p_switch=p_switch, seed=seed)
 
     def mine(self, embeddings, labels):
         distances = euclidean(tf.stop_gradient(embeddings))
@@ -40,7 +39,5 @@ class BatchHardMiner(Miner):
         valid = tf.logical_and(tf.reduce_any(positives, axis=1), tf.reduce_any(negatives, axis=1))
         anchors = tf.cast(tf.where(valid)[:, 0], tf.int32)
         triplets = Triplets(anchors, tf.gather(hardest_positive, anchors), tf.gather(hardest_negative, anchors))
-        return switch_negatives(triplets, self.p_switch, self.generator)
+        return triplets
 
-    def get_config(self):
-        return {**super().get_config(), "p_switch": self.p_switch}

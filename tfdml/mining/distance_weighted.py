@@ -5,8 +5,7 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import Miner
-from tfdml.mining.rho import check_p_switch, switch_negatives
+from tfdml.mining.rho import TupleMiner
 from tfdml.mining.tuples import check_construction, construct, gather_from_grid, keep_tuples, sample_columns
 
 # 1 − d²/4 is clamped here so that d → 2 (antipodal points, or rounding) stays finite.
@@ -21,7 +20,7 @@ def log_inverse_sphere_density(distances, dim):
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
-class DistanceWeightedMiner(Miner):
+class DistanceWeightedMiner(TupleMiner):
     """Samples negatives uniformly in distance rather than by the sphere's distance density.
 
     For an anchor ``a`` a negative ``n`` is drawn with
@@ -60,7 +59,7 @@ class DistanceWeightedMiner(Miner):
     """
 
     def __init__(self, cutoff=0.5, nonzero_loss_cutoff=1.4, construction="pairs", p_switch=0.0, seed=None):
-        super().__init__(seed=seed)
+        super().__init__(p_switch=p_switch, seed=seed)
         if not cutoff > 0.0:
             raise ValueError(f"cutoff must be > 0; got {cutoff}.")
         if nonzero_loss_cutoff is not None and not nonzero_loss_cutoff > cutoff:
@@ -68,7 +67,6 @@ class DistanceWeightedMiner(Miner):
         self.cutoff = float(cutoff)
         self.nonzero_loss_cutoff = None if nonzero_loss_cutoff is None else float(nonzero_loss_cutoff)
         self.construction = check_construction(construction)
-        self.p_switch = check_p_switch(p_switch)
 
     def negative_log_weights(self, embeddings, labels):
         """Masked per-anchor log-weights ``(b, b)`` and candidate mask, fallbacks applied."""
@@ -90,7 +88,7 @@ class DistanceWeightedMiner(Miner):
         columns, has_candidates = sample_columns(self.generator, log_weights, candidates, tuples.width)
         keep = tf.gather(has_candidates, tuples.anchors)
         triplets = keep_tuples(tuples, gather_from_grid(tuples, columns), keep)
-        return switch_negatives(triplets, self.p_switch, self.generator)
+        return triplets
 
     def get_config(self):
         return {
@@ -98,5 +96,4 @@ class DistanceWeightedMiner(Miner):
             "cutoff": self.cutoff,
             "nonzero_loss_cutoff": self.nonzero_loss_cutoff,
             "construction": self.construction,
-            "p_switch": self.p_switch,
         }

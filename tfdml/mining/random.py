@@ -4,13 +4,13 @@ import keras
 import tensorflow as tf
 
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import Miner, Triplets
-from tfdml.mining.rho import check_p_switch, switch_negatives
+from tfdml.mining.base import Triplets
+from tfdml.mining.rho import TupleMiner
 from tfdml.mining.tuples import sample_column, sample_columns
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
-class RandomMiner(Miner):
+class RandomMiner(TupleMiner):
     """``num_tuples`` triplets drawn uniformly, with replacement, from all valid ``(a, p, n)``:
     ``y_a = y_p ≠ y_n``, ``a ≠ p``.
 
@@ -30,11 +30,10 @@ class RandomMiner(Miner):
     """
 
     def __init__(self, num_tuples=None, p_switch=0.0, seed=None):
-        super().__init__(seed=seed)
+        super().__init__(p_switch=p_switch, seed=seed)
         if num_tuples is not None and int(num_tuples) < 1:
             raise ValueError(f"num_tuples must be a positive integer or None; got {num_tuples}.")
         self.num_tuples = None if num_tuples is None else int(num_tuples)
-        self.p_switch = check_p_switch(p_switch)
 
     def mine(self, embeddings, labels):
         positives = positive_mask(labels)
@@ -53,7 +52,7 @@ class RandomMiner(Miner):
         anchors = tf.boolean_mask(anchors[0], tf.fill(tf.shape(anchors[0]), any_triplet[0]))
         sampled_positives, _ = sample_column(self.generator, 0.0, tf.gather(positives, anchors))
         sampled_negatives, _ = sample_column(self.generator, 0.0, tf.gather(negatives, anchors))
-        return switch_negatives(Triplets(anchors, sampled_positives, sampled_negatives), self.p_switch, self.generator)
+        return Triplets(anchors, sampled_positives, sampled_negatives)
 
     def get_config(self):
-        return {**super().get_config(), "num_tuples": self.num_tuples, "p_switch": self.p_switch}
+        return {**super().get_config(), "num_tuples": self.num_tuples}

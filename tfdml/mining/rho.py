@@ -42,8 +42,23 @@ def switch_negatives(triplets, p_switch, generator):
     )
 
 
+class TupleMiner(Miner):
+    """Base of the triplet miners: ``mine`` returns :class:`Triplets`, and ``__call__`` applies
+    ρ-regularisation to them with probability ``p_switch`` (0 disables it)."""
+
+    def __init__(self, p_switch=0.0, seed=None):
+        super().__init__(seed=seed)
+        self.p_switch = check_p_switch(p_switch)
+
+    def __call__(self, embeddings, labels):
+        return switch_negatives(super().__call__(embeddings, labels), self.p_switch, self.generator)
+
+    def get_config(self):
+        return {**super().get_config(), "p_switch": self.p_switch}
+
+
 @keras.saving.register_keras_serializable(package="tfdml")
-class RhoRegularizedMiner(Miner):
+class RhoRegularizedMiner(TupleMiner):
     """Applies ρ-regularisation to the tuples of any ``miner``.
 
     Args:
@@ -54,14 +69,13 @@ class RhoRegularizedMiner(Miner):
     """
 
     def __init__(self, miner, p_switch=0.35, seed=None):
-        super().__init__(seed=seed)
+        super().__init__(p_switch=p_switch, seed=seed)
         self.miner = deserialize_miner(miner)
         if not isinstance(self.miner, Miner):
             raise TypeError(f"miner must be a tfdml Miner; got {miner!r}.")
-        self.p_switch = check_p_switch(p_switch)
 
     def mine(self, embeddings, labels):
-        return switch_negatives(self.miner(embeddings, labels), self.p_switch, self.generator)
+        return self.miner(embeddings, labels)
 
     def get_config(self):
-        return {**super().get_config(), "miner": serialize_miner(self.miner), "p_switch": self.p_switch}
+        return {**super().get_config(), "miner": serialize_miner(self.miner)}

@@ -5,13 +5,12 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean, squared_euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import Miner
-from tfdml.mining.rho import check_p_switch, switch_negatives
+from tfdml.mining.rho import TupleMiner
 from tfdml.mining.tuples import check_construction, construct, gather_from_grid, keep_tuples, scatter_to_grid
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
-class SemiHardMiner(Miner):
+class SemiHardMiner(TupleMiner):
     """For each anchor–positive pair ``(a, p)``, a negative drawn uniformly from the band
 
         D_ap < D_an < D_ap + margin
@@ -46,14 +45,13 @@ class SemiHardMiner(Miner):
     """
 
     def __init__(self, margin=0.2, lower_bound=None, squared=False, construction="pairs", p_switch=0.0, seed=None):
-        super().__init__(seed=seed)
+        super().__init__(p_switch=p_switch, seed=seed)
         if margin is not None and not margin > 0.0:
             raise ValueError(f"margin must be > 0 or None; got {margin}.")
         self.margin = None if margin is None else float(margin)
         self.lower_bound = None if lower_bound is None else float(lower_bound)
         self.squared = bool(squared)
         self.construction = check_construction(construction)
-        self.p_switch = check_p_switch(p_switch)
 
     def mine(self, embeddings, labels):
         embeddings = tf.stop_gradient(embeddings)
@@ -88,7 +86,7 @@ class SemiHardMiner(Miner):
         )
         keep = tf.gather(tf.reduce_any(negatives, axis=1), tuples.anchors)
         triplets = keep_tuples(tuples, gather_from_grid(tuples, tf.reshape(columns, [-1, tuples.width])), keep)
-        return switch_negatives(triplets, self.p_switch, self.generator)
+        return triplets
 
     def get_config(self):
         return {
@@ -97,5 +95,4 @@ class SemiHardMiner(Miner):
             "lower_bound": self.lower_bound,
             "squared": self.squared,
             "construction": self.construction,
-            "p_switch": self.p_switch,
         }

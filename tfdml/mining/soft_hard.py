@@ -5,13 +5,13 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import Miner, Triplets
-from tfdml.mining.rho import check_p_switch, switch_negatives
+from tfdml.mining.base import Triplets
+from tfdml.mining.rho import TupleMiner
 from tfdml.mining.tuples import sample_column
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
-class SoftHardMiner(Miner):
+class SoftHardMiner(TupleMiner):
     """One triplet per anchor with a positive and a negative, both drawn uniformly among hard candidates:
 
         n ~ U{n : y_n ≠ y_a, D_an < max_p D_ap},   p ~ U{p : y_p = y_a, D_ap > min_n D_an}.
@@ -29,8 +29,7 @@ class SoftHardMiner(Miner):
     """
 
     def __init__(self, p_switch=0.0, seed=None):
-        super().__init__(seed=seed)
-        self.p_switch = check_p_switch(p_switch)
+        super().__init__(p_switch=p_switch, seed=seed)
 
     def mine(self, embeddings, labels):
         distances = euclidean(tf.stop_gradient(embeddings))
@@ -46,7 +45,5 @@ class SoftHardMiner(Miner):
         sampled_negatives, has_negative = sample_column(self.generator, 0.0, negative_candidates)
         anchors = tf.cast(tf.where(tf.logical_and(has_positive, has_negative))[:, 0], tf.int32)
         triplets = Triplets(anchors, tf.gather(sampled_positives, anchors), tf.gather(sampled_negatives, anchors))
-        return switch_negatives(triplets, self.p_switch, self.generator)
+        return triplets
 
-    def get_config(self):
-        return {**super().get_config(), "p_switch": self.p_switch}
