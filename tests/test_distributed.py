@@ -65,12 +65,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Blocked: with TF 2.21 + Keras 3.15, model.fit under MultiWorkerMirroredStrategy fails on CPU "
-    "workers even for a plain Keras Dense model (Keras' first-batch all-reduce cannot convert the "
-    "PerReplica batch); bypassing that step, the train step fails with 'destinations can not be empty'.",
-)
 def test_two_worker_processes_train_the_digits_recipe_to_identical_weights(tmp_path):
     workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     args = [

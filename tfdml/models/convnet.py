@@ -10,8 +10,12 @@ feature map is 1 pixel wide, so tiny inputs (8×8 digits) also work.
 import keras
 
 
-def convnet(input_shape=(32, 32, 1), filters=64, blocks=4, name="convnet"):
-    """Conv-4 feature extractor: ``(h, w, c)`` images in ``[0, 255]`` → ``(h', w', filters)`` features."""
+def convnet(input_shape=(32, 32, 1), filters=64, blocks=4, synchronized_batchnorm=False, name="convnet"):
+    """Conv-4 feature extractor: ``(h, w, c)`` images in ``[0, 255]`` → ``(h', w', filters)`` features.
+
+    ``synchronized_batchnorm``: compute BatchNorm statistics over the global batch of all replicas
+    (for distributed training: otherwise each replica's moving statistics drift apart).
+    """
     if len(input_shape) != 3:
         raise ValueError(f"convnet input_shape must be (height, width, channels); got {input_shape}.")
     if filters <= 0 or blocks <= 0:
@@ -21,7 +25,7 @@ def convnet(input_shape=(32, 32, 1), filters=64, blocks=4, name="convnet"):
     size = min(input_shape[0], input_shape[1])
     for block in range(blocks):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block + 1}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{block + 1}")(x)
+        x = keras.layers.BatchNormalization(synchronized=synchronized_batchnorm, name=f"bn{block + 1}")(x)
         x = keras.layers.ReLU(name=f"relu{block + 1}")(x)
         if size >= 2:
             x = keras.layers.MaxPooling2D(2, name=f"pool{block + 1}")(x)

@@ -22,13 +22,15 @@ BACKBONES = ("convnet", "resnet50")
 POOLINGS = ("avg", "max", "avgmax", "flatten")
 
 
-def build_backbone(backbone, input_shape, weights=None, freeze_batchnorm=False, filters=64, blocks=4):
+def build_backbone(
+    backbone, input_shape, weights=None, freeze_batchnorm=False, filters=64, blocks=4, synchronized_batchnorm=False
+):
     if backbone == "resnet50":
         return resnet50(input_shape, weights=weights, frozen_batchnorm=freeze_batchnorm)
     if backbone == "convnet":
         if weights is not None:
             raise ValueError("The convnet backbone has no pretrained weights; use weights=None.")
-        return convnet(input_shape, filters=filters, blocks=blocks)
+        return convnet(input_shape, filters=filters, blocks=blocks, synchronized_batchnorm=synchronized_batchnorm)
     raise ValueError(f"Unknown backbone {backbone!r}; expected one of {BACKBONES} or a keras.Model.")
 
 
@@ -57,6 +59,7 @@ def build_embedding_model(
     freeze_batchnorm=False,
     filters=64,
     blocks=4,
+    synchronized_batchnorm=False,
     name="embedding_model",
 ):
     """Build a Keras model ``float images in [0, 255] → embeddings (b, embedding_dim)``.
@@ -72,6 +75,8 @@ def build_embedding_model(
         freeze_batchnorm: ResNet50 only: fix BatchNorm statistics and parameters.
         filters: convnet only: channels per block.
         blocks: convnet only: number of conv blocks (each halves the resolution).
+        synchronized_batchnorm: convnet only: BatchNorm statistics over the global batch of all
+            replicas (use under ``tf.distribute``; ResNet50's BatchNorm is usually frozen instead).
     """
     if int(embedding_dim) != embedding_dim or embedding_dim <= 0:
         raise ValueError(f"embedding_dim must be a positive integer; got {embedding_dim!r}.")
@@ -81,7 +86,9 @@ def build_embedding_model(
     else:
         if input_shape is None:
             input_shape = (224, 224, 3) if backbone == "resnet50" else (32, 32, 1)
-        features_model = build_backbone(backbone, tuple(input_shape), weights, freeze_batchnorm, filters, blocks)
+        features_model = build_backbone(
+            backbone, tuple(input_shape), weights, freeze_batchnorm, filters, blocks, synchronized_batchnorm
+        )
     inputs = keras.Input(shape=tuple(input_shape), name="images")
     features = features_model(inputs)
     pooled = global_pool(features, pooling)

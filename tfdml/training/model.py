@@ -10,8 +10,8 @@ Why a wrapper instead of ``embedding_model.compile(loss=...)``:
 2. DML losses are batch-global. Under ``tf.distribute`` every replica all-gathers
    the embeddings and labels of the global batch, computes the loss on it, and
    gradients flow back to each replica's own embeddings through the gather.
-   Every replica computes the same global loss ``L``; the gather's gradient sums
-   the replicas' identical upstream gradients, so each replica's loss is scaled
+   Every replica computes the same global loss ``L``; the gather's gradient (an
+   all-reduce) sums the replicas' identical upstream gradients, so each replica's loss is scaled
    by ``1/num_replicas`` and the all-reduce of the weight gradients yields exactly
    ``dL/dw`` — the same step as one device on the global batch.
 
@@ -30,11 +30,18 @@ import tensorflow as tf
 from tfdml.losses.base import DMLLoss, ParametricDMLLoss
 
 
-@tf.custom_gradient
-def dense_gradient(x):
-    """Identity whose gradient is dense: ``all_gather``'s gradient cannot take the ``IndexedSlices``
-    that miners' ``tf.gather`` produce."""
-    return tf.identity(x), lambda upstream: tf.convert_to_tensor(upstream)
+def all_gather_by_sum(context, values):
+    """Concatenate each replica's ``values`` (equal shapes) in replica order, by an all-reduce.
+
+    Each replica writes its rows into a zero tensor of the global shape and the replicas sum
+    them. Unlike ``ReplicaContext.all_gather``, this works under MultiWorkerMirroredStrategy in
+    TF 2.21, and its gradient (an all-reduce of the upstream gradients) is dense.
+    """
+    num_replicas = context.num_replicas_in_sync
+    rows = tf.shape(values)[0]
+    before = context.replica_id_in_sync_group * rows
+    padding = [[before, (num_replicas - 1) * rows - before]] + [[0, 0]] * (values.shape.rank - 1)
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.pad(values, padding))
 
 
 def gather_global_batch(labels, embeddings):
@@ -42,7 +49,10 @@ def gather_global_batch(labels, embeddings):
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return labels, embeddings
-    return context.all_gather(labels, axis=0), dense_gradient(context.all_gather(embeddings, axis=0))
+    # Labels travel as float64, which holds integer class ids exactly.
+    labels = tf.cast(tf.reshape(labels, [tf.shape(labels)[0], -1]), tf.float64)
+    global_labels = tf.cast(all_gather_by_sum(context, labels), tf.int64)
+    return global_labels, all_gather_by_sum(context, embeddings)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -122,12 +132,19 @@ class MetricLearningModel(keras.Model):
         if loss_variables:
             self.loss_optimizer.apply_gradients(zip(tape.gradient(replica_loss, loss_variables), loss_variables))
         self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
+        return self._logs()
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         self.loss_tracker.update_state(self._global_loss(x, y, training=False))
-        return {"loss": self.loss_tracker.result()}
+        return self._logs()
+
+    def _logs(self):
+        result = self.loss_tracker.result()
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker logs with a mean over axis 0, which a scalar lacks.
+            result = tf.reshape(result, [1])
+        return {"loss": result}
 
     def get_config(self):
         return {

@@ -241,6 +241,7 @@ class Setup:
                 freeze_batchnorm=model_config["freeze_batchnorm"],
                 filters=model_config["filters"],
                 blocks=model_config["blocks"],
+                synchronized_batchnorm=strategy.num_replicas_in_sync > 1,
             )
             loss = build_loss(config, num_classes=int(self.train_data.labels.max()) + 1, num_images=len(self.train_data))
             self.model = MetricLearningModel(self.embedder, loss)
