@@ -54,6 +54,26 @@ class EpochJSONLogger(keras.callbacks.Callback):
         os.replace(tmp, self.path)
 
 
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras ``BackupAndRestore`` whose backup files are replaced atomically.
+
+    Keras writes the backup in place, so a ``kill -9`` during the write leaves a corrupt file
+    and the rerun cannot resume. Here each file is written beside its target and renamed
+    over it. A kill between the two renames pairs the new weights with the previous epoch
+    number: the rerun repeats that epoch from its end state, losing nothing.
+    """
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        weights_tmp = os.path.join(self.backup_dir, "incoming.weights.h5")
+        metadata_tmp = f"{self._training_metadata_path}.incoming"
+        self.model.save_weights(weights_tmp, overwrite=True)
+        with open(metadata_tmp, "w") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+        os.replace(weights_tmp, self._weights_path)
+        os.replace(metadata_tmp, self._training_metadata_path)
+
+
 def make_strategy(name):
     """The recipe's ``distribute.strategy``; create it before any other TF work (collectives need that)."""
     if name == "mirrored":
@@ -308,15 +328,16 @@ def train(config, verbose=1):
     started = time.time()
     setup = Setup(config, strategy)
     rows = {"raw pixels": setup.evaluate(raw_pixels(setup.test_images())), "untrained": setup.evaluate()}
+    # Order matters: evaluation adds val_* to the logs before they are recorded, and the epoch is
+    # recorded before it is backed up, so a kill in between repeats the epoch rather than losing its record.
     callbacks = [
-        # double_checkpoint: a kill while the backup is written falls back to the previous one.
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), double_checkpoint=True),
         setup.evaluation_callback(),
+        EpochJSONLogger(os.path.join(run_dir, "metrics.jsonl")),
         keras.callbacks.ModelCheckpoint(
             os.path.join(run_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"), save_weights_only=True
         ),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
-        EpochJSONLogger(os.path.join(run_dir, "metrics.jsonl")),
+        AtomicBackupAndRestore(os.path.join(run_dir, "backup")),
     ]
     setup.model.fit(
         setup.batches, epochs=config["epochs"], steps_per_epoch=setup.steps_per_epoch, callbacks=callbacks,
