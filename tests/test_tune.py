@@ -36,3 +36,19 @@ def test_empty_search_space_is_an_error(tmp_path):
     config = load_config(os.path.join(REPO, "pipelines", "digits_margin.yaml"), [f"run_dir={tmp_path}"])
     with pytest.raises(ValueError, match="tune.space is empty"):
         tune(config)
+
+
+@pytest.mark.parametrize("algorithm", ["bayesian", "hyperband"])
+def test_other_search_algorithms_run_on_digits(algorithm, tmp_path):
+    overrides = [
+        f"run_dir={tmp_path}",
+        "name=alg",
+        "steps_per_epoch=1",
+        "model.filters=4",
+        f"tune={{algorithm: {algorithm}, max_trials: 2, epochs: 2, objective: val_recall_at_1, space: "
+        "{optimizer.learning_rate: {type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}}}",
+    ]
+    config = load_config(os.path.join(REPO, "pipelines", "digits_margin.yaml"), overrides)
+    best, table = tune(config, verbose=0)
+    assert 1e-4 <= best["optimizer"]["learning_rate"] <= 1e-2
+    assert os.path.exists(tmp_path / "alg-tune" / "best.yaml")
