@@ -23,9 +23,9 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 import numpy as np
+from timing import run_times
 
 DIM = 128
 SAMPLES_PER_CLASS = 4
@@ -95,14 +95,7 @@ def peer_loss(case):
 
 
 def median_ms(step, repeats):
-    step()
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
+    return 1000.0 * float(np.median(run_times(step, repeats)))
 
 
 def tfdml_step(case, embeddings, labels):

@@ -16,7 +16,6 @@ Run: ``python benchmarks/bench_proxy_losses.py [--batch 128] [--dim 128] [--clas
 import argparse
 import math
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -26,6 +25,7 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 
 from tfdml.losses import ArcFaceLoss, NormalizedSoftmaxLoss, ProxyNCALoss, SoftTripleLoss
+from timing import run_times
 
 
 def tfdml_step(loss, jit_compile):
@@ -49,14 +49,7 @@ def pml_step(loss, labels, embeddings):
 
 def best_seconds(run, repeats):
     """Fastest of ``repeats`` runs after two warm-up runs (as ``timeit``: the least disturbed by other load)."""
-    run()
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(run_times(run, repeats))
 
 
 def build_pair(name, num_classes, dim):

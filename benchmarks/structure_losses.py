@@ -23,7 +23,6 @@ Run: ``python benchmarks/structure_losses.py [--batch 112 256] [--dim 128] [--th
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -43,6 +42,7 @@ from tfdml.losses import (
     SNRLoss,
 )
 from tfdml.mining import DistanceWeightedMiner
+from timing import run_times
 
 
 def rows():
@@ -94,14 +94,7 @@ def pml_step(loss, miner, labels, embeddings):
 
 
 def median_seconds(run, repeats):
-    run()
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.median(run_times(run, repeats)))
 
 
 def main():
