@@ -10,6 +10,17 @@ from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
+def gather_checked(table, ids, anchors, what, bound_name):
+    """``table[ids[anchors]]``, asserting in-graph that every id is in ``[0, len(table))``."""
+    bound = tf.shape(table, out_type=ids.dtype)[0]
+    checks = [
+        tf.debugging.assert_non_negative(ids, message=f"{what} must be >= 0"),
+        tf.debugging.assert_less(ids, bound, message=f"{what} must be < {bound_name}={table.shape[0]}"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.gather(table, tf.gather(ids, anchors))
+
+
 @keras.saving.register_keras_serializable(package="tfdml")
 class MarginLoss(ParametricDMLLoss):
     """Separates positive and negative pair distances around a boundary ``β`` with margin ``α``:
@@ -132,30 +143,21 @@ class MarginLoss(ParametricDMLLoss):
         """``β(i) = β⁽⁰⁾ + β_class(c(i)) + β_img(i)`` for each anchor index."""
         beta = tf.fill(tf.shape(anchors), tf.cast(self.global_beta, dtype))
         if self.class_beta is not None:
-            checks = [
-                tf.debugging.assert_non_negative(labels, message="MarginLoss(beta_class=True): labels must be >= 0"),
-                tf.debugging.assert_less(
-                    labels,
-                    self.num_classes,
-                    message=f"MarginLoss(beta_class=True): every label must be < num_classes={self.num_classes}",
-                ),
-            ]
-            with tf.control_dependencies(checks):
-                beta = beta + tf.cast(tf.gather(self.class_beta, tf.gather(labels, anchors)), dtype)
+            beta = beta + tf.cast(
+                gather_checked(self.class_beta, labels, anchors, "MarginLoss(beta_class=True): every label", "num_classes"),
+                dtype,
+            )
         if self.image_beta is not None:
-            image_ids = self._image_ids
-            checks = [
-                tf.debugging.assert_non_negative(
-                    image_ids, message="MarginLoss(beta_image=True): image indices must be >= 0"
+            beta = beta + tf.cast(
+                gather_checked(
+                    self.image_beta,
+                    self._image_ids,
+                    anchors,
+                    "MarginLoss(beta_image=True): every image index (y_true[:, 1])",
+                    "num_images",
                 ),
-                tf.debugging.assert_less(
-                    image_ids,
-                    self.num_images,
-                    message=f"MarginLoss(beta_image=True): every image index (y_true[:, 1]) must be < num_images={self.num_images}",
-                ),
-            ]
-            with tf.control_dependencies(checks):
-                beta = beta + tf.cast(tf.gather(self.image_beta, tf.gather(image_ids, anchors)), dtype)
+                dtype,
+            )
         return beta
 
     def compute(self, labels, embeddings):
