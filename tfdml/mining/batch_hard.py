@@ -27,9 +27,6 @@ class BatchHardMiner(TupleMiner):
     >>> triplets = BatchHardMiner()(tf.random.normal((32, 16)), tf.range(32) // 4)
     """
 
-    def __init__(self, p_switch=0.0, seed=None):
-        super().__init__(p_switch=p_switch, seed=seed)
-
     def mine(self, embeddings, labels):
         distances = euclidean(tf.stop_gradient(embeddings))
         positives = positive_mask(labels)

@@ -20,7 +20,7 @@ import yaml
 
 from tfdml import data as tfdml_data
 from tfdml import evaluation, losses, mining, sampling
-from tfdml.export import export_embedding_model, export_retrieval_model
+from tfdml.export import export_embedding_model, export_retrieval_model, resize_for_model
 from tfdml.index import GalleryIndex
 from tfdml.models import build_embedding_model
 from tfdml.training.config import ConfigError, dump_config
@@ -298,10 +298,10 @@ def export_gallery_search(setup, config):
         gallery = setup.test_data
     else:
         gallery = tfdml_data.load("folder", root=gallery_spec, split="all", channels=config["data"]["channels"])
-    images = gallery.dataset(batch_size=256, augmentation=setup.eval_preprocess).map(lambda x, y: x)
-    if not setup.eval_preprocess:
-        size = setup.embedder.input_shape[1:3]
-        images = images.map(lambda x: tf.image.resize(x, size))
+    # The same eval preprocessing as the exported bytes signature, so gallery and queries match.
+    height, width, channels = setup.embedder.input_shape[1:]
+    preprocess = setup.eval_preprocess or resize_for_model((height, width), channels)
+    images = gallery.dataset().map(lambda image, label: preprocess(image)).batch(256)
     embeddings = setup.embedder.predict(images, verbose=0)
     index = GalleryIndex(dim=embeddings.shape[1])
     index.add(embeddings, ids=np.arange(len(gallery), dtype=np.int64), labels=gallery.labels)
@@ -312,7 +312,7 @@ def export_gallery_search(setup, config):
         f"{config['name']}-search",
         config["export"]["version"],
         k=min(config["export"]["gallery_k"], len(index)),
-        preprocess=setup.eval_preprocess,
+        preprocess=preprocess,
     )
 
 
