@@ -402,6 +402,8 @@ def test_memory_bank_update_and_refresh_callback():
         FRDSampler(np.arange(12) // 2, bank=bank, batch_size=4, pool_size=8)
     with pytest.raises(ValueError, match=r"pool_size must lie between .* = 2 and the number of samples \(10\); got 11"):
         FRDSampler(np.arange(10) // 2, bank=bank, batch_size=4, pool_size=11)
+    assert FRDSampler(np.arange(10) // 2, bank=bank, batch_size=4).pool_size == 10
+    assert FRDSampler(np.arange(2000) // 2, bank=MemoryBank(2000, 2), batch_size=4).pool_size == 1024
 
     images = tf.random.stateless_uniform((10, 3), seed=[1, 2])
     indexed = tf.data.Dataset.from_tensor_slices((images, tf.range(10, dtype=tf.int64))).batch(4)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -95,3 +96,31 @@ def test_default_run_beats_raw_pixels_and_the_untrained_network_on_unseen_digits
     for metric in ("map_at_r", "nmi"):
         assert rows["trained"][metric] > rows["raw pixels"][metric] + 0.02, (metric, rows)
         assert rows["trained"][metric] > rows["untrained"][metric] + 0.05, (metric, rows)
+
+
+@pytest.mark.parametrize("sampler", ["FRDSampler", "DDMSampler", "CoresetSampler"])
+def test_memory_bank_recipes_train_and_keep_the_bank_equal_to_the_current_embeddings(sampler, tmp_path):
+    sys.path.insert(0, REPO)
+    from tfdml.sampling import indexed_batches
+    from tfdml.training.config import load_config
+    from tfdml.training.runner import Setup
+
+    config = load_config(
+        os.path.join(REPO, "pipelines", "digits_margin.yaml"),
+        [f"sampler.class={sampler}", "sampler.samples_per_class=2", "sampler.params={pool_size: 200}",
+         "model.filters=8", f"run_dir={tmp_path}"],
+    )
+    setup = Setup(config)
+    assert setup.bank is not None and setup.bank.num_samples == len(setup.train_data)
+    setup.model.fit(setup.batches, epochs=2, steps_per_epoch=2, callbacks=setup.sampler_callbacks(), verbose=0)
+    expected = setup.embedder.predict(indexed_batches(setup.train_data, 256).map(lambda images, _: images), verbose=0)
+    np.testing.assert_allclose(setup.bank.embeddings, expected, atol=1e-5)
+
+
+def test_a_memory_bank_recipe_runs_end_to_end_from_the_command_line(tmp_path):
+    result = run_train(
+        QUICK + ["--name", "frd", "--set", "sampler.class=FRDSampler", "--set", "sampler.samples_per_class=2"],
+        tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.exists(tmp_path / "models" / "frd" / "1" / "saved_model.pb")

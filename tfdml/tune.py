@@ -99,7 +99,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             setup.batches,
             epochs=setup.config["epochs"],
             steps_per_epoch=setup.steps_per_epoch,
-            callbacks=[setup.evaluation_callback(every_n_epochs=1), *(callbacks or [])],
+            callbacks=[*setup.sampler_callbacks(), setup.evaluation_callback(every_n_epochs=1), *(callbacks or [])],
             shuffle=False,
             verbose=self.verbose,
         )

@@ -144,7 +144,8 @@ class BatchMatchingSampler(BatchSampler):
         bank: the :class:`~tfdml.sampling.MemoryBank` of the n samples.
         batch_size: b, a multiple of ``samples_per_class``.
         samples_per_class: samples per seed (default 2, Roth et al.'s SPC-2 default).
-        pool_size: b*, the size of the random pool B* (default 1024), at most n.
+        pool_size: b*, the size of the random pool B* (default ``None``: 1024, or all n samples when
+            there are fewer), at most n.
         batches_per_epoch: default ``max(1, n // batch_size)``.
         seed: integer seed.
     """
@@ -157,7 +158,7 @@ class BatchMatchingSampler(BatchSampler):
         bank,
         batch_size,
         samples_per_class=2,
-        pool_size=1024,
+        pool_size=None,
         batches_per_epoch=None,
         seed=0,
     ):
@@ -174,6 +175,8 @@ class BatchMatchingSampler(BatchSampler):
         self.bank = bank
         self.samples_per_class = int(samples_per_class)
         self.seeds_per_batch = self.batch_size // self.samples_per_class
+        if pool_size is None:
+            pool_size = min(1024, self.num_samples)
         if not self.seeds_per_batch <= pool_size <= self.num_samples:
             raise ValueError(
                 f"{name}: pool_size must lie between batch_size/samples_per_class = {self.seeds_per_batch} and the"

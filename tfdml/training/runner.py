@@ -159,7 +159,7 @@ def build_loss(config, num_classes, num_images):
     )
 
 
-def build_sampler(config, train):
+def build_sampler(config, train, bank=None):
     sampler_config = config["sampler"]
     return _construct(
         sampling,
@@ -169,8 +169,15 @@ def build_sampler(config, train):
         categories=train.categories,
         batch_size=sampler_config["batch_size"],
         samples_per_class=sampler_config["samples_per_class"],
+        bank=bank,
         seed=config["seed"],
     )
+
+
+def needs_memory_bank(config):
+    """Whether the recipe's sampler chooses batches from a memory bank (coreset, DDM, FRD)."""
+    cls = getattr(sampling, config["sampler"]["class"] or "", None)
+    return inspect.isclass(cls) and "bank" in inspect.signature(cls).parameters
 
 
 def build_optimizer(config):
@@ -230,12 +237,18 @@ def format_table(rows):
 class Setup:
     """Everything one training run needs, built from a config (shared by ``train`` and ``tfdml.tune``)."""
 
-    def __init__(self, config, strategy=None):
+    def __init__(self, config, strategy=None, splits=None):
+        """``splits``: optional already loaded ``(train, test)`` data of this config, to skip reading it again."""
         self.config = config
         strategy = strategy or make_strategy(config["distribute"]["strategy"])
-        self.train_data = load_split(config, config["data"]["train_split"])
-        self.test_data = load_split(config, config["data"]["test_split"])
-        self.sampler = build_sampler(config, self.train_data)
+        self.train_data, self.test_data = splits or (
+            load_split(config, config["data"]["train_split"]),
+            load_split(config, config["data"]["test_split"]),
+        )
+        self.bank = None
+        if needs_memory_bank(config):
+            self.bank = sampling.MemoryBank(len(self.train_data), config["model"]["embedding_dim"], seed=config["seed"])
+        self.sampler = build_sampler(config, self.train_data, self.bank)
         data_config = config["data"]
         preprocess = self.eval_preprocess = None
         if data_config["augmentation"]:
@@ -276,6 +289,17 @@ class Setup:
             metrics=evaluation_config["metrics"],
             k=evaluation_config["recall_k"],
         )
+
+    def sampler_callbacks(self):
+        """Callbacks the sampler needs during ``fit``: the memory-bank refresh of batch-matching samplers."""
+        if self.bank is None:
+            return []
+        return [
+            sampling.MemoryBankRefresh(
+                self.bank, sampling.indexed_batches(self.train_data, 256, preprocess=self.eval_preprocess),
+                embed=self.embedder,
+            )
+        ]
 
     def test_batches(self, batch_size=256):
         """The test split in index order as ``(images, labels)`` batches, eval-preprocessed."""
@@ -331,6 +355,7 @@ def train(config, verbose=1):
     # Order matters: evaluation adds val_* to the logs before they are recorded, and the epoch is
     # recorded before it is backed up, so a kill in between repeats the epoch rather than losing its record.
     callbacks = [
+        *setup.sampler_callbacks(),
         setup.evaluation_callback(),
         EpochJSONLogger(os.path.join(run_dir, "metrics.jsonl")),
         keras.callbacks.ModelCheckpoint(
