@@ -305,6 +305,16 @@ def test_spectral_decay_matches_reference(rng):
     assert spectrum.spectral_decay(np.outer(rng.normal(size=10), [1.0, 2.0, 3.0])) == np.inf  # rank 1
 
 
+def test_spectral_decay_of_a_rank_deficient_embedding_over_its_nonzero_spectrum(rng):
+    x = rng.normal(size=(50, 4)) * np.array([5, 3, 2, 1])
+    padded = np.hstack([x, np.zeros((50, 3))]) @ np.linalg.qr(rng.normal(size=(7, 7)))[0]  # rank 4 in 7-d
+    assert spectrum.spectral_decay(padded) == np.inf
+    assert spectrum.spectral_decay(padded, nonzero_only=True) == pytest.approx(spectrum.spectral_decay(x), rel=1e-5)
+    assert np.count_nonzero(spectrum.singular_values(padded)) == 4
+    with pytest.raises(ValueError, match="No \\(non-zero\\) singular value"):
+        spectrum.spectral_decay(np.outer(rng.normal(size=10), [1.0, 2.0, 3.0]), nonzero_only=True)
+
+
 def test_class_distance_statistics_match_reference(rng):
     x = rng.normal(size=(30, 4))
     labels = rng.integers(0, 5, size=30)

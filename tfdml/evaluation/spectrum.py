@@ -6,7 +6,8 @@
   ``S̃ = S / ΣS`` over the ``D − 1`` kept values; ``U_D`` is uniform over them.
   ``ρ`` is 0 for a perfectly flat spectrum and grows as the embedding compresses
   onto fewer directions; it is ``inf`` when a kept singular value is 0 (the
-  embedding spans fewer than ``D`` dimensions). (The authors' code computes the
+  embedding spans fewer than ``D`` dimensions; ``nonzero_only=True`` measures the spectrum
+  within the spanned subspace instead). (The authors' code computes the
   same KL but with the largest value kept by default; ``exclude_largest=0`` gives that.)
 - ``π_intra = mean d(φ_i, φ_j)`` over ordered pairs ``i ≠ j`` of the same class
   (classes of size 1 have no pair and add nothing); ``π_inter = mean d(μ_l, μ_k)``
@@ -45,11 +46,19 @@ def singular_values(embeddings):
     return np.where(values > tolerance, values, 0.0)
 
 
-def spectral_decay(embeddings, *, exclude_largest=1):
-    """``ρ = KL(U ‖ S̃)`` of the normalised singular value spectrum without its ``exclude_largest`` largest values."""
+def spectral_decay(embeddings, *, exclude_largest=1, nonzero_only=False):
+    """``ρ = KL(U ‖ S̃)`` of the normalised singular value spectrum without its ``exclude_largest`` largest values.
+
+    ``nonzero_only=True`` keeps only the non-zero singular values: ρ of the spectrum within the
+    subspace the embedding spans. A network with dead ReLU channels has a rank-deficient embedding,
+    whose full ρ is ``inf`` whatever else it learned; report its rank
+    (``np.count_nonzero(singular_values(x))``) beside this value.
+    """
     values = singular_values(embeddings)[int(exclude_largest) :]
+    if nonzero_only:
+        values = values[values > 0]
     if values.size == 0:
-        raise ValueError(f"No singular value is left after excluding the {exclude_largest} largest.")
+        raise ValueError(f"No (non-zero) singular value is left after excluding the {exclude_largest} largest.")
     if np.any(values == 0):
         return float("inf")
     uniform = np.full(values.size, 1.0 / values.size)
