@@ -7,7 +7,7 @@ same process, one after the other:
 - peer: ``AccuracyCalculator(k="max_bin_count")`` (faiss ``IndexFlatL2`` kNN, faiss
   k-means with 20 iterations) for precision@1 / R-precision / MAP@R, then NMI;
 - tfdml: ``evaluate`` for Recall@{1,10,100,1000}, R-precision, MAP@R, then NMI
-  (k-means backend as chosen by ``--kmeans-backend``).
+  (k-means backend as chosen by ``--kmeans-backend``, default ``"lloyd"``).
 
 Where the definitions coincide the values must agree: precision@1 = recall@1 (one
 neighbour), R-precision and MAP@R (the same exact kNN; ties have probability ~0
@@ -92,7 +92,7 @@ def main():
     parser.add_argument("--samples", type=int, default=60502)
     parser.add_argument("--classes", type=int, default=11316)
     parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--kmeans-backend", default="sklearn", choices=("sklearn", "faiss"))
+    parser.add_argument("--kmeans-backend", default="lloyd", choices=("lloyd", "sklearn", "faiss"))
     parser.add_argument("--chunk-size", type=int, default=1024)
     parser.add_argument("--verbose", type=int, default=1)
     parser.add_argument("--skip-peer", action="store_true")

@@ -229,7 +229,7 @@ def test_nmi_and_f1_match_references(rng):
     assert np.isnan(clustering.pair_f1(np.arange(5), np.arange(5)))
 
 
-@pytest.mark.parametrize("backend", ["sklearn", "faiss"])
+@pytest.mark.parametrize("backend", ["lloyd", "sklearn", "faiss"])
 def test_kmeans_recovers_separated_clusters(rng, backend):
     if backend == "faiss":
         pytest.importorskip("faiss", reason="optional faiss backend not installed")

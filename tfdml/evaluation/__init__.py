@@ -89,7 +89,7 @@ def evaluate(
     k=DEFAULT_K,
     metric="euclidean",
     chunk_size=1024,
-    kmeans_backend="sklearn",
+    kmeans_backend="lloyd",
     kmeans_iterations=20,
     seed=0,
     verbose=0,

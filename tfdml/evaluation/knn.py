@@ -229,19 +229,35 @@ def _smallest(scores, self_index, k):
     return -tf.math.top_k(-candidates, k=k).values
 
 
-def _count_at_most(scores, thresholds, own):
-    """Items per row scoring ``<= thresholds`` (``(c, 1)``), the query's own column not counted."""
-    # int32 counting vectorises better than int64 under XLA; a row has < 2³¹ items.
-    counts = tf.reduce_sum(tf.cast(scores <= thresholds, tf.int32), axis=1)
-    return tf.cast(counts, tf.int64) - tf.cast(own <= thresholds[:, 0], tf.int64)
+@tf.function(
+    input_signature=[
+        tf.TensorSpec([None, None], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None], tf.float32),
+    ]
+)
+def _count_rows(scores, rows, thresholds):
+    """Items scoring ``<= thresholds`` in the given ``rows`` of ``scores``, own column included."""
+    # int32 counting vectorises better than int64; a row has < 2³¹ items.
+    return tf.reduce_sum(tf.cast(tf.gather(scores, rows) <= thresholds[:, tf.newaxis], tf.int32), axis=1)
 
 
 @tf.function(jit_compile=True)
 def _rank_step(scores, self_index, positive_index, positive_valid, depth):
-    """Ranks of one chunk's positives from its score block: a smallest-``depth`` search and one counting pass.
+    """Ranks of one chunk's positives from its score block by a smallest-``depth`` search.
 
-    The own column is never masked in the full block (that would be one more pass
-    over it): counts subtract it and ``_smallest`` masks it among its candidates.
+    Items scoring <= ``t`` all lie in the smallest-``depth`` list while ``t`` is below
+    its deepest score. Two rare cases need a count over the full row: a nearest
+    positive beyond the depth (its rank still gives recall@k for k > depth), and
+    positives tied with the deepest item (ties may continue past the list). An XLA
+    conditional would pass over the whole block on every chunk, so they come back
+    unfinished, flagged with the row's ``threshold``, for :func:`_count_rows` on those
+    rows only. The own column is never masked in the full block: the flagged entries
+    start at minus the own column's count and ``_smallest`` masks it among its candidates.
+
+    Returns:
+        ``(first, ranks, first_unfinished, ranks_unfinished, threshold)``: an
+        unfinished entry lacks the count of items scoring <= its row's ``threshold``.
     """
     own = _self_scores(scores, self_index)
     positive_scores = tf.gather(scores, positive_index, batch_dims=1)
@@ -251,23 +267,33 @@ def _rank_step(scores, self_index, positive_index, positive_valid, depth):
         tf.cast(positive_scores[:, tf.newaxis, :] <= positive_scores[:, :, tf.newaxis], tf.int64), axis=2
     )
     nearest_scores = _smallest(scores, self_index, depth)
-    deepest = nearest_scores[:, -1:]
-    # Items scoring <= t are all in the smallest-depth list while t < deepest; at t == deepest
-    # ties may continue past the list, so that threshold is counted over the full row (rarely needed).
+    deepest = nearest_scores[:, -1]
     items_up_to = tf.reduce_sum(
         tf.cast(nearest_scores[:, tf.newaxis, :] <= positive_scores[:, :, tf.newaxis], tf.int64), axis=2
     )
-    at_deepest = positive_scores == deepest
-    items_up_to_deepest = tf.cond(
-        tf.reduce_any(at_deepest),
-        lambda: _count_at_most(scores, deepest, own)[:, tf.newaxis],
-        lambda: tf.zeros_like(deepest, tf.int64),
-    )
-    items_up_to = tf.where(at_deepest, items_up_to_deepest, items_up_to)
+    nearest_positive = positive_scores[:, 0]
+    beyond = (nearest_positive > deepest) & (nearest_positive < np.inf)
+    at_deepest = positive_scores == deepest[:, tf.newaxis]
+    threshold = tf.where(beyond, nearest_positive, deepest)
+    own_counted = tf.cast(own <= threshold, tf.int64)
+    items_up_to = tf.where(at_deepest, -own_counted[:, tf.newaxis], items_up_to)
     order = tf.range(1, tf.shape(positive_scores)[1] + 1, dtype=tf.int64)[tf.newaxis, :]
     ranks = order + items_up_to - positives_up_to
-    ranks = tf.where(positive_scores <= deepest, ranks, UNRANKED)
-    first = 1 + _count_at_most(scores, positive_scores[:, :1], own) - positives_up_to[:, 0]
+    first = tf.where(beyond, 1 - own_counted - positives_up_to[:, 0], ranks[:, 0])
+    ranks = tf.where(positive_scores <= deepest[:, tf.newaxis], ranks, UNRANKED)
+    return first, ranks, beyond | at_deepest[:, 0], at_deepest, threshold
+
+
+def _ranks_of_chunk(scores, self_index, positive_index, positive_valid, depth):
+    """``(first, ranks)`` NumPy arrays of one chunk: :func:`_rank_step`, finished by :func:`_count_rows`."""
+    first, ranks, first_unfinished, ranks_unfinished, threshold = (
+        np.array(part) for part in _rank_step(scores, self_index, positive_index, positive_valid, depth)
+    )
+    rows = np.flatnonzero(first_unfinished | np.any(ranks_unfinished, axis=1))
+    if rows.size:
+        counts = _count_rows(scores, rows.astype(np.int32), threshold[rows]).numpy().astype(np.int64)
+        first[rows] += np.where(first_unfinished[rows], counts, 0)
+        ranks[rows] += np.where(ranks_unfinished[rows], counts[:, np.newaxis], 0)
     return first, ranks
 
 
@@ -343,15 +369,15 @@ def rank_positives(
     size = min(chunk_size, query.shape[0])
     firsts, ranks = [], []
     for start, stop in _chunks(query.shape[0], size, verbose):
-        first, positive_ranks = _rank_step(
+        first, positive_ranks = _ranks_of_chunk(
             _scores(tf.constant(_pad_rows(query_aug[start:stop], size)), gallery_aug),
             tf.constant(_pad_rows(self_index[start:stop].astype(np.int32), size, -1)),
             tf.constant(_pad_rows(positive_index[start:stop], size)),
             tf.constant(_pad_rows(positive_valid[start:stop], size, False)),
             depth,
         )
-        firsts.append(first.numpy()[: stop - start])
-        ranks.append(positive_ranks.numpy()[: stop - start, :ranked])
+        firsts.append(first[: stop - start])
+        ranks.append(positive_ranks[: stop - start, :ranked])
     first = np.where(num_positives > 0, np.concatenate(firsts), 0)
     return PositiveRanks(
         first=first, positives=np.concatenate(ranks), num_positives=num_positives, labels=query_labels, depth=depth
