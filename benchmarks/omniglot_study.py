@@ -39,12 +39,12 @@ Run (all experiments, 3 seeds, about an hour on 2 cores):
 """
 
 import argparse
-import concurrent.futures
 import hashlib
 import json
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 
@@ -291,7 +291,7 @@ def run_study(experiments, seeds, data_root, workers):
     import keras
 
     done = {(record["key"], record["seed"]) for record in read_results()}
-    pending = [run for run in planned_runs(experiments, seeds, data_root) if (run[0], run[2]) not in done]
+    pending = [(*run, data_root) for run in planned_runs(experiments, seeds, data_root) if (run[0], run[2]) not in done]
     previous = [record["seconds"] for record in read_results()]
     per_run = float(np.mean(previous)) if previous else 60.0
     print(
@@ -303,18 +303,26 @@ def run_study(experiments, seeds, data_root, workers):
     progress = keras.utils.Progbar(len(pending), unit_name="run")
     failures = 0
     threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(run_one, overrides, seed, data_root): (key, overrides, seed) for key, overrides, seed in pending}
-        for count, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            key, overrides, seed = futures[future]
-            try:
-                append_result({"key": key, "seed": seed, "overrides": list(overrides), **future.result()})
-            except Exception as error:  # noqa: BLE001 — one failed configuration must not stop the study
+    # Leaving the Pool's block terminates its workers, also on Ctrl-C or SIGTERM: none outlive the study.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("omniglot_study: terminated; rerun to resume."))
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+        for count, ((key, overrides, seed), result) in enumerate(pool.imap_unordered(_run_guarded, pending), 1):
+            if isinstance(result, str):
                 failures += 1
-                print(f"\nFAILED seed {seed}: {' '.join(overrides)}\n  {type(error).__name__}: {error}")
+                print(f"\nFAILED seed {seed}: {' '.join(overrides)}\n  {result}")
+            else:
+                append_result({"key": key, "seed": seed, "overrides": list(overrides), **result})
             progress.update(count)
     return failures
+
+
+def _run_guarded(run):
+    """``(run, metrics)``, or ``(run, error text)``: one failed configuration must not stop the study."""
+    key, overrides, seed, data_root = run
+    try:
+        return (key, overrides, seed), run_one(overrides, seed, data_root)
+    except Exception as error:  # noqa: BLE001
+        return (key, overrides, seed), f"{type(error).__name__}: {error}"
 
 
 # ---------------------------------------------------------------- report
