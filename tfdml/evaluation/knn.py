@@ -125,6 +125,34 @@ def _scores(query_chunk, gallery):
     return tf.matmul(query_chunk, gallery, transpose_b=True)
 
 
+def _query_and_gallery(query, gallery, self_index):
+    """Validated float32 ``(query, gallery)`` and int64 ``self_index`` (``-1``: not in the gallery);
+    ``gallery=None`` searches the queries themselves, each excluding its own row."""
+    query = as_embeddings(query, "query")
+    if gallery is None:
+        gallery, self_index = query, np.arange(query.shape[0])
+    gallery = as_embeddings(gallery, "gallery")
+    if gallery.shape[1] != query.shape[1]:
+        raise ValueError(f"query and gallery dimensions differ: {query.shape[1]} vs {gallery.shape[1]}.")
+    self_index = np.full(query.shape[0], -1) if self_index is None else np.asarray(self_index, dtype=np.int64)
+    return query, gallery, self_index
+
+
+def _score_blocks(query, gallery, metric, chunk_size, verbose):
+    """Yield ``(start, stop, pad, scores)`` per chunk of queries: the ``(chunk_size, m)`` ranking-score
+    block (padding rows past ``stop``) and ``pad(array, value=0)``, which gives the chunk's rows of
+    a per-query array padded the same way, as a tensor."""
+    query_aug, gallery_aug = _ranking_operands(query, gallery, metric)
+    gallery_aug = tf.constant(gallery_aug)
+    size = min(chunk_size, query.shape[0])
+    for start, stop in _chunks(query.shape[0], size, verbose):
+
+        def pad(array, value=0, start=start, stop=stop):
+            return tf.constant(_pad_rows(array[start:stop], size, value))
+
+        yield start, stop, pad, _scores(pad(query_aug), gallery_aug)
+
+
 def _self_scores(scores, self_index):
     """``(c,)`` score of each query against itself (``+inf`` where ``self_index < 0``)."""
     rows = tf.range(tf.shape(scores)[0], dtype=self_index.dtype)
@@ -162,27 +190,15 @@ def nearest_neighbors(query, gallery=None, *, k, metric="euclidean", self_index=
         first; ties in gallery-index order.
     """
     _check_metric(metric)
-    query = as_embeddings(query, "query")
-    if gallery is None:
-        gallery, self_index = query, np.arange(query.shape[0])
-    gallery = as_embeddings(gallery, "gallery")
-    if gallery.shape[1] != query.shape[1]:
-        raise ValueError(f"query and gallery dimensions differ: {query.shape[1]} vs {gallery.shape[1]}.")
-    self_index = np.full(query.shape[0], -1) if self_index is None else np.asarray(self_index)
+    query, gallery, self_index = _query_and_gallery(query, gallery, self_index)
     available = gallery.shape[0] - int(np.any(self_index >= 0))
     if not 1 <= k <= available:
         raise ValueError(f"k must be in [1, {available}] for a gallery of {gallery.shape[0]} items; got {k}.")
-    query_aug, gallery_aug = _ranking_operands(query, gallery, metric)
-    gallery_aug = tf.constant(gallery_aug)
-    size = min(chunk_size, query.shape[0])
+    own = self_index.astype(np.int32)
     distances, indices = [], []
-    for start, stop in _chunks(query.shape[0], size, verbose):
-        scores, neighbours = _top_k_step(
-            _scores(tf.constant(_pad_rows(query_aug[start:stop], size)), gallery_aug),
-            tf.constant(_pad_rows(self_index[start:stop].astype(np.int32), size, -1)),
-            k,
-        )
-        distances.append(_scores_to_distances(scores.numpy()[: stop - start], query[start:stop], metric))
+    for start, stop, pad, scores in _score_blocks(query, gallery, metric, chunk_size, verbose):
+        nearest, neighbours = _top_k_step(scores, pad(own, -1), k)
+        distances.append(_scores_to_distances(nearest.numpy()[: stop - start], query[start:stop], metric))
         indices.append(neighbours.numpy()[: stop - start].astype(np.int64))
     return np.concatenate(distances).astype(np.float32), np.concatenate(indices)
 
@@ -346,15 +362,11 @@ def rank_positives(
         :class:`PositiveRanks`.
     """
     _check_metric(metric)
-    query = as_embeddings(query, "query")
-    query_labels = as_labels(query_labels, query.shape[0], "query_labels")
     if gallery is None:
-        gallery, gallery_labels, self_index = query, query_labels, np.arange(query.shape[0])
-    gallery = as_embeddings(gallery, "gallery")
+        gallery_labels = query_labels
+    query, gallery, self_index = _query_and_gallery(query, gallery, self_index)
+    query_labels = as_labels(query_labels, query.shape[0], "query_labels")
     gallery_labels = as_labels(gallery_labels, gallery.shape[0], "gallery_labels")
-    if gallery.shape[1] != query.shape[1]:
-        raise ValueError(f"query and gallery dimensions differ: {query.shape[1]} vs {gallery.shape[1]}.")
-    self_index = np.full(query.shape[0], -1) if self_index is None else np.asarray(self_index, dtype=np.int64)
     positive_index, positive_valid = _positive_columns(query_labels, gallery_labels, self_index)
     num_positives = positive_valid.sum(axis=1).astype(np.int64)
     ranked = max(int(num_positives.max(initial=0)), 1)
@@ -364,17 +376,11 @@ def rank_positives(
     depth = min(ranked if depth is None else int(depth), candidates)
     if depth < 1:
         raise ValueError(f"depth must be >= 1; got {depth}.")
-    query_aug, gallery_aug = _ranking_operands(query, gallery, metric)
-    gallery_aug = tf.constant(gallery_aug)
-    size = min(chunk_size, query.shape[0])
+    own = self_index.astype(np.int32)
     firsts, ranks = [], []
-    for start, stop in _chunks(query.shape[0], size, verbose):
+    for start, stop, pad, scores in _score_blocks(query, gallery, metric, chunk_size, verbose):
         first, positive_ranks = _ranks_of_chunk(
-            _scores(tf.constant(_pad_rows(query_aug[start:stop], size)), gallery_aug),
-            tf.constant(_pad_rows(self_index[start:stop].astype(np.int32), size, -1)),
-            tf.constant(_pad_rows(positive_index[start:stop], size)),
-            tf.constant(_pad_rows(positive_valid[start:stop], size, False)),
-            depth,
+            scores, pad(own, -1), pad(positive_index), pad(positive_valid, False), depth
         )
         firsts.append(first[: stop - start])
         ranks.append(positive_ranks[: stop - start, :ranked])
