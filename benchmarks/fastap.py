@@ -22,6 +22,7 @@ Targets: tfdml ≤ 0.3× the peer for M ≥ 512, peak memory < 1 GiB at M = 4096
 """
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -32,6 +33,7 @@ import sys
 import time
 
 import numpy as np
+from timing import loss_and_gradient
 
 METHODS = ("tfdml", "tfdml-xla", "autodiff", "pml")
 PEER = "pml"
@@ -59,12 +61,9 @@ def tensorflow_step(method, labels, embeddings, num_bins, threads):
 
     loss_fn = fastap_loss_autodiff if method == "autodiff" else fastap_loss
 
-    @tf.function(jit_compile=method == "tfdml-xla")
-    def value_and_gradient(labels, embeddings):
-        with tf.GradientTape() as tape:
-            tape.watch(embeddings)
-            loss = loss_fn(labels, embeddings, num_bins=num_bins)
-        return loss, tape.gradient(loss, embeddings)
+    value_and_gradient = loss_and_gradient(
+        functools.partial(loss_fn, num_bins=num_bins), jit_compile=method == "tfdml-xla"
+    )
 
     labels, embeddings = tf.constant(labels), tf.constant(embeddings)
 

@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 import numpy as np
-from timing import run_times
+from timing import loss_and_gradient, run_times
 
 DIM = 128
 SAMPLES_PER_CLASS = 4
@@ -101,18 +101,11 @@ def median_ms(step, repeats):
 def tfdml_step(case, embeddings, labels):
     import tensorflow as tf
 
-    loss = tfdml_loss(case)
+    value_and_gradient = loss_and_gradient(tfdml_loss(case))
     embeddings, labels = tf.constant(embeddings), tf.constant(labels)
 
-    @tf.function
-    def loss_and_gradient(labels, embeddings):
-        with tf.GradientTape() as tape:
-            tape.watch(embeddings)
-            value = loss(labels, embeddings)
-        return value, tape.gradient(value, embeddings)
-
     def step():
-        value, gradient = loss_and_gradient(labels, embeddings)
+        value, gradient = value_and_gradient(labels, embeddings)
         return float(value), tf.convert_to_tensor(gradient).numpy()
 
     return step

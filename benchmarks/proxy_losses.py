@@ -25,18 +25,7 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 
 from tfdml.losses import ArcFaceLoss, NormalizedSoftmaxLoss, ProxyNCALoss, SoftTripleLoss
-from timing import run_times
-
-
-def tfdml_step(loss, jit_compile):
-    @tf.function(jit_compile=jit_compile)
-    def step(labels, embeddings):
-        with tf.GradientTape() as tape:
-            tape.watch(embeddings)
-            value = loss(labels, embeddings)
-        return value, tape.gradient(value, [embeddings, *loss.trainable_variables])
-
-    return step
+from timing import loss_and_gradient, run_times
 
 
 def pml_step(loss, labels, embeddings):
@@ -115,7 +104,9 @@ def main():
     print("-" * len(header))
     for (name, num_classes, ours, _, comparable, labels, embeddings), (peer_ms, peer_value) in zip(cases, peer_results):
         tf_labels, tf_embeddings = tf.constant(labels, tf.int32), tf.constant(embeddings)
-        graph_step, xla_step = tfdml_step(ours, False), tfdml_step(ours, True)
+        graph_step, xla_step = (
+            loss_and_gradient(ours, jit_compile=xla, variables=ours.trainable_variables) for xla in (False, True)
+        )
         graph_ms = 1e3 * best_seconds(lambda: graph_step(tf_labels, tf_embeddings)[0].numpy(), args.repeats)
         xla_ms = 1e3 * best_seconds(lambda: xla_step(tf_labels, tf_embeddings)[0].numpy(), args.repeats)
         difference = "n/a"

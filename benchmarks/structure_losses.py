@@ -42,7 +42,7 @@ from tfdml.losses import (
     SNRLoss,
 )
 from tfdml.mining import DistanceWeightedMiner
-from timing import run_times
+from timing import loss_and_gradient, run_times
 
 
 def rows():
@@ -73,17 +73,6 @@ def rows():
             False,
         ),
     ]
-
-
-def tfdml_step(loss):
-    @tf.function
-    def step(labels, embeddings):
-        with tf.GradientTape() as tape:
-            tape.watch(embeddings)
-            value = loss(labels, embeddings)
-        return value, tape.gradient(value, embeddings)
-
-    return step
 
 
 def pml_step(loss, miner, labels, embeddings):
@@ -117,7 +106,7 @@ def main():
         tf_labels, tf_embeddings = tf.constant(labels), tf.constant(unit)
         torch_labels, torch_embeddings = torch.as_tensor(labels), torch.as_tensor(unit)
         for name, loss, pml_loss, pml_miner, comparable in rows():
-            step = tfdml_step(loss)
+            step = loss_and_gradient(loss)
             tf_ms = 1e3 * median_seconds(lambda: step(tf_labels, tf_embeddings)[0].numpy(), args.repeats)
             pml_ms = 1e3 * median_seconds(lambda: pml_step(pml_loss, pml_miner, torch_labels, torch_embeddings), args.repeats)
             difference = "-"
