@@ -198,6 +198,7 @@ def config_key(overrides, data_root):
 
 # ---------------------------------------------------------------- one run (in a worker process)
 
+# Loaded data per worker process, by the data section of the config (every study configuration shares one).
 _SPLITS = {}
 
 
@@ -226,11 +227,12 @@ def run_one(overrides, seed, data_root):
 
     started = time.perf_counter()
     config = resolved_config(overrides, seed, data_root)
-    if "splits" not in _SPLITS:
-        _SPLITS["splits"] = tuple(load_split(config, config["data"][f"{split}_split"]) for split in ("train", "test"))
+    data_key = json.dumps(config["data"], sort_keys=True)
+    if data_key not in _SPLITS:
+        _SPLITS[data_key] = tuple(load_split(config, config["data"][f"{split}_split"]) for split in ("train", "test"))
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    setup = Setup(config, splits=_SPLITS["splits"])
+    setup = Setup(config, splits=_SPLITS[data_key])
     history = setup.model.fit(
         setup.batches,
         epochs=config["epochs"],
