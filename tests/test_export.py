@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfdml import export, models
+from tfdml.io import write_directory_atomically
 from tfdml.training import MetricLearningModel
 
 
@@ -74,7 +75,7 @@ def test_failed_export_leaves_no_partial_version(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        export.atomic_write(str(tmp_path / "m" / "1"), failing_write)
+        write_directory_atomically(str(tmp_path / "m" / "1"), failing_write)
     assert os.listdir(tmp_path / "m") == []
 
 

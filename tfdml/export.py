@@ -25,14 +25,16 @@ TensorShape([1, 128])
 
 import os
 import re
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfdml.io import write_directory_atomically
+
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# Top-level entries of a SavedModel version folder: the only ones an overwrite may replace.
+SAVED_MODEL_ENTRIES = ("saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra")
 
 
 def next_version(model_dir):
@@ -51,28 +53,6 @@ def resize_for_model(image_size, channels):
         return tf.ensure_shape(image, (*image_size, channels))
 
     return preprocess
-
-
-def atomic_write(directory, write_fn, overwrite=False):
-    """Run ``write_fn(tmp_dir)`` and rename ``tmp_dir`` to ``directory`` (same filesystem)."""
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    if os.path.exists(directory) and not overwrite:
-        raise FileExistsError(f"Export target {directory} already exists; choose another version or pass overwrite=True.")
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(directory)}-", dir=parent)
-    try:
-        write_fn(tmp)
-        if os.path.exists(directory):
-            old = tempfile.mkdtemp(prefix=f".old-{os.path.basename(directory)}-", dir=parent)
-            os.rename(directory, os.path.join(old, "version"))
-            os.rename(tmp, directory)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
 
 
 def write_warmup_requests(saved_model_dir, model_name, image_shape):
@@ -137,7 +117,9 @@ def write_serving_model(outputs_fn, image_shape, base_dir, name, version, *, pre
         archive.write_out(directory, verbose=False)
         write_warmup_requests(directory, name, image_shape)
 
-    return atomic_write(os.path.join(base_dir, name, str(version)), write, overwrite=overwrite)
+    return write_directory_atomically(
+        os.path.join(base_dir, name, str(version)), write, overwrite=overwrite, owned=SAVED_MODEL_ENTRIES
+    )
 
 
 def export_embedding_model(embedding_model, base_dir, name, version=None, *, preprocess=None, overwrite=False):

@@ -35,12 +35,13 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tfdml.export import atomic_write
+from tfdml.io import write_directory_atomically
 
 METRICS = ("euclidean", "cosine")
 BACKENDS = ("exact", "faiss")
 # Scores held at once: chunk_rows * gallery_size <= this (128 MiB of float32).
 MAX_SCORES_PER_CHUNK = 1 << 25
+INDEX_FILES = ("gallery.npz", "index.json")
 
 
 def unit_rows(vectors):
@@ -217,14 +218,18 @@ class GalleryIndex:
         return np.sqrt(np.maximum(d2, 0.0)), positions
 
     def save(self, path):
-        """Write ``path/`` (``gallery.npz`` + ``index.json``) atomically."""
+        """Write ``path/`` (``gallery.npz`` + ``index.json``) atomically.
+
+        An existing index folder is replaced; a folder holding anything else is refused
+        (``FileExistsError``), so saving never deletes files the index did not write.
+        """
 
         def write(directory):
             np.savez(os.path.join(directory, "gallery.npz"), embeddings=self.embeddings, ids=self.ids, labels=self.labels)
             with open(os.path.join(directory, "index.json"), "w") as f:
                 json.dump({"dim": self.dim, "metric": self.metric, "backend": self.backend}, f)
 
-        atomic_write(path, write, overwrite=True)
+        write_directory_atomically(path, write, overwrite=True, owned=INDEX_FILES)
 
     @classmethod
     def load(cls, path):
