@@ -4,14 +4,16 @@ Usage::
 
     python -m tfdml.evaluate MODEL --data NAME [--root DIR] [--split test] --out DIR
         [--k 1 2 4 8] [--metric euclidean] [--batch-size 128] [--image-size N]
+        [--fewshot fewshot_20way_1shot_within fewshot_5way_1shot fewshot_5way_5shot]
 
 ``MODEL`` is a SavedModel directory (its ``serving_default`` signature is called,
 e.g. from ``model.export(dir)``) or a ``.keras`` file. ``--data`` names a dataset of
 :func:`tfdml.data.load`; its ``--split`` (default ``test``) is embedded and evaluated
 as query and gallery at once. ``DIR`` receives:
 
-- ``report.json``: every metric of :func:`tfdml.evaluation.evaluate`, the settings
-  and the figure file names;
+- ``report.json``: every metric of :func:`tfdml.evaluation.evaluate` (plus the
+  ``--fewshot`` protocols, within-category ones over the reader's categories), the
+  settings and the figure file names;
 - ``retrieval_grid.png``, ``negative_distances.png``, ``singular_values.png`` and
   ``projection.png`` (see :mod:`tfdml.evaluation.plots`).
 
@@ -83,8 +85,10 @@ def _image(data, index):
 
 
 def write_report(embeddings, data, out_dir, *, k=(1, 2, 4, 8), metric="euclidean", grid_queries=8, grid_neighbours=8,
-                 seed=0, verbose=0):
+                 seed=0, verbose=0, fewshot=()):
     """Evaluates ``embeddings`` of ``data`` and writes ``report.json`` and the figures into ``out_dir``.
+
+    ``fewshot``: names from :data:`tfdml.evaluation.FEWSHOT_METRICS` to add to the metrics.
 
     Returns the report as a ``dict``.
     """
@@ -92,7 +96,10 @@ def write_report(embeddings, data, out_dir, *, k=(1, 2, 4, 8), metric="euclidean
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = np.asarray(data.labels)
     rng = np.random.default_rng(seed)
-    scores = evaluation.evaluate(embeddings, labels, k=k, metric=metric, seed=seed, verbose=verbose)
+    scores = evaluation.evaluate(
+        embeddings, labels, metrics=evaluation.METRICS + tuple(fewshot), k=k, metric=metric, seed=seed,
+        verbose=verbose, categories=data.categories,
+    )
 
     queries = np.sort(rng.choice(len(labels), size=min(grid_queries, len(labels)), replace=False))
     neighbours = min(grid_neighbours, len(labels) - 1)
@@ -144,6 +151,8 @@ def main(argv=None):
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8], help="recall cut-offs")
     parser.add_argument("--metric", default="euclidean", choices=("euclidean", "squared_euclidean", "cosine"))
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--fewshot", nargs="*", default=[], choices=evaluation.FEWSHOT_METRICS,
+                        help="few-shot protocols to report (1000 episodes each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
@@ -151,7 +160,10 @@ def main(argv=None):
     options = {} if args.image_size is None else {"image_size": args.image_size}
     data = tfdml.data.load(args.data, root=args.root, split=args.split, **options)
     embeddings = embed_images(load_embedder(args.model), data, batch_size=args.batch_size)
-    report = write_report(embeddings, data, args.out, k=args.k, metric=args.metric, seed=args.seed, verbose=args.verbose)
+    report = write_report(
+        embeddings, data, args.out, k=args.k, metric=args.metric, seed=args.seed, verbose=args.verbose,
+        fewshot=args.fewshot,
+    )
     json.dump(report["metrics"], sys.stdout, indent=2)
     print()
     return report

@@ -12,6 +12,11 @@ both query and gallery and each query's own row excluded by index:
 | ``nmi``, ``f1``              | ``clustering``    | K-means with K = number of classes                    |
 | ``rho_spectral_decay``       | ``spectrum``      | KL(U ‖ normalised spectrum without its largest value) |
 | ``pi_intra``, ``pi_inter``, ``pi_ratio`` | ``spectrum`` | mean intra-class / inter-class-mean distances     |
+| ``fewshot_…`` (+ ``…_ci95``) | ``fewshot``       | N-way K-shot episode accuracy and 95% CI half-width |
+
+The few-shot metrics (:data:`FEWSHOT_METRICS`: ``fewshot_20way_1shot_within``,
+``fewshot_5way_1shot``, ``fewshot_5way_5shot``) are not in the default
+``metrics``; the within-category one needs ``categories=``.
 
 Face-verification accuracy works on pair lists instead:
 :func:`verification.verification_accuracy`. :class:`RetrievalEvaluation` runs
@@ -26,9 +31,10 @@ Example:
 
 import numpy as np
 
-from tfdml.evaluation import clustering, knn, retrieval, spectrum
+from tfdml.evaluation import clustering, fewshot, knn, retrieval, spectrum
 from tfdml.evaluation.callback import RetrievalEvaluation
 from tfdml.evaluation.clustering import kmeans, nmi, pair_f1
+from tfdml.evaluation.fewshot import Episodes, FewShotResult, episode_accuracies, fewshot_accuracy, sample_episodes
 from tfdml.evaluation.knn import PositiveRanks, nearest_neighbors, rank_positives
 from tfdml.evaluation.retrieval import map_at_r, map_c, r_precision, recall_at_k
 from tfdml.evaluation.spectrum import class_distance_statistics, singular_values, spectral_decay
@@ -38,15 +44,21 @@ RETRIEVAL_METRICS = ("recall_at_k", "r_precision", "map_at_r", "map_c")
 CLUSTERING_METRICS = ("nmi", "f1")
 STRUCTURE_METRICS = ("rho_spectral_decay", "pi_intra", "pi_inter", "pi_ratio")
 METRICS = RETRIEVAL_METRICS + CLUSTERING_METRICS + STRUCTURE_METRICS
+FEWSHOT_METRICS = tuple(fewshot.PROTOCOLS)
 DEFAULT_K = (1, 2, 4, 8)
 
 __all__ = [
+    "Episodes",
+    "FEWSHOT_METRICS",
+    "FewShotResult",
     "METRICS",
     "PositiveRanks",
     "RetrievalEvaluation",
     "VerificationResult",
     "class_distance_statistics",
+    "episode_accuracies",
     "evaluate",
+    "fewshot_accuracy",
     "kmeans",
     "map_at_r",
     "map_c",
@@ -57,6 +69,7 @@ __all__ = [
     "r_precision",
     "rank_positives",
     "recall_at_k",
+    "sample_episodes",
     "singular_values",
     "spectral_decay",
     "verification_accuracy",
@@ -93,6 +106,8 @@ def evaluate(
     kmeans_iterations=20,
     seed=0,
     verbose=0,
+    categories=None,
+    fewshot_episodes=fewshot.DEFAULT_EPISODES,
 ):
     """Retrieval, clustering and embedding-space metrics of labelled embeddings.
 
@@ -110,13 +125,16 @@ def evaluate(
         chunk_size: queries per search step (memory ``chunk_size × gallery`` floats).
         kmeans_backend, kmeans_iterations, seed: see :func:`clustering.kmeans`.
         verbose: progress bars.
+        categories: optional ``(n,)`` category of each row, for ``fewshot_20way_1shot_within``.
+        fewshot_episodes: episodes per few-shot metric (default 1000, drawn with ``seed``);
+            few-shot metrics use the union of query and gallery rows.
 
     Returns:
         ``dict`` of Python floats.
     """
-    unknown = sorted(set(metrics) - set(METRICS))
+    unknown = sorted(set(metrics) - set(METRICS) - set(FEWSHOT_METRICS))
     if unknown:
-        raise ValueError(f"Unknown metrics {unknown}; expected names from {METRICS}.")
+        raise ValueError(f"Unknown metrics {unknown}; expected names from {METRICS + FEWSHOT_METRICS}.")
     embeddings = knn.as_embeddings(embeddings)
     labels = knn.as_labels(labels, embeddings.shape[0])
     cutoffs = (k,) if np.isscalar(k) else tuple(k)
@@ -162,4 +180,17 @@ def evaluate(
     if {"pi_intra", "pi_inter", "pi_ratio"} & set(metrics):
         statistics = spectrum.class_distance_statistics(embeddings[rows], labels[rows], metric=metric)
         results.update({name: value for name, value in statistics.items() if name in metrics})
+    for name in FEWSHOT_METRICS:
+        if name in metrics:
+            results.update(_fewshot_scores(name, embeddings, labels, rows, categories, fewshot_episodes, seed))
     return results
+
+
+def _fewshot_scores(name, embeddings, labels, rows, categories, episodes, seed):
+    if categories is not None:
+        categories = np.asarray(categories).reshape(-1)
+        if categories.shape != labels.shape:
+            raise ValueError(f"categories must have one entry per embedding ({labels.shape}); got {categories.shape}.")
+        categories = categories[rows]
+    return fewshot.protocol_scores(name, embeddings[rows], labels[rows], categories=categories, episodes=episodes,
+                                   seed=seed)

@@ -18,7 +18,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     when the trained model has one (``tfdml.training.MetricLearningModel``), else ``self.model``.
 
     Args:
-        validation_data: a ``tf.data.Dataset`` of ``(images, labels)`` batches, or an
+        validation_data: a ``tf.data.Dataset`` of ``(images, labels)`` or ``(images, labels,
+            categories)`` batches (e.g. ``LabelledImages.dataset(with_categories=True)``), or an
             ``(images, labels)`` pair of arrays (batched with ``batch_size``).
         every_n_epochs: evaluate after epochs ``n, 2n, ...`` (default 1).
         metrics, k, metric: passed to :func:`tfdml.evaluation.evaluate`; defaults
@@ -26,6 +27,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         prefix: key prefix in the logs (default ``"val_"``).
         embedding_model: optional model mapping images to embeddings.
         batch_size: batch size for array input (default 256).
+        categories: optional ``(n,)`` category of each validation image, in dataset order, for
+            ``fewshot_20way_1shot_within``; a third dataset component, if any, is used otherwise.
         evaluate_kwargs: further keyword arguments for ``evaluate`` (e.g. ``chunk_size``).
 
     Example:
@@ -47,6 +50,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         prefix="val_",
         embedding_model=None,
         batch_size=256,
+        categories=None,
         **evaluate_kwargs,
     ):
         super().__init__()
@@ -65,6 +69,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         self.prefix = prefix
         self.embedding_model = embedding_model
         self.batch_size = batch_size
+        self.categories = None if categories is None else np.asarray(categories).reshape(-1)
         self.evaluate_kwargs = evaluate_kwargs
 
     def _embedder(self):
@@ -74,20 +79,31 @@ class RetrievalEvaluation(keras.callbacks.Callback):
 
     def embed(self):
         """``(embeddings, labels)`` of the whole validation split, in one pass over it."""
+        embeddings, labels, _ = self._embed_with_categories()
+        return embeddings, labels
+
+    def _embed_with_categories(self):
+        """Embeddings, labels and categories (``self.categories``, the dataset's third component, or ``None``)."""
         embedder = self._embedder()
-        embeddings, labels = [], []
-        for images, batch_labels in self.validation_data:
+        embeddings, labels, categories = [], [], []
+        for images, batch_labels, *batch_categories in self.validation_data:
             embeddings.append(np.asarray(embedder.predict_on_batch(images)))
             labels.append(np.asarray(batch_labels).reshape(-1))
-        return np.concatenate(embeddings), np.concatenate(labels)
+            categories.extend(np.asarray(c).reshape(-1) for c in batch_categories)
+        if self.categories is not None:
+            return np.concatenate(embeddings), np.concatenate(labels), self.categories
+        return np.concatenate(embeddings), np.concatenate(labels), np.concatenate(categories) if categories else None
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs:
             return
         from tfdml.evaluation import evaluate  # the package imports this module, so import at call time
 
-        embeddings, labels = self.embed()
-        scores = evaluate(embeddings, labels, metrics=self.metrics, k=self.k, metric=self.metric, **self.evaluate_kwargs)
+        embeddings, labels, categories = self._embed_with_categories()
+        scores = evaluate(
+            embeddings, labels, metrics=self.metrics, k=self.k, metric=self.metric, categories=categories,
+            **self.evaluate_kwargs,
+        )
         if logs is not None:
             logs.update({f"{self.prefix}{key}": value for key, value in scores.items()})
 

@@ -195,9 +195,10 @@ def raw_pixels(images):
     return np.concatenate([batch.numpy().reshape(len(batch), -1) for batch in images])
 
 
-def evaluate_embeddings(embeddings, labels, config):
+def evaluate_embeddings(embeddings, labels, config, categories=None):
     return evaluation.evaluate(
-        embeddings, labels, metrics=config["evaluation"]["metrics"], k=config["evaluation"]["recall_k"]
+        embeddings, labels, metrics=config["evaluation"]["metrics"], k=config["evaluation"]["recall_k"],
+        categories=categories,
     )
 
 
@@ -288,6 +289,7 @@ class Setup:
             every_n_epochs=every_n_epochs or evaluation_config["every_n_epochs"],
             metrics=evaluation_config["metrics"],
             k=evaluation_config["recall_k"],
+            categories=self.test_data.categories,
         )
 
     def sampler_callbacks(self):
@@ -311,7 +313,7 @@ class Setup:
     def evaluate(self, embeddings=None):
         if embeddings is None:
             embeddings = self.embedder.predict(self.test_images(), verbose=0)
-        return evaluate_embeddings(embeddings, self.test_data.labels, self.config)
+        return evaluate_embeddings(embeddings, self.test_data.labels, self.config, self.test_data.categories)
 
 
 def export_gallery_search(setup, config):

@@ -1,0 +1,237 @@
+"""N-way K-shot few-shot classification with embeddings, over seeded random episodes.
+
+An episode draws ``ways`` classes, then ``shots`` support images and ``queries``
+query images of each (distinct images, without replacement). Each query is
+assigned the class whose support is closest in Euclidean distance on the
+embeddings, and the episode scores the fraction of queries classified right.
+The result is the mean accuracy over the episodes and its 95% confidence interval
+half-width ``1.96 · sd / √episodes`` (sd of the per-episode accuracies, ddof = 0).
+
+Two rules for "closest class"; with one shot they coincide:
+
+- ``"prototype"`` (default): distance to the mean of the class's support
+  embeddings (Snell et al. 2017, prototypical networks);
+- ``"nearest"``: distance to the nearest support image of the class (1-NN, as the
+  one-shot matching of Koch et al. 2015 and Vinyals et al. 2016).
+
+:data:`PROTOCOLS` are the standard Omniglot settings: Lake et al. 2015's 20-way
+one-shot task *within an alphabet* (all classes of an episode from one category,
+which needs ``categories``; the category is drawn uniformly among those with at
+least ``ways`` classes), and 5-way 1-shot / 5-shot over all classes (Vinyals et al.).
+
+Episodes are index arrays (:class:`Episodes`), sampled in one vectorised pass, so
+two embeddings of the same images (e.g. two models) can be scored on identical episodes.
+
+Example:
+
+>>> result = fewshot_accuracy(embeddings, labels, ways=20, shots=1, categories=alphabets, seed=0)
+>>> result.mean, result.ci95
+(0.93, 0.012)
+"""
+
+import dataclasses
+import warnings
+
+import numpy as np
+
+CLASSIFIERS = ("prototype", "nearest")
+DEFAULT_EPISODES = 1000
+#: Metric name → episode settings; ``within_category`` draws an episode's classes from one category.
+PROTOCOLS = {
+    "fewshot_20way_1shot_within": {"ways": 20, "shots": 1, "within_category": True},
+    "fewshot_5way_1shot": {"ways": 5, "shots": 1, "within_category": False},
+    "fewshot_5way_5shot": {"ways": 5, "shots": 5, "within_category": False},
+}
+_EPISODE_CHUNK = 256  # episodes per distance computation, to bound memory
+
+
+@dataclasses.dataclass(frozen=True)
+class Episodes:
+    """Row indices of few-shot episodes.
+
+    Attributes:
+        classes: ``(episodes, ways)`` class label of each way.
+        support: ``(episodes, ways, shots)`` indices of the support images of each way.
+        query: ``(episodes, ways, queries)`` indices of the query images of each way.
+    """
+
+    classes: np.ndarray
+    support: np.ndarray
+    query: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class FewShotResult:
+    """Mean accuracy, its 95% confidence half-width and the ``(episodes,)`` accuracies behind them."""
+
+    mean: float
+    ci95: float
+    accuracies: np.ndarray
+
+
+def sample_episodes(labels, ways, shots, *, queries=1, episodes=DEFAULT_EPISODES, categories=None, seed=0):
+    """Draws ``episodes`` N-way K-shot episodes from ``labels``.
+
+    Args:
+        labels: ``(n,)`` integer class labels.
+        ways: classes per episode (N).
+        shots: support images per class (K).
+        queries: query images per class (default 1, as Lake et al.).
+        episodes: number of episodes.
+        categories: optional ``(n,)`` category of each image (``-1``: unknown); when
+            given, every episode's classes come from one category, drawn uniformly
+            among the categories with at least ``ways`` classes (the others are left
+            out with a warning). A class must lie in one category.
+        seed: seed of ``numpy.random.default_rng``.
+
+    Raises:
+        ValueError: a class has fewer than ``shots + queries`` images, fewer than
+            ``ways`` classes (or no category with ``ways`` classes) exist, or a class
+            spans several categories.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    for name, value in (("ways", ways), ("shots", shots), ("queries", queries), ("episodes", episodes)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"fewshot: {name} must be an integer >= 1; got {value!r}.")
+    classes, class_of_row, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    per_class = shots + queries
+    too_small = counts < per_class
+    if too_small.any():
+        shown = ", ".join(f"{label} ({count})" for label, count in zip(classes[too_small][:10], counts[too_small][:10]))
+        raise ValueError(
+            f"fewshot: {ways}-way {shots}-shot with {queries} quer{'y' if queries == 1 else 'ies'} per class needs "
+            f"{per_class} images of every class; {int(too_small.sum())} class(es) have fewer: {shown} "
+            "(label (images))."
+        )
+    rng = np.random.default_rng(seed)
+    # A uniformly random subset of `ways` candidate classes per episode: the `ways` smallest random keys.
+    keys = rng.random((episodes, len(classes)))
+    if categories is None:
+        if len(classes) < ways:
+            raise ValueError(f"fewshot: {ways}-way episodes need {ways} classes; the labels hold {len(classes)}.")
+    else:
+        keys[_outside_episode_category(categories, labels, classes, class_of_row, ways, episodes, rng)] = np.inf
+    chosen = np.argsort(keys, axis=1)[:, :ways]
+
+    # Rows of each class, padded with -1, and a random choice of `per_class` distinct rows per (episode, way).
+    order = np.argsort(class_of_row, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = np.arange(len(labels)) - np.repeat(starts, counts)
+    rows = np.full((len(classes), counts.max()), -1, dtype=np.int64)
+    rows[class_of_row[order], position] = order
+    image_keys = rng.random((episodes, ways, counts.max()))
+    image_keys[rows[chosen] < 0] = np.inf
+    picked = np.take_along_axis(rows[chosen], np.argsort(image_keys, axis=2)[:, :, :per_class], axis=2)
+    return Episodes(classes=classes[chosen], support=picked[:, :, :shots], query=picked[:, :, shots:])
+
+
+def _outside_episode_category(categories, labels, classes, class_of_row, ways, episodes, rng):
+    """``(episodes, classes)`` mask of the classes outside each episode's randomly drawn category."""
+    categories = np.asarray(categories).reshape(-1)
+    if categories.shape != labels.shape:
+        raise ValueError(f"fewshot: categories must have one entry per label ({labels.shape}); got {categories.shape}.")
+    class_category = np.full(len(classes), -1, dtype=np.int64)
+    class_category[class_of_row] = categories
+    mixed = np.flatnonzero(class_category[class_of_row] != categories)
+    if mixed.size:
+        raise ValueError(f"fewshot: class {labels[mixed[0]]} has images in several categories; a class needs one.")
+    known, classes_per_category = np.unique(class_category[class_category >= 0], return_counts=True)
+    eligible = known[classes_per_category >= ways]
+    if not eligible.size:
+        raise ValueError(
+            f"fewshot: {ways}-way episodes within a category need a category with {ways} classes; the largest has "
+            f"{classes_per_category.max() if known.size else 0} (categories -1 are unknown)."
+        )
+    if eligible.size < known.size:
+        left_out = {int(c): int(n) for c, n in zip(known, classes_per_category) if n < ways}
+        warnings.warn(
+            f"fewshot: categories with fewer than {ways} classes cannot host a {ways}-way episode and are left out: "
+            f"{left_out} (category: classes).",
+            stacklevel=3,
+        )
+    episode_category = eligible[rng.integers(0, eligible.size, size=episodes)]
+    return class_category[np.newaxis, :] != episode_category[:, np.newaxis]
+
+
+def episode_accuracies(embeddings, episodes, *, classifier="prototype"):
+    """``(episodes,)`` fraction of each episode's queries assigned their own class (Euclidean distance).
+
+    ``classifier``: ``"prototype"`` (distance to the mean support embedding of a class)
+    or ``"nearest"`` (to its nearest support embedding); see the module docstring.
+    """
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"fewshot: classifier must be one of {CLASSIFIERS}; got {classifier!r}.")
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if embeddings.ndim != 2:
+        raise ValueError(f"fewshot: embeddings must be (n, d); got shape {embeddings.shape}.")
+    accuracies = []
+    for begin in range(0, len(episodes.support), _EPISODE_CHUNK):
+        support = embeddings[episodes.support[begin : begin + _EPISODE_CHUNK]]  # (e, ways, shots, d)
+        query = embeddings[episodes.query[begin : begin + _EPISODE_CHUNK]]  # (e, ways, queries, d)
+        e, ways, queries, dim = query.shape
+        query = query.reshape(e, ways * queries, dim)
+        if classifier == "prototype":
+            distances = _squared_distances(query, support.mean(axis=2))  # (e, ways·queries, ways)
+        else:
+            shots = support.shape[2]
+            distances = _squared_distances(query, support.reshape(e, ways * shots, dim))
+            distances = distances.reshape(e, ways * queries, ways, shots).min(axis=3)
+        truth = np.repeat(np.arange(ways), queries)
+        accuracies.append((distances.argmin(axis=2) == truth).mean(axis=1))
+    return np.concatenate(accuracies)
+
+
+def _squared_distances(a, b):
+    """Batched ``‖a_i − b_j‖²`` of ``(e, m, d)`` and ``(e, n, d)``: ``(e, m, n)``, clipped at 0."""
+    products = np.einsum("emd,end->emn", a, b)
+    return np.maximum((a**2).sum(-1)[:, :, None] + (b**2).sum(-1)[:, None, :] - 2 * products, 0.0)
+
+
+def fewshot_accuracy(
+    embeddings,
+    labels,
+    ways,
+    shots,
+    *,
+    queries=1,
+    episodes=DEFAULT_EPISODES,
+    categories=None,
+    classifier="prototype",
+    seed=0,
+):
+    """Mean N-way K-shot accuracy of ``embeddings`` over ``episodes`` seeded episodes, with its 95% CI.
+
+    Args: see :func:`sample_episodes` and :func:`episode_accuracies`; ``categories``
+    restricts each episode to one category (Lake et al.'s within-alphabet task).
+
+    Returns:
+        :class:`FewShotResult`.
+    """
+    drawn = sample_episodes(labels, ways, shots, queries=queries, episodes=episodes, categories=categories, seed=seed)
+    accuracies = episode_accuracies(embeddings, drawn, classifier=classifier)
+    return FewShotResult(
+        mean=float(accuracies.mean()),
+        ci95=float(1.96 * accuracies.std() / np.sqrt(len(accuracies))),
+        accuracies=accuracies,
+    )
+
+
+def protocol_scores(name, embeddings, labels, *, categories=None, episodes=DEFAULT_EPISODES, classifier="prototype",
+                    seed=0):
+    """``{name: mean accuracy, name + "_ci95": half-width}`` for a protocol of :data:`PROTOCOLS`."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"fewshot: unknown protocol {name!r}; expected one of {tuple(PROTOCOLS)}.")
+    settings = PROTOCOLS[name]
+    if settings["within_category"] and categories is None:
+        raise ValueError(f"{name} draws each episode from one category and needs categories= (e.g. the alphabets).")
+    result = fewshot_accuracy(
+        embeddings,
+        labels,
+        settings["ways"],
+        settings["shots"],
+        episodes=episodes,
+        categories=categories if settings["within_category"] else None,
+        classifier=classifier,
+        seed=seed,
+    )
+    return {name: result.mean, f"{name}_ci95": result.ci95}
