@@ -25,7 +25,9 @@ from tfdml.data.base import SPLITS, LabelledImages
 from tfdml.data.digits import digits
 from tfdml.data.folder import image_folder, list_file
 from tfdml.data.omniglot import omniglot
+from tfdml.data.rotations import with_rotations
 from tfdml.data.tfds_readers import TFDS_SPECS, tfds_dataset
+from tfdml.data.validation import hold_out_validation
 
 _TFDS_ALIASES = {
     "cub200": "caltech_birds2011",
@@ -75,9 +77,11 @@ __all__ = [
     "LabelledImages",
     "augmentation",
     "digits",
+    "hold_out_validation",
     "image_folder",
     "list_file",
     "load",
     "omniglot",
     "tfds_dataset",
+    "with_rotations",
 ]
