@@ -37,7 +37,7 @@ def test_every_protocol_gives_size_by_size_float_images_in_range(protocol, shape
 
 def test_default_sizes_follow_roth():
     assert {p: Augmentation(p).size for p in PROTOCOLS} == {
-        "base": 224, "big": 256, "red": 224, "adv": 224, "wu": 224, "eval": 224
+        "base": 224, "big": 256, "red": 224, "adv": 224, "wu": 224, "eval": 224, "affine": 224
     }
     assert Augmentation("eval").resize_side == 256
     assert Augmentation("red", size=28).resize_side == 32
