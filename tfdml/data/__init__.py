@@ -8,6 +8,7 @@ Every reader returns a ``LabelledImages``: int64 class labels (and categories,
 |----------------------------------------------|-----------------|------------------------------------------|
 | ``"digits"``                                 | ``digits``      | scikit-learn, no ``root``                |
 | ``"omniglot"``                               | ``omniglot``    | folder with the two background-small zips |
+|                                              | ``omniglot_tfds``| TFDS ``omniglot`` when those zips are absent |
 | ``"cub200"``, ``"caltech_birds2011"``        | ``tfds_dataset``| TFDS ``data_dir``                        |
 | ``"cars196"``                                | ``tfds_dataset``| TFDS ``data_dir``                        |
 | ``"sop"``, ``"stanford_online_products"``    | ``tfds_dataset``| TFDS ``data_dir``                        |
@@ -20,11 +21,16 @@ Example:
 >>> batches = train.dataset(batch_size=32, augmentation=Augmentation("base", size=28, seed=0))
 """
 
+import pathlib
+import warnings
+
 from tfdml.data.augment import PROTOCOLS, Augmentation, augmentation
 from tfdml.data.base import SPLITS, LabelledImages
 from tfdml.data.digits import digits
 from tfdml.data.folder import image_folder, list_file
+from tfdml.data.omniglot import ZIP_NAMES as _OMNIGLOT_ZIPS
 from tfdml.data.omniglot import omniglot
+from tfdml.data.omniglot_tfds import omniglot_tfds
 from tfdml.data.rotations import with_rotations
 from tfdml.data.tfds_readers import TFDS_SPECS, tfds_dataset
 from tfdml.data.validation import hold_out_validation
@@ -45,7 +51,9 @@ def load(name, *, root=None, split="train", image_size=None, **options):
     Args:
         name: a name from ``NAMES``.
         root: where the data is: the Omniglot folder, the TFDS ``data_dir``, the image
-            folder, or the list file; unused by ``"digits"``.
+            folder, or the list file; unused by ``"digits"``. Omniglot without ``root``, or
+            with a ``root`` that lacks the two zips (with a warning), comes from TFDS
+            (``omniglot_tfds``: downloaded once when not prepared; same classes and splits).
         split: ``"train"``, ``"test"`` or ``"all"`` (class-disjoint).
         image_size: resize every image to ``image_size × image_size`` on load (the
             reader's own resize for digits and Omniglot, else
@@ -55,8 +63,12 @@ def load(name, *, root=None, split="train", image_size=None, **options):
     """
     if name == "digits":
         return digits(split=split, image_size=image_size, **options)
-    if name == "omniglot" and root is not None:
-        return omniglot(root, split=split, image_size=image_size, **options)
+    if name == "omniglot":
+        if root is not None and all((pathlib.Path(root) / zip_name).is_file() for zip_name in _OMNIGLOT_ZIPS):
+            return omniglot(root, split=split, image_size=image_size, **options)
+        if root is not None:
+            warnings.warn(f"tfdml.data.load('omniglot'): {root} does not hold {_OMNIGLOT_ZIPS}; reading TFDS's omniglot")
+        return omniglot_tfds(split=split, image_size=image_size, **options)
     if name in _TFDS_ALIASES:
         collection = tfds_dataset(_TFDS_ALIASES[name], split=split, data_dir=root, **options)
     elif name not in NAMES:
@@ -82,6 +94,7 @@ __all__ = [
     "list_file",
     "load",
     "omniglot",
+    "omniglot_tfds",
     "tfds_dataset",
     "with_rotations",
 ]
