@@ -230,8 +230,12 @@ def prepare_run_dir(config, chief=True, task_id=0):
 def format_table(rows):
     """``rows``: {row name: {metric: value}} → an aligned text table."""
     metrics = list(next(iter(rows.values())))
-    header = f"{'':<20}" + "".join(f"{m:>14}" for m in metrics)
-    lines = [header] + [f"{name:<20}" + "".join(f"{values[m]:>14.4f}" for m in metrics) for name, values in rows.items()]
+    # Long names (fewshot_20way_1shot_within_ci95) widen their column instead of shifting the rest.
+    widths = {m: max(14, len(m) + 2) for m in metrics}
+    header = f"{'':<20}" + "".join(f"{m:>{widths[m]}}" for m in metrics)
+    lines = [header] + [
+        f"{name:<20}" + "".join(f"{values[m]:>{widths[m]}.4f}" for m in metrics) for name, values in rows.items()
+    ]
     return "\n".join(lines)
 
 
