@@ -21,8 +21,10 @@ def with_rotations(collection: LabelledImages, rotations=(90, 180, 270)) -> Labe
     With ``R = 1 + len(rotations)`` orientations (the upright one first), image
     ``i`` becomes images ``i·R … i·R + R − 1`` and label ``l`` becomes labels
     ``l·R + r`` for orientation ``r`` (0 = upright). Splits whose labels are disjoint
-    therefore stay disjoint, and a split holding labels ``0 … C − 1`` holds
-    ``0 … C·R − 1``. Categories are kept (a rotated character stays in its
+    therefore stay disjoint when both are rotated, and a split holding labels
+    ``0 … C − 1`` holds ``0 … C·R − 1`` (an *unrotated* split's ids may then coincide
+    with rotated ids of another: fine for splits evaluated on their own, as the test
+    and validation splits are, but do not concatenate such splits). Categories are kept (a rotated character stays in its
     alphabet, so within-alphabet few-shot episodes still work); class names get
     ``"/rot90"``, ``"/rot180"``, … suffixes. Rotation is ``tf.image.rot90``
     (counter-clockwise) on load.
