@@ -124,6 +124,8 @@ def test_clear_errors(rng):
         fewshot.episode_accuracies(np.zeros((8, 2)), fewshot.sample_episodes(labels[:7], 2, 1), classifier="svm")
     with pytest.raises(ValueError, match="needs categories="):
         fewshot.protocol_scores("fewshot_20way_1shot_within", np.zeros((8, 2)), labels)
+    with pytest.raises(ValueError, match=">= 400 episodes; got 100"):
+        fewshot.protocol_scores("fewshot_5way_1shot", np.zeros((8, 2)), labels, episodes=100)
 
 
 def test_evaluate_reports_fewshot_protocols_with_confidence_intervals(rng):

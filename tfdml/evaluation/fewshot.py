@@ -36,6 +36,8 @@ import numpy as np
 
 CLASSIFIERS = ("prototype", "nearest")
 DEFAULT_EPISODES = 1000
+#: Fewest episodes behind a reported protocol score (its CI half-width is then at most 1.96·0.5/√400 ≈ 0.05).
+MIN_REPORTED_EPISODES = 400
 #: Metric name → episode settings; ``within_category`` draws an episode's classes from one category.
 PROTOCOLS = {
     "fewshot_20way_1shot_within": {"ways": 20, "shots": 1, "within_category": True},
@@ -222,6 +224,8 @@ def protocol_scores(name, embeddings, labels, *, categories=None, episodes=DEFAU
     if name not in PROTOCOLS:
         raise ValueError(f"fewshot: unknown protocol {name!r}; expected one of {tuple(PROTOCOLS)}.")
     settings = PROTOCOLS[name]
+    if episodes < MIN_REPORTED_EPISODES:
+        raise ValueError(f"{name}: a reported few-shot score needs >= {MIN_REPORTED_EPISODES} episodes; got {episodes}.")
     if settings["within_category"] and categories is None:
         raise ValueError(f"{name} draws each episode from one category and needs categories= (e.g. the alphabets).")
     result = fewshot_accuracy(
