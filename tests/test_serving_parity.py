@@ -9,6 +9,7 @@ weights), exports ``<name>`` and ``<name>-search`` as ``train.py`` does, and ser
 import io
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -23,6 +24,7 @@ from tfdml.index import GalleryIndex
 from tfdml.training.config import load_config
 from tfdml.training.runner import Setup, export_embedder, export_gallery_search
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
 # Runs in a fresh interpreter: plain TensorFlow, no tfdml.
 SERVE = """
@@ -204,3 +206,33 @@ def test_a_folder_gallery_for_a_model_trained_on_a_3_channel_folder(tmp_path, rn
     # Each gallery file, sent as a query, finds itself first.
     np.testing.assert_array_equal(served["ids"][:, 0], np.arange(6))
     np.testing.assert_array_equal(served["labels"][:, 0], np.arange(6) // 2)
+
+
+def test_evaluate_cli_embeds_the_original_files_through_serving_bytes(tmp_path):
+    """``python -m tfdml.evaluate`` on a tfdml export gives the Recall@1 of train.py's evaluation."""
+    from tfdml.evaluate import main
+
+    setup, config = tiny_setup(tmp_path, "digits", ["data.name=digits", "data.image_size=16"])
+    evaluated = setup.embedder.predict(setup.test_images(), verbose=0)
+    expected = evaluation.evaluate(evaluated, setup.test_data.labels, metrics=["recall_at_k"], k=[1])["recall_at_1"]
+    report = main([export_embedder(setup, config), "--data", "digits", "--out", str(tmp_path / "eval"), "--k", "1",
+                   "--verbose", "0"])
+    assert report["preprocessing"].startswith("serving_bytes")
+    assert report["metrics"]["recall_at_1"] == expected
+
+
+def test_the_serving_benchmark_reads_the_test_drawings_in_the_readers_order(omniglot_dir):
+    """benchmarks/serving_parity.py (no tfdml) must pair each drawing with the position the
+    retrieval export's ids use."""
+    import importlib.util
+
+    from tfdml.data import omniglot
+
+    spec = importlib.util.spec_from_file_location("serving_parity", REPO / "benchmarks" / "serving_parity.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    files, labels = benchmark.test_drawings(omniglot_dir)
+    test = omniglot(omniglot_dir, split="test", validate="none")
+    assert len(files) == len(test) == 2120
+    assert files == [test.encoded(tf.constant(i, tf.int64)).numpy() for i in range(len(test))]
+    np.testing.assert_array_equal(labels, test.labels - test.labels.min())
