@@ -233,6 +233,10 @@ def test_image_size_limit_is_checked_from_the_header_before_decoding(tmp_path):
     forged[16:24] = struct.pack(">II", 20000, 20000)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"max_image_pixels=100.*\[20000 20000\]"):
         served(image_bytes=tf.constant([bytes(forged)]))
+    # Sides whose product overflows int64 are refused too.
+    forged[16:24] = struct.pack(">II", 2**32 - 1, 2**32 - 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"max_image_pixels=100.*\[4294967295 4294967295\]"):
+        served(image_bytes=tf.constant([bytes(forged)]))
     with pytest.raises(ValueError, match="max_image_pixels"):
         export.export_embedding_model(model, str(tmp_path), "m2", max_image_pixels=0)
 
@@ -248,11 +252,15 @@ def test_gif_and_bmp_work_for_a_one_channel_model(exported, rng):
     model, _, path = exported
     served = tf.saved_model.load(path).signatures["serving_bytes"]
     rgb = rng.integers(0, 256, size=(16, 16, 3)).astype(np.uint8)
-    gray = tf.image.rgb_to_grayscale(rgb).numpy().astype("float32")[None]
-    for encoded in (_encoded(rgb, "GIF"), _encoded(rgb, "BMP"), _encoded(np.concatenate([rgb, rgb[..., :1]], -1), "BMP")):
+    gif = _encoded(rgb, "GIF")
+    cases = [  # a GIF palette may quantise colours: its expected pixels are its own RGB decoding
+        (gif, tf.io.decode_gif(gif)[0]),
+        (_encoded(rgb, "BMP"), rgb),
+        (_encoded(np.concatenate([rgb, rgb[..., :1]], -1), "BMP"), rgb),
+    ]
+    for encoded, colours in cases:
+        gray = tf.image.rgb_to_grayscale(colours).numpy().astype("float32")[None]
         embedding = served(image_bytes=tf.constant([encoded]))["embeddings"]
-        if encoded[:3] == b"GIF":  # a GIF palette may quantise colours: compare with its own decoding
-            gray = tf.image.rgb_to_grayscale(tf.io.decode_gif(encoded)[0]).numpy().astype("float32")[None]
         np.testing.assert_allclose(embedding, model.predict(gray, verbose=0), atol=1e-5)
     gray_bmp = _encoded(rgb[..., 0], "BMP")
     np.testing.assert_allclose(

@@ -73,8 +73,10 @@ def bytes_to_model_input(image_shape, preprocess, max_image_pixels=MAX_IMAGE_PIX
 
     def to_input(encoded):
         size = header_size(encoded)
+        # Each side is bounded first, so the product cannot overflow int64 (PNG sides go up to 2³²).
+        fits = tf.reduce_all(size <= max_image_pixels) & (tf.reduce_prod(size) <= max_image_pixels)
         too_big = tf.debugging.Assert(
-            size[0] * size[1] <= max_image_pixels,
+            fits,
             [f"serving_bytes: image larger than max_image_pixels={max_image_pixels}; its header says height, width =", size],
         )
         with tf.control_dependencies([too_big]):
@@ -83,7 +85,7 @@ def bytes_to_model_input(image_shape, preprocess, max_image_pixels=MAX_IMAGE_PIX
             tf.shape(image),
             tf.constant(image_shape, tf.int32),
             message=f"serving_bytes: the eval preprocessing gave an image of another shape than the model's "
-            f"input {image_shape} (this preprocessing does not resize: send {height}×{width} images)",
+            f"input {image_shape}; send images it brings to {height}×{width} (that size, if it does not resize)",
         )
         with tf.control_dependencies([wrong_shape]):
             return tf.ensure_shape(tf.identity(image), image_shape)
