@@ -39,7 +39,9 @@ def test_drawings(root):
                     members.setdefault(tuple(parts[1:]), archive.read(member))
             alphabets.append(found)
     test_alphabets = sorted(alphabets[1] - alphabets[0])
-    keys = sorted((key for key in members if key[0] in test_alphabets), key=lambda k: (test_alphabets.index(k[0]), k[1], k[2]))
+    keys = sorted(
+        (key for key in members if key[0] in test_alphabets), key=lambda k: (test_alphabets.index(k[0]), k[1], k[2])
+    )
     classes = {character: i for i, character in enumerate(dict.fromkeys(k[:2] for k in keys))}
     return [members[k] for k in keys], np.array([classes[k[:2]] for k in keys])
 

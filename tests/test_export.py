@@ -143,7 +143,10 @@ def rest_to_predict_request(body, model_name, signature):
         tensor = {"dtype": "DT_FLOAT", "float_val": values.ravel().tolist()}
         shape = values.shape
     tensor["tensor_shape"] = {"dim": [{"size": int(size)} for size in shape]}
-    request = {"model_spec": {"name": model_name, "signature_name": body["signature_name"]}, "inputs": {input_name: tensor}}
+    request = {
+        "model_spec": {"name": model_name, "signature_name": body["signature_name"]},
+        "inputs": {input_name: tensor},
+    }
     return json_format.ParseDict(request, predict_pb2.PredictRequest())
 
 
@@ -164,12 +167,15 @@ def test_rest_requests_in_b64_and_row_format_answer_as_in_process(exported, sear
     images = np.round(rng.uniform(0, 255, size=(3, 16, 16, 1))).astype("float32")
     expected = model.predict(images, verbose=0)
     bodies = {
-        "serving_bytes": json.dumps({"signature_name": "serving_bytes", "instances": [{"b64": _png_b64(i)} for i in images]}),
+        "serving_bytes": json.dumps(
+            {"signature_name": "serving_bytes", "instances": [{"b64": _png_b64(i)} for i in images]}
+        ),
         "serving_default": json.dumps({"signature_name": "serving_default", "instances": images.tolist()}),
     }
     for signature_name, body in bodies.items():
         request = rest_to_predict_request(body, "toy", loaded.signatures[signature_name])
-        assert request.inputs[next(iter(request.inputs))].dtype == (tf.string if signature_name == "serving_bytes" else tf.float32).as_datatype_enum
+        dtype = tf.string if signature_name == "serving_bytes" else tf.float32
+        assert request.inputs[next(iter(request.inputs))].dtype == dtype.as_datatype_enum
         answer = run_request(loaded, request)
         if which == "embedding":
             np.testing.assert_allclose(answer["embeddings"], expected, atol=1e-5)
@@ -194,7 +200,8 @@ def test_every_warmup_record_parses_and_runs_against_its_signature(exported, sea
 
 def test_retrieval_outputs_have_known_ranks(search_exported):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    out = subprocess.run([cli, "show", "--dir", search_exported[2], "--all"], check=True, capture_output=True, text=True).stdout
+    command = [cli, "show", "--dir", search_exported[2], "--all"]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     # Only TF's own __saved_model_init_op (a NoOp) has no shape; every serving output is (-1, 3).
     sections = {part.split("'")[0]: part for part in out.split("signature_def['")[1:]}
     for name in ("serving_default", "serving_bytes"):
@@ -205,7 +212,11 @@ def test_retrieval_outputs_have_known_ranks(search_exported):
 
 def test_exports_are_readable_by_other_users(exported, search_exported):
     for path in (exported[2], search_exported[2]):
-        modes = [os.stat(os.path.join(root, name)).st_mode & 0o777 for root, dirs, files in os.walk(path) for name in dirs + files]
+        modes = [
+            os.stat(os.path.join(root, name)).st_mode & 0o777
+            for root, dirs, files in os.walk(path)
+            for name in dirs + files
+        ]
         dir_modes = {os.stat(root).st_mode & 0o777 for root, _, _ in os.walk(path)}
         assert dir_modes == {0o755}
         assert set(modes) <= {0o755, 0o644} and 0o644 in modes
@@ -264,7 +275,9 @@ def test_gif_and_bmp_work_for_a_one_channel_model(exported, rng):
         np.testing.assert_allclose(embedding, model.predict(gray, verbose=0), atol=1e-5)
     gray_bmp = _encoded(rgb[..., 0], "BMP")
     np.testing.assert_allclose(
-        served(image_bytes=tf.constant([gray_bmp]))["embeddings"], model.predict(rgb[None, ..., :1].astype("float32"), verbose=0), atol=1e-5
+        served(image_bytes=tf.constant([gray_bmp]))["embeddings"],
+        model.predict(rgb[None, ..., :1].astype("float32"), verbose=0),
+        atol=1e-5,
     )
 
 
@@ -309,7 +322,9 @@ def test_export_settings_are_checked_before_training(tmp_path, override, message
     from tfdml.training.config import ConfigError, load_config
 
     (tmp_path / "models" / "digits_margin" / "1").mkdir(parents=True)
-    config = load_config(None, [f"run_dir={tmp_path / 'runs'}", f"export.dir={tmp_path / 'models'}", "export.gallery=test", override])
+    config = load_config(
+        None, [f"run_dir={tmp_path / 'runs'}", f"export.dir={tmp_path / 'models'}", "export.gallery=test", override]
+    )
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started")

@@ -34,7 +34,8 @@ import tensorflow as tf
 
 spec = json.load(open(sys.argv[1]))
 files = tf.constant([open(path, "rb").read() for path in spec["files"]])
-out = {"embeddings": tf.saved_model.load(spec["embedding_model"]).signatures["serving_bytes"](image_bytes=files)["embeddings"]}
+embed = tf.saved_model.load(spec["embedding_model"]).signatures["serving_bytes"]
+out = {"embeddings": embed(image_bytes=files)["embeddings"]}
 search = tf.saved_model.load(spec["search_model"]).signatures["serving_bytes"](image_bytes=files)
 out.update({"search_" + key: value for key, value in search.items()})
 assert "tfdml" not in sys.modules
@@ -73,10 +74,18 @@ def serve_original_files(tmp_path, setup, config):
         files.append(str(folder / f"{index}.bin"))
         with open(files[-1], "wb") as handle:
             handle.write(data.encoded(tf.constant(index, tf.int64)).numpy())
-    spec = {"files": files, "embedding_model": embedding_model, "search_model": search_model, "out": str(tmp_path / "served.npz")}
+    spec = {
+        "files": files,
+        "embedding_model": embedding_model,
+        "search_model": search_model,
+        "out": str(tmp_path / "served.npz"),
+    }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     subprocess.run(
-        [sys.executable, "-c", SERVE, str(tmp_path / "spec.json")], check=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""}
+        [sys.executable, "-c", SERVE, str(tmp_path / "spec.json")],
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ""},
     )
     return dict(np.load(tmp_path / "served.npz"))
 
@@ -88,7 +97,8 @@ def assert_served_equals_evaluated(tmp_path, setup, config):
     assert np.abs(served["embeddings"] - evaluated).max() <= TOLERANCE
     labels = setup.test_data.labels
     recall = [
-        evaluation.evaluate(e, labels, metrics=["recall_at_k"], k=[1])["recall_at_1"] for e in (served["embeddings"], evaluated)
+        evaluation.evaluate(e, labels, metrics=["recall_at_k"], k=[1])["recall_at_1"]
+        for e in (served["embeddings"], evaluated)
     ]
     assert recall[0] == recall[1]
     index = GalleryIndex(evaluated.shape[1])
@@ -128,16 +138,21 @@ def test_digits(tmp_path):
 
 def test_omniglot(tmp_path, omniglot_dir):
     setup, config = tiny_setup(
-        tmp_path, "omniglot", ["data.name=omniglot", f"data.root={omniglot_dir}", "data.image_size=28", "data.params.validate=none"]
+        tmp_path,
+        "omniglot",
+        ["data.name=omniglot", f"data.root={omniglot_dir}", "data.image_size=28", "data.params.validate=none"],
     )
     assert_served_equals_evaluated(tmp_path, setup, config)
 
 
 def test_image_folder_of_mixed_formats_and_sizes(tmp_path, rng):
     paths = _write_images(tmp_path / "images", classes=6, per_class=3, rng=rng)
-    setup, config = tiny_setup(tmp_path, "folder", ["data.name=folder", f"data.root={tmp_path / 'images'}", "data.image_size=12"])
+    setup, config = tiny_setup(
+        tmp_path, "folder", ["data.name=folder", f"data.root={tmp_path / 'images'}", "data.image_size=12"]
+    )
     test_paths = paths[9:]  # classes 3-5: the test half, in the reader's order
-    assert [setup.test_data.encoded(tf.constant(i, tf.int64)).numpy() for i in range(9)] == [p.read_bytes() for p in test_paths]
+    encoded = [setup.test_data.encoded(tf.constant(i, tf.int64)).numpy() for i in range(9)]
+    assert encoded == [p.read_bytes() for p in test_paths]
     assert_served_equals_evaluated(tmp_path, setup, config)
 
 
