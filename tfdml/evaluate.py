@@ -6,10 +6,19 @@ Usage::
         [--k 1 2 4 8] [--metric euclidean] [--batch-size 128] [--image-size N]
         [--fewshot fewshot_20way_1shot_within fewshot_5way_1shot fewshot_5way_5shot]
 
-``MODEL`` is a SavedModel directory (its ``serving_default`` signature is called,
-e.g. from ``model.export(dir)``) or a ``.keras`` file. ``--data`` names a dataset of
+``MODEL`` is a SavedModel directory or a ``.keras`` file. ``--data`` names a dataset of
 :func:`tfdml.data.load`; its ``--split`` (default ``test``) is embedded and evaluated
-as query and gallery at once. ``DIR`` receives:
+as query and gallery at once. The images go through the one eval preprocessing the
+model was evaluated with:
+
+- a tfdml export (``models/<name>/<version>``, with a ``serving_bytes`` signature) is
+  sent the dataset's original files, and its in-graph preprocessing (the training
+  data's ``LabelledImages.preprocess``) prepares them, as TF Serving would;
+- any other model (a ``.keras`` file, or a SavedModel with only ``serving_default``,
+  e.g. from ``model.export(dir)``) gets the reader's ``load`` (its ``preprocess``,
+  resized to ``--image-size`` if given).
+
+``DIR`` receives:
 
 - ``report.json``: every metric of :func:`tfdml.evaluation.evaluate` (plus the
   ``--fewshot`` protocols, within-category ones over the reader's categories), the
@@ -69,6 +78,26 @@ def load_embedder(path):
     raise ValueError(f"MODEL must be a SavedModel directory or a .keras file; got {path}.")
 
 
+def load_bytes_embedder(path):
+    """``encoded images (b,) string → embeddings (b, d)`` through a SavedModel's ``serving_bytes``
+    signature (a tfdml export), or ``None`` when ``path`` has none."""
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        return None
+    signatures = tf.saved_model.load(str(path)).signatures
+    if "serving_bytes" not in signatures:
+        return None
+    signature = signatures["serving_bytes"]
+    return lambda encoded: signature(image_bytes=encoded)["embeddings"]
+
+
+def embed_files(embedder, data, *, batch_size=128):
+    """``(len(data), d)`` float32 embeddings of the original files of a ``LabelledImages``, in index order,
+    from ``embedder`` (encoded images → embeddings, e.g. :func:`load_bytes_embedder`)."""
+    files = tf.data.Dataset.range(len(data)).map(data.encoded).batch(batch_size)
+    return np.concatenate([np.asarray(embedder(batch), dtype=np.float32) for batch in files])
+
+
 def embed_images(embedder, data, *, batch_size=128):
     """``(len(data), d)`` float32 embeddings of every image of a ``LabelledImages``, in index order."""
     images = (
@@ -85,10 +114,11 @@ def _image(data, index):
 
 
 def write_report(embeddings, data, out_dir, *, k=(1, 2, 4, 8), metric="euclidean", grid_queries=8, grid_neighbours=8,
-                 seed=0, verbose=0, fewshot=()):
+                 seed=0, verbose=0, fewshot=(), preprocessing="reader"):
     """Evaluates ``embeddings`` of ``data`` and writes ``report.json`` and the figures into ``out_dir``.
 
     ``fewshot``: names from :data:`tfdml.evaluation.FEWSHOT_METRICS` to add to the metrics.
+    ``preprocessing`` (recorded in the report) says which eval preprocessing made the embeddings.
 
     Returns the report as a ``dict``.
     """
@@ -129,6 +159,7 @@ def write_report(embeddings, data, out_dir, *, k=(1, 2, 4, 8), metric="euclidean
 
     report = {
         "data": data.name,
+        "preprocessing": preprocessing,
         "num_images": int(len(labels)),
         "num_classes": int(len(np.unique(labels))),
         "embedding_dim": int(embeddings.shape[1]),
@@ -146,7 +177,10 @@ def main(argv=None):
     parser.add_argument("--data", required=True, help="dataset name for tfdml.data.load (e.g. digits, omniglot)")
     parser.add_argument("--root", default=None, help="dataset location (see tfdml.data.load)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    parser.add_argument("--image-size", type=int, default=None, help="image size passed to the reader")
+    parser.add_argument(
+        "--image-size", type=int, default=None,
+        help="image size passed to the reader (for models without serving_bytes; it also sizes the figures)",
+    )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8], help="recall cut-offs")
     parser.add_argument("--metric", default="euclidean", choices=("euclidean", "squared_euclidean", "cosine"))
@@ -159,10 +193,16 @@ def main(argv=None):
 
     options = {} if args.image_size is None else {"image_size": args.image_size}
     data = tfdml.data.load(args.data, root=args.root, split=args.split, **options)
-    embeddings = embed_images(load_embedder(args.model), data, batch_size=args.batch_size)
+    bytes_embedder = load_bytes_embedder(args.model) if data.has_files else None
+    if bytes_embedder is not None:
+        preprocessing = "serving_bytes: original files, the export's eval preprocessing"
+        embeddings = embed_files(bytes_embedder, data, batch_size=args.batch_size)
+    else:
+        preprocessing = f"reader: {data.name} load" + ("" if args.image_size is None else f", image_size {args.image_size}")
+        embeddings = embed_images(load_embedder(args.model), data, batch_size=args.batch_size)
     report = write_report(
         embeddings, data, args.out, k=args.k, metric=args.metric, seed=args.seed, verbose=args.verbose,
-        fewshot=args.fewshot,
+        fewshot=args.fewshot, preprocessing=preprocessing,
     )
     json.dump(report["metrics"], sys.stdout, indent=2)
     print()

@@ -2,7 +2,9 @@
 
 Every reader returns a ``LabelledImages``: int64 class labels (and categories,
 ``-1`` where unknown) plus a ``load(index)`` that decodes one image inside
-``tf.data``. ``load(name, ...)`` picks a reader by name:
+``tf.data``: ``load(index) == preprocess(decode(encoded(index)))``, from the image's
+original file bytes through the reader's one eval preprocessing, which exported
+models run too. ``load(name, ...)`` picks a reader by name:
 
 | name                                         | reader          | source                                   |
 |----------------------------------------------|-----------------|------------------------------------------|
@@ -25,7 +27,7 @@ import pathlib
 import warnings
 
 from tfdml.data.augment import PROTOCOLS, Augmentation, augmentation
-from tfdml.data.base import SPLITS, LabelledImages
+from tfdml.data.base import SPLITS, EncodedImages, LabelledImages
 from tfdml.data.digits import digits
 from tfdml.data.folder import image_folder, list_file
 from tfdml.data.omniglot import ZIP_NAMES as _OMNIGLOT_ZIPS
@@ -86,6 +88,7 @@ __all__ = [
     "SPLITS",
     "TFDS_SPECS",
     "Augmentation",
+    "EncodedImages",
     "LabelledImages",
     "augmentation",
     "digits",

@@ -3,6 +3,14 @@
 Samplers (``tfdml.sampling``) work on the label arrays alone and emit batches of
 indices; ``load`` turns an index into an image inside a ``tf.data`` map, so a
 reader never has to hold decoded images in memory.
+
+Every reader loads through an ``EncodedImages``: ``load(index) ==
+preprocess(decode(encoded(index)))``, where ``encoded`` gives the image's original
+file bytes, ``decode`` is :func:`tfdml.data.images.decode` with the reader's channel
+count and ``preprocess`` is the reader's one definition of its pixel transforms
+(inversion, scaling, resizing). Evaluation, the gallery of a retrieval export and
+both signatures of an exported model use that same ``preprocess``, so a served
+model sees the pixels it was evaluated on.
 """
 
 import dataclasses
@@ -11,7 +19,36 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from tfdml.data import images
+
 SPLITS = ("train", "test", "all")
+
+
+def _unchanged(image):
+    return image
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedImages:
+    """A ``load`` function made of the original files and one preprocessing function.
+
+    Attributes:
+        encoded: ``index (int64 scalar) -> scalar string``, the image's original file bytes.
+        channels: decoded channel count (1 or 3), see :func:`tfdml.data.images.decode`.
+        preprocess: ``decoded uint8 image (h0, w0, channels) -> image (h, w, c)`` (uint8 or float32
+            in [0, 255]): the reader's pixel transforms; traceable, so it can run in ``tf.data``
+            and inside an exported signature.
+    """
+
+    encoded: Callable[[tf.Tensor], tf.Tensor]
+    channels: int
+    preprocess: Callable[[tf.Tensor], tf.Tensor] = _unchanged
+
+    def decode(self, encoded):
+        return images.decode(encoded, self.channels)
+
+    def __call__(self, index):
+        return self.preprocess(self.decode(self.encoded(index)))
 
 
 @dataclasses.dataclass
@@ -22,7 +59,9 @@ class LabelledImages:
         name: human-readable name (e.g. ``"omniglot/train"``), used in messages.
         labels: int64 ``(n,)`` class label of each image.
         load: ``index (int64 scalar tensor) -> image (h, w, c) tensor`` (uint8 or float32 in [0, 255]);
-            must be traceable by ``tf.data.Dataset.map``.
+            must be traceable by ``tf.data.Dataset.map``. Readers give an ``EncodedImages``, which
+            adds ``encoded``, ``decode`` and ``preprocess``; a plain function (in-memory images)
+            has no original files and cannot be exported with its preprocessing.
         categories: optional int64 ``(n,)`` category (super-class) of each image, ``-1`` where unknown.
         class_names / category_names: optional names indexed by label / category id.
         skipped: names (paths or archive members) of the images the reader dropped because
@@ -40,17 +79,58 @@ class LabelledImages:
     def __len__(self):
         return int(self.labels.shape[0])
 
+    @property
+    def has_files(self):
+        """Whether the images come from original files (``encoded``, ``decode``, ``preprocess``)."""
+        return isinstance(self.load, EncodedImages)
+
+    @property
+    def encoded(self):
+        """``index -> scalar string``: the original file bytes of image ``index``."""
+        return self._files("encoded").encoded
+
+    @property
+    def channels(self):
+        return self._files("channels").channels
+
+    @property
+    def decode(self):
+        """``encoded bytes -> uint8 (h0, w0, channels)``, as ``load`` decodes them."""
+        return self._files("decode").decode
+
+    @property
+    def preprocess(self):
+        """The eval preprocessing of a decoded image: ``load(i) == preprocess(decode(encoded(i)))``."""
+        return self._files("preprocess").preprocess
+
     def subset(self, indices, name):
         """The images at ``indices`` (in that order), keeping label and category ids."""
         indices = np.asarray(indices, dtype=np.int64)
         table = tf.constant(indices)
+        if self.has_files:
+            load = dataclasses.replace(self.load, encoded=_through(table, self.load.encoded))
+        else:
+            load = _through(table, self.load)
         return dataclasses.replace(
             self,
             name=name,
             labels=self.labels[indices],
-            load=_through(table, self.load),
+            load=load,
             categories=None if self.categories is None else self.categories[indices],
         )
+
+    def preprocessed(self, transform):
+        """The same images with ``transform`` (image -> image, traceable) applied after the preprocessing."""
+        if self.has_files:
+            preprocess = self.load.preprocess
+            return self.with_preprocess(lambda image: transform(preprocess(image)))
+        stored_load = self.load
+        return dataclasses.replace(self, load=lambda index: transform(stored_load(index)))
+
+    def with_preprocess(self, preprocess):
+        """The same files decoded as before but preprocessed by ``preprocess`` instead (e.g. a gallery
+        folder given the training data's eval preprocessing)."""
+        return dataclasses.replace(self, load=dataclasses.replace(self._files("with_preprocess"), preprocess=preprocess))
 
     def resized(self, image_size):
         """The same images resized on load to ``image_size × image_size`` (bilinear, antialiased, float32).
@@ -60,12 +140,15 @@ class LabelledImages:
         """
         if not isinstance(image_size, int) or image_size < 1:
             raise ValueError(f"{self.name}: image_size must be a positive int, got {image_size!r}")
-        stored_load = self.load
+        return self.preprocessed(lambda image: tf.image.resize(image, [image_size, image_size], antialias=True))
 
-        def load(index):
-            return tf.image.resize(stored_load(index), [image_size, image_size], antialias=True)
-
-        return dataclasses.replace(self, load=load)
+    def _files(self, attribute):
+        if not self.has_files:
+            raise TypeError(
+                f"{self.name}: LabelledImages.{attribute} needs a reader's EncodedImages loader; this collection "
+                "was built from a load function and has no original files."
+            )
+        return self.load
 
     def map_indices(self, indices, augmentation=None, with_categories=False):
         """Maps a dataset of scalar int64 indices to ``(image, label[, category])`` elements.

@@ -4,9 +4,9 @@ import numpy as np
 import sklearn.datasets
 import tensorflow as tf
 
-from tfdml.data.base import LabelledImages, class_disjoint_split
+from tfdml.data.base import EncodedImages, LabelledImages, class_disjoint_split
 
-_MAX_PIXEL = 16.0
+_MAX_PIXEL = 16
 _FIRST_TEST_DIGIT = 5
 
 
@@ -15,9 +15,15 @@ def digits(*, split="train", image_size=32):
 
     ``"train"`` holds digits 0–4, ``"test"`` digits 5–9 (class-disjoint, as in DML
     benchmarks), ``"all"`` every digit. Labels are the digits themselves; there are
-    no categories. Pixel values 0–16 are scaled to float32 in [0, 255], one channel.
-    The images are resized once (bilinear, antialiased) to ``image_size × image_size``
-    and kept in memory; ``image_size=None`` keeps 8×8.
+    no categories. Pixel values 0–16 are scaled to float32 in [0, 255], one channel,
+    and resized (bilinear, antialiased) to ``image_size × image_size``;
+    ``image_size=None`` keeps 8×8.
+
+    The digits come as arrays, not files: each image's "original file" (``encoded``)
+    is the lossless 8×8 grayscale PNG of scikit-learn's integer values 0–16, and
+    ``preprocess`` (× 255/16, then the resize) is the reader's eval preprocessing. A
+    model trained on digits therefore expects, through an exported ``serving_bytes``
+    signature, PNGs on that 0–16 scale.
 
     Example:
 
@@ -30,16 +36,18 @@ def digits(*, split="train", image_size=32):
     bunch = sklearn.datasets.load_digits()
     labels = bunch.target.astype(np.int64)
     indices = class_disjoint_split(labels, split, _FIRST_TEST_DIGIT, "digits")
-    images = tf.constant(bunch.images[indices, :, :, None] * (255.0 / _MAX_PIXEL), dtype=tf.float32)
-    if image_size is not None:
-        images = tf.image.resize(images, [image_size, image_size], antialias=True)
+    stored = tf.constant(bunch.images[indices, :, :, None].astype(np.uint8))
+    png_files = tf.map_fn(tf.io.encode_png, stored, fn_output_signature=tf.string)
 
-    def load(index):
-        return tf.gather(images, index)
+    def preprocess(image):
+        image = tf.cast(image, tf.float32) * (255.0 / _MAX_PIXEL)
+        if image_size is not None:
+            image = tf.image.resize(image, [image_size, image_size], antialias=True)
+        return image
 
     return LabelledImages(
         name=f"digits/{split}",
         labels=labels[indices],
-        load=load,
+        load=EncodedImages(lambda index: tf.gather(png_files, index), channels=1, preprocess=preprocess),
         class_names=[str(digit) for digit in range(10)],
     )

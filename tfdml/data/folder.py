@@ -12,7 +12,7 @@ import pathlib
 import numpy as np
 
 from tfdml.data import images
-from tfdml.data.base import SPLITS, LabelledImages, class_disjoint_split
+from tfdml.data.base import SPLITS, EncodedImages, LabelledImages, class_disjoint_split
 
 
 def image_folder(root, *, split="all", train_classes=None, channels=3, validate="decode"):
@@ -171,7 +171,7 @@ def _build(name, paths, labels, categories, class_names, category_names, split, 
     collection = LabelledImages(
         name=name,
         labels=labels[readable],
-        load=images.decoding(images.file_table([p for p, ok in zip(paths, readable) if ok]), channels),
+        load=EncodedImages(images.file_table([p for p, ok in zip(paths, readable) if ok]), channels),
         categories=None if categories is None else categories[readable],
         class_names=class_names,
         category_names=category_names,

@@ -15,14 +15,77 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 VALIDATION_MODES = ("decode", "header", "none")
 
 # Leading bytes of the formats `tf.io.decode_image` reads.
-_MAGIC_NUMBERS = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+_JPEG, _PNG, _GIF, _BMP = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM"
+_MAGIC_NUMBERS = (_JPEG, _PNG, b"GIF87a", b"GIF89a", _BMP)
 _HEADER_BYTES = 8
+# Bytes of a PNG/GIF/BMP header that hold its size (PNG: IHDR width, height at 16, 20; BMP: 18, 22).
+_SIZE_HEADER_BYTES = 26
 
 
 def decode(encoded, channels):
-    """Decodes one encoded image to a uint8 ``(h, w, channels)`` tensor (first frame of a GIF)."""
-    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    """Decodes one encoded image to a uint8 ``(h, w, channels)`` tensor (first frame of a GIF).
+
+    ``channels`` is 1 (grayscale) or 3 (RGB) for every format, or any count ``tf.io.decode_image``
+    accepts. JPEG and PNG are converted by their decoders; GIF (always RGB) and BMP (gray, RGB or
+    RGBA) are decoded with their own channel count, then converted: alpha dropped,
+    ``tf.image.rgb_to_grayscale`` to gray, ``tf.image.grayscale_to_rgb`` to RGB.
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    if channels not in (1, 3):
+        image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+        return tf.ensure_shape(image, [None, None, channels])
+    prefix = tf.strings.substr(encoded, 0, len(_GIF))
+    own_channels = tf.logical_or(tf.equal(prefix, _GIF), tf.equal(tf.strings.substr(prefix, 0, len(_BMP)), _BMP))
+    image = tf.cond(
+        own_channels,
+        lambda: _convert_channels(tf.io.decode_image(encoded, channels=0, expand_animations=False), channels),
+        lambda: tf.io.decode_image(encoded, channels=channels, expand_animations=False),
+    )
     return tf.ensure_shape(image, [None, None, channels])
+
+
+def _convert_channels(image, channels):
+    """A uint8 gray, RGB or RGBA image (channel count known only at run time) as ``channels`` (1 or 3)."""
+    is_gray = tf.equal(tf.shape(image)[-1], 1)
+    gray = lambda: tf.ensure_shape(image[..., :1], [None, None, 1])  # noqa: E731
+    rgb = lambda: tf.ensure_shape(image[..., :3], [None, None, 3])  # noqa: E731
+    if channels == 1:
+        return tf.cond(is_gray, gray, lambda: tf.image.rgb_to_grayscale(rgb()))
+    return tf.cond(is_gray, lambda: tf.image.grayscale_to_rgb(gray()), rgb)
+
+
+def header_size(encoded):
+    """``(height, width)`` int64 of an encoded JPEG/PNG/GIF/BMP read from its header, without decoding it.
+
+    JPEG through ``tf.io.extract_jpeg_shape``; PNG (big-endian IHDR fields), GIF (little-endian
+    logical screen size) and BMP (little-endian, height negative for top-down rows) from their
+    fixed header fields. ``(0, 0)`` for other or truncated data, which the decoder then rejects.
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    # Padding makes every fixed-offset read valid; a truncated header reads as zeros.
+    header = tf.strings.substr(tf.strings.join([encoded, b"\0" * _SIZE_HEADER_BYTES]), 0, _SIZE_HEADER_BYTES)
+
+    def field(offset, dtype, little_endian):
+        size = dtype.size
+        value = tf.io.decode_raw(tf.strings.substr(header, offset, size), dtype, little_endian=little_endian)[0]
+        return tf.cast(value, tf.int64)
+
+    def unsigned32(offset, little_endian):
+        return tf.math.floormod(field(offset, tf.int32, little_endian), 1 << 32)
+
+    def starts_with(magic):
+        return tf.equal(tf.strings.substr(header, 0, len(magic)), magic)
+
+    return tf.case(
+        [
+            (starts_with(_JPEG), lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)),
+            (starts_with(_PNG), lambda: tf.stack([unsigned32(20, False), unsigned32(16, False)])),
+            (starts_with(_GIF), lambda: tf.stack([field(8, tf.uint16, True), field(6, tf.uint16, True)])),
+            (starts_with(_BMP), lambda: tf.abs(tf.stack([field(22, tf.int32, True), field(18, tf.int32, True)]))),
+        ],
+        default=lambda: tf.zeros([2], tf.int64),
+        exclusive=True,
+    )
 
 
 def bytes_table(encoded):
@@ -35,11 +98,6 @@ def file_table(paths):
     """``index -> bytes of the file paths[index]``."""
     table = tf.constant([str(p) for p in paths])
     return lambda index: tf.io.read_file(tf.gather(table, index))
-
-
-def decoding(encoded, channels):
-    """``load(index)``: decodes ``encoded(index)`` to ``channels`` channels."""
-    return lambda index: decode(encoded(index), channels)
 
 
 def decodable(sources, *, from_files, channels, mode="decode"):

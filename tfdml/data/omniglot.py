@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdml.data import images
-from tfdml.data.base import LabelledImages, class_disjoint_split
+from tfdml.data.base import EncodedImages, LabelledImages, class_disjoint_split
 
 ZIP_NAMES = ("images_background_small1.zip", "images_background_small2.zip")
 
@@ -27,7 +27,8 @@ def omniglot(root, *, split="train", image_size=None, invert=True, validate="dec
     (each group in name order), so train classes are 0–135 and test 136–241,
     train categories 0–4 and test 5–7.
 
-    Images are 105×105, one channel. ``invert=True`` (default) makes strokes 255 on a
+    The original files are the zips' PNGs; ``preprocess`` (inversion, then the resize)
+    is the reader's eval preprocessing. Images are 105×105, one channel. ``invert=True`` (default) makes strokes 255 on a
     0 background, so zero padding and resizing treat the background as empty.
     ``image_size`` resizes them (area interpolation, float32) e.g. to 28 for fast CPU
     recipes; ``None`` keeps 105×105 uint8. With a resizing augmentation (e.g.
@@ -61,10 +62,8 @@ def omniglot(root, *, split="train", image_size=None, invert=True, validate="dec
     readable = images.decodable(encoded, from_files=False, channels=1, mode=validate)
     skipped = tuple("/".join(key) for key, ok in zip(keys, readable) if not ok)
     images.report_skipped(f"omniglot/{split}", skipped, len(keys))
-    decode = images.decoding(images.bytes_table([e for e, ok in zip(encoded, readable) if ok]), channels=1)
 
-    def load(index):
-        image = decode(index)
+    def preprocess(image):
         if invert:
             image = 255 - image
         if image_size is not None:
@@ -74,7 +73,9 @@ def omniglot(root, *, split="train", image_size=None, invert=True, validate="dec
     collection = LabelledImages(
         name="omniglot",
         labels=labels[readable],
-        load=load,
+        load=EncodedImages(
+            images.bytes_table([e for e, ok in zip(encoded, readable) if ok]), channels=1, preprocess=preprocess
+        ),
         categories=categories[readable],
         class_names=["/".join(ac) for ac in characters],
         category_names=alphabets,

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfdml.data import images
-from tfdml.data.base import SPLITS, LabelledImages, class_disjoint_split
+from tfdml.data.base import SPLITS, EncodedImages, LabelledImages, class_disjoint_split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,7 @@ def tfds_dataset(name, *, split="train", data_dir=None, download=False, validate
     collection = LabelledImages(
         name=name,
         labels=labels[readable],
-        load=images.decoding(images.bytes_table([e for e, ok in zip(encoded, readable) if ok]), channels=3),
+        load=EncodedImages(images.bytes_table([e for e, ok in zip(encoded, readable) if ok]), channels=3),
         categories=None if categories is None else categories[readable],
         class_names=list(features[spec.label].names),
         category_names=None if spec.category is None else list(features[spec.category].names),

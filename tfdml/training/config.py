@@ -61,7 +61,7 @@ DEFAULTS = {
         "metrics": ["recall_at_k", "map_at_r", "nmi"],
     },
     "distribute": {"strategy": "none"},
-    "export": {"dir": "models", "version": None, "gallery": None, "gallery_k": 10},
+    "export": {"dir": "models", "version": None, "gallery": None, "gallery_k": 10, "max_image_pixels": 4096 * 4096},
     "tune": {
         "algorithm": "random",
         "max_trials": 10,

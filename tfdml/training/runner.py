@@ -20,7 +20,7 @@ import yaml
 
 from tfdml import data as tfdml_data
 from tfdml import evaluation, losses, mining, sampling
-from tfdml.export import export_embedding_model, export_retrieval_model, resize_for_model
+from tfdml.export import check_export_settings, export_embedding_model, export_retrieval_model
 from tfdml.index import GalleryIndex
 from tfdml.models import build_embedding_model
 from tfdml.training.config import ConfigError, dump_config
@@ -255,11 +255,13 @@ class Setup:
             self.bank = sampling.MemoryBank(len(self.train_data), config["model"]["embedding_dim"], seed=config["seed"])
         self.sampler = build_sampler(config, self.train_data, self.bank)
         data_config = config["data"]
-        preprocess = self.eval_preprocess = None
+        preprocess = self.eval_augmentation = None
+        self.eval_data = self.test_data
         if data_config["augmentation"]:
             size = data_config["image_size"]
             preprocess = tfdml_data.augmentation(data_config["augmentation"], size=size, seed=config["seed"])
-            self.eval_preprocess = tfdml_data.augmentation("eval", size=size)
+            self.eval_augmentation = tfdml_data.augmentation("eval", size=size)
+            self.eval_data = self.test_data.preprocessed(self.eval_augmentation)
             image_shape = (size, size, data_config["channels"])
         else:
             image_shape = tuple(int(s) for s in self.train_data.load(tf.constant(0, tf.int64)).shape)
@@ -302,14 +304,21 @@ class Setup:
             return []
         return [
             sampling.MemoryBankRefresh(
-                self.bank, sampling.indexed_batches(self.train_data, 256, preprocess=self.eval_preprocess),
+                self.bank, sampling.indexed_batches(self.train_data, 256, preprocess=self.eval_augmentation),
                 embed=self.embedder,
             )
         ]
 
+    @property
+    def eval_preprocess(self):
+        """The one eval preprocessing, decoded test image → model input (the reader's pixel transforms,
+        then the ``"eval"`` protocol with an augmentation recipe): evaluation, the export gallery and
+        both exported signatures run this function."""
+        return self.eval_data.preprocess
+
     def test_batches(self, batch_size=256):
         """The test split in index order as ``(images, labels)`` batches, eval-preprocessed."""
-        return self.test_data.dataset(batch_size=batch_size, augmentation=self.eval_preprocess)
+        return self.eval_data.dataset(batch_size=batch_size)
 
     def test_images(self):
         return self.test_batches().map(lambda images, labels: images)
@@ -320,18 +329,41 @@ class Setup:
         return evaluate_embeddings(embeddings, self.test_data.labels, self.config, self.test_data.categories)
 
 
+def check_export_config(config):
+    """Fail before training on export settings that would only fail after it."""
+    export_config = config["export"]
+    try:
+        check_export_settings(
+            config["name"], export_config["version"], export_config["dir"], gallery=export_config["gallery"],
+            gallery_k=export_config["gallery_k"], max_image_pixels=export_config["max_image_pixels"],
+        )
+    except (ValueError, FileExistsError) as error:
+        raise ConfigError(str(error)) from None
+
+
+def export_embedder(setup, config):
+    """Export the embedding model ``<name>`` with the eval preprocessing inside ``serving_bytes``."""
+    return export_embedding_model(
+        setup.embedder, config["export"]["dir"], config["name"], config["export"]["version"],
+        preprocess=setup.eval_preprocess, max_image_pixels=config["export"]["max_image_pixels"],
+    )
+
+
 def export_gallery_search(setup, config):
     """Embed the gallery (``"test"`` or an image folder) and export ``<name>-search``: its ids are the
-    gallery images' positions (in the folder reader's sorted order), its labels their class ids."""
+    gallery images' positions (in the folder reader's sorted order), its labels their class ids.
+
+    A folder's files are decoded with the model's channel count and given the training data's
+    eval preprocessing, as the exported ``serving_bytes`` treats queries, so gallery and queries match.
+    """
     gallery_spec = config["export"]["gallery"]
     if gallery_spec == "test":
-        gallery = setup.test_data
+        gallery = setup.eval_data
     else:
-        gallery = tfdml_data.load("folder", root=gallery_spec, split="all", channels=config["data"]["channels"])
-    # The same eval preprocessing as the exported bytes signature, so gallery and queries match.
-    height, width, channels = setup.embedder.input_shape[1:]
-    preprocess = setup.eval_preprocess or resize_for_model((height, width), channels)
-    images = gallery.dataset().map(lambda image, label: preprocess(image)).batch(256)
+        channels = setup.embedder.input_shape[-1]
+        gallery = tfdml_data.image_folder(gallery_spec, split="all", channels=channels)
+        gallery = gallery.with_preprocess(setup.eval_preprocess)
+    images = gallery.dataset(batch_size=256).map(lambda images, labels: images)
     embeddings = setup.embedder.predict(images, verbose=0)
     index = GalleryIndex(dim=embeddings.shape[1])
     index.add(embeddings, ids=np.arange(len(gallery), dtype=np.int64), labels=gallery.labels)
@@ -342,12 +374,14 @@ def export_gallery_search(setup, config):
         f"{config['name']}-search",
         config["export"]["version"],
         k=min(config["export"]["gallery_k"], len(index)),
-        preprocess=preprocess,
+        preprocess=setup.eval_preprocess,
+        max_image_pixels=config["export"]["max_image_pixels"],
     )
 
 
 def train(config, verbose=1):
     """Train, evaluate and export one recipe; return ``{"metrics": rows, "export_path": path, "run_dir": dir}``."""
+    check_export_config(config)
     strategy = make_strategy(config["distribute"]["strategy"])
     keras.utils.set_random_seed(config["seed"])
     if config["model"]["mixed_precision"]:
@@ -378,10 +412,7 @@ def train(config, verbose=1):
     setup.embedder.save_weights(os.path.join(run_dir, "final.weights.h5"))
     if not chief:
         return {"metrics": rows, "export_path": None, "run_dir": run_dir}
-    export_path = export_embedding_model(
-        setup.embedder, config["export"]["dir"], config["name"], config["export"]["version"],
-        preprocess=setup.eval_preprocess,
-    )
+    export_path = export_embedder(setup, config)
     if config["export"]["gallery"]:
         search_path = export_gallery_search(setup, config)
         print(f"Exported retrieval SavedModel to {search_path}")
