@@ -486,3 +486,15 @@ def test_ordinary_evaluation_does_not_warn(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ev.evaluate(rng.normal(size=(30, 4)), np.arange(30) % 3, k=(1, 2, 4, 8))
+
+
+def test_missing_model_is_reported_as_not_found(tmp_path, capsys):
+    """Issue 14, item 13."""
+    from tfdml.evaluate import load_embedder
+
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_embedder(tmp_path / "no_model")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "no_model"), "--data", "digits", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "model not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
