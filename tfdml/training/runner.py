@@ -30,7 +30,7 @@ from tfdml import data as tfdml_data
 from tfdml import evaluation, losses, mining, sampling
 from tfdml.export import export_embedding_model, export_retrieval_model, resize_for_model
 from tfdml.index import GalleryIndex
-from tfdml.io import write_file_atomically
+from tfdml.io import save_file_atomically, write_file_atomically
 from tfdml.models import build_embedding_model
 from tfdml.training.config import ConfigError, dump_config, read_config
 from tfdml.training.model import MetricLearningModel
@@ -60,11 +60,7 @@ class EpochJSONLogger(keras.callbacks.Callback):
 
 def save_weights_atomically(model, path):
     """``model.save_weights(path)`` through a file beside it and a rename (Keras writes in place)."""
-    directory, name = os.path.split(path)
-    incoming = os.path.join(directory, f"incoming-{name}")
-    model.save_weights(incoming, overwrite=True)
-    os.replace(incoming, path)
-    return path
+    return save_file_atomically(path, lambda tmp: model.save_weights(tmp, overwrite=True))
 
 
 def external_state(loss):
