@@ -492,7 +492,7 @@ def test_missing_model_is_reported_as_not_found(tmp_path, capsys):
     """Issue 14, item 13."""
     from tfdml.evaluate import load_embedder
 
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(ValueError, match="MODEL not found: .*no_model"):
         load_embedder(tmp_path / "no_model")
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "no_model"), "--data", "digits", "--out", str(tmp_path / "out")])

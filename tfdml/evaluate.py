@@ -42,7 +42,7 @@ def load_embedder(path):
     """A function ``images (b, h, w, c) float32 → embeddings (b, d)`` for a SavedModel dir or ``.keras`` file."""
     path = pathlib.Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"Model not found: {path} (expected a SavedModel directory or a .keras file).")
+        raise ValueError(f"MODEL not found: {path} (expected a SavedModel directory or a .keras file).")
     if path.is_dir():
         loaded = tf.saved_model.load(str(path))
         if "serving_default" not in loaded.signatures:

@@ -184,12 +184,9 @@ def evaluate(
             verbose=verbose,
         )
         if "recall_at_k" in metrics:
-            results.update(
-                {
-                    f"recall_at_{int(cutoff)}": np.nan if int(cutoff) in too_deep else retrieval.recall_at_k(ranks, cutoff)
-                    for cutoff in cutoffs
-                }
-            )
+            for cutoff in cutoffs:
+                recall = np.nan if int(cutoff) in too_deep else retrieval.recall_at_k(ranks, cutoff)
+                results[f"recall_at_{int(cutoff)}"] = recall
         for name in ("r_precision", "map_at_r", "map_c"):
             if name in metrics:
                 results[name] = getattr(retrieval, name)(ranks)
