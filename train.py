@@ -71,7 +71,9 @@ def main(argv=None):
 
             train(config, verbose=0 if args.quiet else 1)
     except (ConfigError, FileNotFoundError) as error:
-        sys.exit(f"train.py: error: {error}")
+        # Like argparse: one line naming the culprit, status 2, no traceback.
+        print(f"train.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

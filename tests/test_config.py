@@ -62,3 +62,93 @@ def test_override_values_are_yaml_typed():
     assert parse_override("a=[1, 2]") == (["a"], [1, 2])
     with pytest.raises(ConfigError, match="key.path=value"):
         parse_override("epochs")
+
+
+# Issue 14, item 8: override values follow YAML 1.2 number rules and every value is type-checked.
+@pytest.mark.parametrize(
+    "override, key, value",
+    [
+        ("optimizer.learning_rate=1e-3", "learning_rate", 1e-3),
+        ("optimizer.weight_decay=1E-4", "weight_decay", 1e-4),
+        ("optimizer.learning_rate=2", "learning_rate", 2),
+    ],
+)
+def test_overrides_read_exponent_numbers_as_floats(override, key, value):
+    assert load_config(None, [override])["optimizer"][key] == value
+
+
+def test_yaml_1_2_scalars_in_overrides_and_recipes(tmp_path):
+    assert parse_override("a=1e-3") == (["a"], 1e-3)
+    assert parse_override("a=yes") == (["a"], "yes")  # YAML 1.1 would read True
+    assert parse_override("a=010") == (["a"], 10)  # YAML 1.1 would read octal 8
+    assert load_config(write(tmp_path, "optimizer: {learning_rate: 5e-4}\n"))["optimizer"]["learning_rate"] == 5e-4
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("epochs=true", "epochs must be an integer; got True"),
+        ("epochs=2.5", "epochs must be an integer; got 2.5"),
+        ("optimizer.learning_rate=fast", "optimizer.learning_rate must be a number; got 'fast'"),
+        ("model.normalize=1", "model.normalize must be a boolean; got 1"),
+        ("evaluation.recall_k=4", "evaluation.recall_k must be a list; got 4"),
+        ("loss.class=null", "loss.class must be a string; got None"),
+        ("steps_per_epoch=ten", "steps_per_epoch must be an integer or null; got 'ten'"),
+    ],
+)
+def test_values_of_the_wrong_type_are_errors_naming_key_value_and_type(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert message in str(error.value)
+
+
+def test_types_of_recipe_values_are_checked_too(tmp_path):
+    with pytest.raises(ConfigError, match="seed must be an integer; got 'zero'"):
+        load_config(write(tmp_path, "seed: zero\n"))
+
+
+def test_nullable_keys_accept_null():
+    config = load_config(None, ["sampler.samples_per_class=null", "optimizer.weight_decay=null", "export.version=3"])
+    assert config["sampler"]["samples_per_class"] is None and config["export"]["version"] == 3
+
+
+def test_written_configs_read_back_equal_with_yaml_1_1_and_1_2(tmp_path):
+    import yaml
+
+    from tfdml.training.config import dump_config, read_config
+
+    config = load_config(None, ["name='1e3'", "export.gallery=yes", "optimizer.learning_rate=1e-5"])
+    dump_config(config, tmp_path / "c.yaml")
+    assert read_config(tmp_path / "c.yaml") == config
+    assert yaml.safe_load((tmp_path / "c.yaml").read_text()) == config
+
+
+# Issue 14, item 5: run names are single folder names, validated before anything is written.
+@pytest.mark.parametrize("name", ["../../evil", "a/b", "..", ".hidden", "", "/abs"])
+def test_run_names_that_are_not_one_folder_name_are_refused(name):
+    with pytest.raises(ConfigError, match="name="):
+        load_config(None, [f"name={name}"] if name else ["name=''"])
+
+
+# Issue 14, item 9: YAML syntax errors and unsafe tags name the file, the line and the problem.
+def test_yaml_syntax_error_names_file_line_and_problem(tmp_path):
+    recipe = write(tmp_path, "epochs: 3\nloss: {class: MarginLoss\nseed: 1\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(recipe)
+    message = str(error.value)
+    assert recipe in message and "line 3" in message and "expected ',' or '}'" in message
+
+
+def test_unsafe_tag_is_not_executed_and_is_a_config_error(tmp_path):
+    marker = tmp_path / "pwned"
+    recipe = write(tmp_path, f"seed: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(recipe)
+    message = str(error.value)
+    assert recipe in message and "line 1" in message and "python/object/apply" in message
+    assert not marker.exists()
+
+
+def test_override_syntax_error_names_the_override():
+    with pytest.raises(ConfigError, match="override 'loss.params=\\{a: 1'"):
+        load_config(None, ["loss.params={a: 1"])

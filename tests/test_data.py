@@ -410,3 +410,19 @@ def test_map_indices_loads_and_augments_sampled_indices():
     assert images.shape == (3, 8, 8, 1)
     np.testing.assert_array_equal(labels, collection.labels[[5, 5, 900]])
     assert not np.allclose(images[0], images[1])  # the same image gets its own random crop
+
+
+def test_an_empty_class_folder_is_called_empty(tmp_path):
+    """Issue 14, item 13: not a 'mixed layout ... (a category)'."""
+    _write_folder(tmp_path)
+    (tmp_path / "c9").mkdir()
+    with pytest.raises(ValueError, match=r"class folder .*c9 is empty") as error:
+        data.image_folder(tmp_path)
+    assert "mixed layout" not in str(error.value)
+
+
+def test_an_empty_class_folder_in_the_category_layout_is_called_empty(tmp_path):
+    _write_folder(tmp_path, nested=True)
+    (tmp_path / "cat1" / "c9").mkdir()
+    with pytest.raises(ValueError, match=r"class folder .*c9 is empty"):
+        data.image_folder(tmp_path, split="all")

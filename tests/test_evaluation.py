@@ -452,3 +452,49 @@ def test_cli_report_with_keras_file(tmp_path):
     assert "recall_at_2" in _assert_report(tmp_path / "eval")["metrics"]
     with pytest.raises(ValueError, match="MODEL"):
         load_embedder(tmp_path / "missing.h5")
+
+
+# Issue 14, item 11: degenerate evaluations warn and return the documented nan values.
+def test_a_single_class_warns_and_gives_nan_instead_of_perfect_scores(rng):
+    embeddings = rng.normal(size=(20, 4))
+    with pytest.warns(UserWarning, match="one class"):
+        scores = ev.evaluate(embeddings, np.zeros(20, np.int64), k=(1, 2))
+    for name in ("recall_at_1", "recall_at_2", "map_at_r", "nmi", "pi_inter", "pi_ratio"):
+        assert np.isnan(scores[name]), (name, scores)
+    assert np.isfinite(scores["pi_intra"]) and np.isfinite(scores["rho_spectral_decay"])
+
+
+def test_every_sample_its_own_class_warns_and_gives_nan(rng):
+    embeddings = rng.normal(size=(12, 4))
+    with pytest.warns(UserWarning, match="its own class"):
+        scores = ev.evaluate(embeddings, np.arange(12), metrics=["recall_at_k", "map_at_r", "nmi", "f1"], k=1)
+    assert all(np.isnan(value) for value in scores.values()), scores
+
+
+def test_k_larger_than_the_gallery_is_reported_not_scored_as_one(rng):
+    embeddings = rng.normal(size=(10, 4))
+    labels = np.arange(10) % 2
+    with pytest.warns(UserWarning, match=r"k=\[10, 100\] exceeds the 9 gallery items"):
+        scores = ev.evaluate(embeddings, labels, metrics=["recall_at_k"], k=(1, 9, 10, 100))
+    assert np.isnan(scores["recall_at_10"]) and np.isnan(scores["recall_at_100"])
+    assert scores["recall_at_9"] == 1.0 and 0.0 <= scores["recall_at_1"] <= 1.0
+
+
+def test_ordinary_evaluation_does_not_warn(rng):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ev.evaluate(rng.normal(size=(30, 4)), np.arange(30) % 3, k=(1, 2, 4, 8))
+
+
+def test_missing_model_is_reported_as_not_found(tmp_path, capsys):
+    """Issue 14, item 13."""
+    from tfdml.evaluate import load_embedder
+
+    with pytest.raises(ValueError, match="MODEL not found: .*no_model"):
+        load_embedder(tmp_path / "no_model")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "no_model"), "--data", "digits", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "model not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -483,3 +483,77 @@ def test_a_new_version_leaves_the_old_one_intact(retrieval_export, served):
     expected = updated.search(model.predict(queries, verbose=0), 2)
     np.testing.assert_array_equal(new["ids"].numpy(), expected.ids)
     np.testing.assert_allclose(new["distances"].numpy(), expected.distances, atol=1e-5)
+
+
+# Issue 14, item 1: saving never deletes files the index did not write.
+def test_saving_into_a_folder_with_other_files_is_refused_and_keeps_them(gallery, tmp_path):
+    embeddings, _, _ = gallery
+    target = tmp_path / "d"
+    target.mkdir()
+    (target / "important.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="important.txt"):
+        make_index(embeddings).save(str(target))
+    assert (target / "important.txt").read_text() == "keep"
+    assert sorted(os.listdir(tmp_path)) == ["d"]
+    make_index(embeddings).save(str(tmp_path / "index"))
+    assert oct(os.stat(tmp_path / "index").st_mode & 0o777) == "0o755"
+
+
+# Issue 14, item 12: load validates what it reads and names the problem.
+def saved_arrays(tmp_path, gallery_embeddings, changes):
+    path = tmp_path / "index"
+    make_index(gallery_embeddings).save(str(path))
+    with np.load(path / "gallery.npz") as stored:
+        arrays = dict(stored)
+    arrays.update(changes)
+    np.savez(path / "gallery.npz", **arrays)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda e: {"ids": np.arange(len(e) - 1)}, "ids must be 60 integers or strings, one per embedding"),
+        (lambda e: {"labels": np.zeros(3, np.int64)}, "labels must be 60 integers"),
+        (lambda e: {"ids": np.zeros(len(e), np.int64)}, r"duplicate ids \[0\]"),
+        (lambda e: {"embeddings": np.where(np.arange(len(e))[:, None] == 3, np.nan, e)}, "NaN or inf"),
+        (lambda e: {"embeddings": e[:, :4]}, f"dimension 4 but index.json says dim={DIM}"),
+    ],
+    ids=["ids-length", "labels-length", "duplicate-ids", "nan", "dim"],
+)
+def test_inconsistent_saved_index_is_rejected_on_load(gallery, tmp_path, change, message):
+    embeddings, _, _ = gallery
+    path = saved_arrays(tmp_path, embeddings, change(embeddings))
+    with pytest.raises(ValueError, match=message) as error:
+        GalleryIndex.load(path)
+    assert "gallery.npz" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not a zip file", "pickled"],
+)
+def test_corrupt_gallery_file_is_named_and_unpickling_is_never_suggested(gallery, tmp_path, content):
+    embeddings, _, _ = gallery
+    path = tmp_path / "index"
+    make_index(embeddings).save(str(path))
+    if content == "pickled":
+        np.savez(path / "gallery.npz", embeddings=embeddings, ids=np.array([object()] * 60, dtype=object), labels=np.zeros(60))
+    else:
+        (path / "gallery.npz").write_bytes(content)
+    with pytest.raises(ValueError) as error:
+        GalleryIndex.load(str(path))
+    message = str(error.value)
+    assert "gallery.npz is corrupt" in message and "allow_pickle" not in message
+
+
+def test_bad_index_description_is_named(gallery, tmp_path):
+    embeddings, _, _ = gallery
+    path = tmp_path / "index"
+    make_index(embeddings).save(str(path))
+    (path / "index.json").write_text('{"dim": 0, "metric": "euclidean", "backend": "exact"}')
+    with pytest.raises(ValueError, match="index.json is not a valid gallery index description: dim must be"):
+        GalleryIndex.load(str(path))
+    os.remove(path / "index.json")
+    with pytest.raises(FileNotFoundError, match="index.json is missing"):
+        GalleryIndex.load(str(path))

@@ -477,3 +477,23 @@ def test_memory_bank_sampler_trains_with_fit():
     )
     assert len(history.history["loss"]) == 2
     np.testing.assert_allclose(bank.embeddings, model(pixels).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("protocol", [None, "base"])
+def test_batches_started_mid_stream_continue_the_full_stream(protocol):
+    """Issue 14, item 3: a resumed run starts its input at batch ``start``; batches and augmentation
+    seeds must be those the uninterrupted stream gives from there on."""
+    data = tfdml.data.LabelledImages(
+        name="indexed",
+        labels=np.arange(40) // 4,
+        load=lambda index: tf.cast(tf.reshape(tf.range(64) + tf.cast(index, tf.int32) * 64, [8, 8, 1]) % 256, tf.uint8),
+    )
+    sampler = SPCSampler(data.labels, batch_size=8, samples_per_class=2, seed=1)
+    preprocess = None if protocol is None else tfdml.data.augmentation(protocol, size=6, seed=3)
+    assert sampler.batches_per_epoch == 5
+    full = list(itertools.islice(batches(data, sampler, preprocess=preprocess).as_numpy_iterator(), 12))
+    for start in (3, 7):  # inside the first sampler epoch, and in the second
+        resumed = list(itertools.islice(batches(data, sampler, preprocess=preprocess, start=start).as_numpy_iterator(), 12 - start))
+        for (images, labels), (expected_images, expected_labels) in zip(resumed, full[start:]):
+            np.testing.assert_array_equal(labels, expected_labels)
+            np.testing.assert_array_equal(images, expected_images)

@@ -124,3 +124,143 @@ def test_a_memory_bank_recipe_runs_end_to_end_from_the_command_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert os.path.exists(tmp_path / "models" / "frd" / "1" / "saved_model.pb")
+
+
+# Issue 14: runs, resuming and run names.
+TINY = ["model.filters=8", "model.embedding_dim=16", "steps_per_epoch=3", "evaluation.every_n_epochs=100"]
+
+
+def tiny_config(tmp_path, *overrides):
+    sys.path.insert(0, REPO)
+    from tfdml.training.config import load_config
+
+    return load_config(
+        os.path.join(REPO, "pipelines", "digits_margin.yaml"),
+        [*TINY, f"run_dir={tmp_path}/runs", f"export.dir={tmp_path}/models", *overrides],
+    )
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_after(epochs):
+    import keras
+
+    class InterruptAfter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == epochs:
+                raise Interrupt()
+
+    return InterruptAfter()
+
+
+def epoch_losses(run_dir):
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path):
+    """Item 3: with a fixed seed, a run interrupted after epoch 2 of 4 and resumed gives the same
+    per-epoch losses and final weights, bit for bit (miner random counter and input position restored)."""
+    import h5py
+
+    from tfdml.training.runner import train
+
+    # 5 batches per sampler epoch and 3 steps per Keras epoch: the resumed input starts mid sampler epoch.
+    whole = tiny_config(tmp_path, "name=whole", "epochs=4")
+    train(whole, verbose=0)
+    parts = tiny_config(tmp_path, "name=parts", "epochs=4")
+    with pytest.raises(Interrupt):
+        train(parts, verbose=0, callbacks=[interrupt_after(2)])
+    assert len(epoch_losses(tmp_path / "runs" / "parts")) == 2
+    train(parts, verbose=0)
+    expected, resumed = epoch_losses(tmp_path / "runs" / "whole"), epoch_losses(tmp_path / "runs" / "parts")
+    assert len(expected) == 4 and resumed == expected
+
+    def final_weights(name):
+        with h5py.File(tmp_path / "runs" / name / "final.weights.h5") as f:
+            arrays = []
+            f.visititems(lambda _, item: arrays.append(item[()]) if isinstance(item, h5py.Dataset) else None)
+        return arrays
+
+    for a, b in zip(final_weights("whole"), final_weights("parts"), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_finished_training_is_not_redone_when_the_export_was_interrupted(tmp_path, monkeypatch):
+    """Item 4: killed after the last epoch but before the export ended, the rerun goes straight to export."""
+    from tfdml.training import runner
+
+    config = tiny_config(tmp_path, "name=fin", "epochs=2")
+
+    def killed_during_export(*args, **kwargs):
+        raise Interrupt()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "export_embedding_model", killed_during_export)
+        with pytest.raises(Interrupt):
+            runner.train(config, verbose=0)
+    run_dir = tmp_path / "runs" / "fin"
+    assert (run_dir / "done.json").exists() and not (run_dir / "backup").exists()
+    records = (run_dir / "metrics.jsonl").read_text()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished training was trained again")
+
+    monkeypatch.setattr(runner.MetricLearningModel, "fit", no_training)
+    result = runner.train(config, verbose=0)
+    assert os.path.exists(os.path.join(result["export_path"], "saved_model.pb"))
+    assert (run_dir / "metrics.jsonl").read_text() == records
+
+
+def test_a_run_that_never_finished_an_epoch_does_not_block_its_name(tmp_path):
+    """Item 6: a run that failed in its first epoch leaves a directory; the corrected command may use it."""
+    from tfdml.training.config import ConfigError
+    from tfdml.training.runner import prepare_run_dir, train
+
+    failing = tiny_config(tmp_path, "name=lc", "epochs=1", "loss.params={beta: 1.2, margin: 0.2, no_such_argument: 1}")
+    with pytest.raises(ConfigError, match="no_such_argument"):
+        train(failing, verbose=0)
+    corrected = tiny_config(tmp_path, "name=lc", "epochs=1")
+    run_dir = prepare_run_dir(corrected)
+    from tfdml.training.config import read_config
+
+    assert read_config(os.path.join(run_dir, "config.yaml")) == corrected
+    # A run with a finished epoch still blocks a different config.
+    (tmp_path / "runs" / "lc" / "metrics.jsonl").write_text('{"epoch": 1, "loss": 0.5}\n')
+    with pytest.raises(ConfigError, match="different config"):
+        prepare_run_dir(failing)
+
+
+def test_run_name_outside_the_run_dir_is_refused_before_anything_is_written(tmp_path):
+    """Item 5."""
+    (tmp_path / "work").mkdir()
+    result = run_train(["--epochs", "1", "--set", "name=../../evil"], tmp_path / "work", timeout=120)
+    assert result.returncode == 2 and "name='../../evil'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["work"] and os.listdir(tmp_path / "work") == []
+
+
+def test_exporting_a_gallery_from_a_finished_run_is_not_a_config_change(tmp_path):
+    """Item 7: README's flow (train, then the same command with --export-gallery test) exports without retraining."""
+    args = ["--epochs", "1", "--set", "steps_per_epoch=2", "--set", "model.filters=8", "--name", "flow", "--quiet"]
+    assert run_train(args, tmp_path, timeout=600).returncode == 0
+    weights = (tmp_path / "runs" / "flow" / "final.weights.h5").read_bytes()
+    result = run_train(args + ["--export-gallery", "test"], tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "finished earlier" in result.stdout
+    assert os.path.exists(tmp_path / "models" / "flow-search" / "1" / "saved_model.pb")
+    assert (tmp_path / "runs" / "flow" / "final.weights.h5").read_bytes() == weights
+
+
+def test_yaml_errors_are_one_line_without_a_traceback(tmp_path):
+    """Item 9: train.py prints ConfigError's file/line message and exits with status 2."""
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("epochs: [1, 2\n")
+    result = run_train([str(recipe)], tmp_path, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{recipe}, line 2" in result.stderr
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text("seed: !!python/object/apply:os.system ['echo hi']\n")
+    result = run_train([str(unsafe)], tmp_path, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "line 1" in result.stderr

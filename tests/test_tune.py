@@ -52,3 +52,41 @@ def test_other_search_algorithms_run_on_digits(algorithm, tmp_path):
     best, table = tune(config, verbose=0)
     assert 1e-4 <= best["optimizer"]["learning_rate"] <= 1e-2
     assert os.path.exists(tmp_path / "alg-tune" / "best.yaml")
+
+
+def tiny_search(tmp_path, space, max_trials=1):
+    overrides = [
+        f"run_dir={tmp_path}",
+        "name=rerun",
+        "steps_per_epoch=1",
+        "model.filters=4",
+        f"tune={{algorithm: random, max_trials: {max_trials}, epochs: 1, objective: val_recall_at_1, space: {space}}}",
+    ]
+    return load_config(os.path.join(REPO, "pipelines", "digits_margin.yaml"), overrides)
+
+
+def test_rerun_with_a_changed_search_is_refused_and_best_yaml_is_the_best_trials_config(tmp_path):
+    """Issue 14, item 2: a changed recipe or tune.space must not resume the old search; best.yaml is
+    exactly the recipe the best trial trained with."""
+    from tfdml.training.config import ConfigError, read_config
+
+    space = "{loss.params.margin: {type: float, min: 0.25, max: 0.35}, optimizer.learning_rate: {type: choice, values: [0.002]}}"
+    best, _ = tune(tiny_search(tmp_path, space), verbose=0)
+    trial_dirs = [d for d in os.listdir(tmp_path / "rerun-tune" / "search") if d.startswith("trial_")]
+    assert len(trial_dirs) == 1
+    trained = read_config(tmp_path / "rerun-tune" / "search" / trial_dirs[0] / "config.yaml")
+    assert best == trained and 0.25 <= best["loss"]["params"]["margin"] <= 0.35
+    assert best["optimizer"]["learning_rate"] == 0.002
+
+    for changed in (
+        tiny_search(tmp_path, "{loss.params.margin: {type: float, min: 0.1, max: 0.2}}"),
+        tiny_search(tmp_path, space) | {"seed": 1},
+    ):
+        with pytest.raises(ConfigError, match="rerun-tune holds a search of a different config"):
+            tune(changed, verbose=0)
+    with open(tmp_path / "rerun-tune" / "best.yaml") as f:
+        assert yaml.safe_load(f) == trained
+
+    more, _ = tune(tiny_search(tmp_path, space, max_trials=2), verbose=0)  # more trials extend the same search
+    assert len([d for d in os.listdir(tmp_path / "rerun-tune" / "search") if d.startswith("trial_")]) == 2
+    assert 0.25 <= more["loss"]["params"]["margin"] <= 0.35

@@ -52,6 +52,8 @@ NEGATIVE_PAIRS = 100_000
 def load_embedder(path):
     """A function ``images (b, h, w, c) float32 → embeddings (b, d)`` for a SavedModel dir or ``.keras`` file."""
     path = pathlib.Path(path)
+    if not path.exists():
+        raise ValueError(f"MODEL not found: {path} (expected a SavedModel directory or a .keras file).")
     if path.is_dir():
         loaded = tf.saved_model.load(str(path))
         if "serving_default" not in loaded.signatures:
@@ -190,6 +192,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
+    if not pathlib.Path(args.model).exists():
+        parser.error(f"model not found: {args.model}")
 
     options = {} if args.image_size is None else {"image_size": args.image_size}
     data = tfdml.data.load(args.data, root=args.root, split=args.split, **options)

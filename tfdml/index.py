@@ -233,12 +233,57 @@ class GalleryIndex:
 
     @classmethod
     def load(cls, path):
+        """Read an index written by :meth:`save`, checked as :meth:`add` checks new items.
+
+        A missing, corrupt or inconsistent index (``index.json`` not matching ``gallery.npz``,
+        ids and embeddings of different lengths, duplicate ids, NaN or inf embeddings) is a
+        ``ValueError`` (``FileNotFoundError`` if missing) naming the file and the problem. Arrays
+        are read without unpickling: only plain numeric and string arrays are accepted.
+        """
         meta_path = os.path.join(path, "index.json")
-        if not os.path.exists(meta_path):
-            raise FileNotFoundError(f"No gallery index at {path} ({meta_path} is missing).")
-        with open(meta_path) as f:
-            meta = json.load(f)
-        index = cls(**meta)
-        with np.load(os.path.join(path, "gallery.npz"), allow_pickle=False) as arrays:
-            index.embeddings, index.ids, index.labels = arrays["embeddings"], arrays["ids"], arrays["labels"]
+        gallery_path = os.path.join(path, "gallery.npz")
+        for required in (meta_path, gallery_path):
+            if not os.path.exists(required):
+                raise FileNotFoundError(f"No gallery index at {path} ({required} is missing).")
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+            if not isinstance(meta, dict) or set(meta) != {"dim", "metric", "backend"}:
+                raise ValueError(f"expected the keys dim, metric and backend; got {meta!r}")
+            index = cls(**meta)
+        except (ValueError, TypeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{meta_path} is not a valid gallery index description: {error}") from None
+        try:
+            with np.load(gallery_path, allow_pickle=False) as arrays:
+                embeddings, ids, labels = (arrays[name] for name in ("embeddings", "ids", "labels"))
+        except Exception as error:  # zip, npy-format and pickled-object errors alike mean the file is unusable
+            reason = "it holds Python objects" if "allow_pickle" in str(error) else type(error).__name__
+            raise ValueError(
+                f"{gallery_path} is corrupt or not written by GalleryIndex.save ({reason}); save the index again."
+            ) from None
+        problem = cls._gallery_problem(index, embeddings, ids, labels)
+        if problem:
+            raise ValueError(f"{gallery_path}: {problem}; save the index again.")
+        index.embeddings, index.ids, index.labels = embeddings.astype(np.float32), ids, labels.astype(np.int64)
         return index
+
+    @staticmethod
+    def _gallery_problem(index, embeddings, ids, labels):
+        """What is wrong with loaded arrays for ``index`` (``None`` if nothing)."""
+        if embeddings.ndim != 2 or embeddings.dtype.kind != "f":
+            return f"embeddings must be a 2-D float array; got {embeddings.dtype} {embeddings.shape}"
+        if embeddings.shape[1] != index.dim:
+            return f"embeddings have dimension {embeddings.shape[1]} but index.json says dim={index.dim}"
+        count = len(embeddings)
+        if ids.shape != (count,) or ids.dtype.kind not in "iuU":
+            return f"ids must be {count} integers or strings, one per embedding; got {ids.dtype} {ids.shape}"
+        if labels.shape != (count,) or labels.dtype.kind not in "iu":
+            return f"labels must be {count} integers, one per embedding; got {labels.dtype} {labels.shape}"
+        unique, counts = np.unique(ids, return_counts=True)
+        if np.any(counts > 1):
+            return f"duplicate ids {unique[counts > 1][:5].tolist()}"
+        try:
+            index.check_vectors("embeddings", embeddings)
+        except ValueError as error:
+            return str(error).rstrip(".")
+        return None

@@ -12,6 +12,7 @@ the entries it owns, and a target holding anything else is refused.
 Example:
 
 >>> write_file_atomically("runs/x/config.yaml", "seed: 0\\n")
+>>> save_file_atomically("runs/x/final.weights.h5", lambda tmp: model.save_weights(tmp))
 >>> write_directory_atomically("models/m/1", lambda tmp: save_model_to(tmp), owned={"saved_model.pb"})
 """
 
@@ -25,13 +26,24 @@ FILE_MODE = 0o644
 
 def write_file_atomically(path, content):
     """Write ``content`` (str or bytes) to ``path`` through a fsynced temporary file and a rename."""
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(content.encode() if isinstance(content, str) else content)
+
+    return save_file_atomically(path, write)
+
+
+def save_file_atomically(path, save_fn):
+    """Run ``save_fn(tmp)`` to write a temporary file beside ``path``, then fsync it and rename it over
+    ``path``. The temporary name ends like ``path`` (e.g. ``.weights.h5``) for savers that check it."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".tmp-{os.path.basename(path)}-", dir=directory)
+    handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{os.path.basename(path)}", dir=directory)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(content.encode() if isinstance(content, str) else content)
-            f.flush()
+        save_fn(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)

@@ -20,9 +20,14 @@ empty, so the recipe's ``MarginLoss`` arguments are not passed to ``TripletLoss`
 Each trial is the recipe with the sampled values substituted, built and trained by
 the same code as ``train.py``; the objective comes from the evaluation callback
 (``val_recall_at_1``, ``val_map_at_r``, …). Results live in
-``<run_dir>/<name>-tune/``: rerunning the same command resumes the search (finished
-trials are reloaded, not retrained). The search ends with a summary table and the
-best trial's full recipe written to ``<run_dir>/<name>-tune/best.yaml``.
+``<run_dir>/<name>-tune/``, beside the resolved recipe of the search (``config.yaml``):
+rerunning the same command resumes the search (finished trials are reloaded, not
+retrained; a larger ``tune.max_trials`` adds trials). Rerunning with any other change
+(recipe, ``tune.space``, algorithm, …) is refused with an error naming the folder, since
+its trials were trained with other settings: choose another ``name`` or delete the folder.
+Each trial's full recipe is written to its trial folder (``search/trial_*/config.yaml``)
+before it trains; the search ends with a summary table and the best trial's recipe,
+exactly as that trial was trained, copied to ``<run_dir>/<name>-tune/best.yaml``.
 """
 
 import argparse
@@ -31,7 +36,7 @@ import os
 
 import keras_tuner
 
-from tfdml.training.config import ConfigError, dump_config, load_config, validate
+from tfdml.training.config import ConfigError, dump_config, load_config, read_config, validate
 from tfdml.training.runner import Setup
 
 ALGORITHMS = ("random", "bayesian", "hyperband")
@@ -105,13 +110,60 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         )
 
 
-def make_tuner(config, directory, verbose):
+class RecordsTrialConfigs:
+    """Tuner mixin: writes each trial's full recipe to ``<trial dir>/config.yaml`` before training it."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        dump_config(trial_config(self.hypermodel.config, trial.hyperparameters), self.trial_config_path(trial.trial_id))
+        return super().run_trial(trial, *args, **kwargs)
+
+    def trial_config_path(self, trial_id):
+        return os.path.join(self.get_trial_dir(trial_id), "config.yaml")
+
+
+TUNERS = {
+    name: type(f"Recipe{cls.__name__}", (RecordsTrialConfigs, cls), {})
+    for name, cls in (
+        ("random", keras_tuner.RandomSearch),
+        ("bayesian", keras_tuner.BayesianOptimization),
+        ("hyperband", keras_tuner.Hyperband),
+    )
+}
+
+
+def search_part(config):
+    """What a search's trials depend on: the config without ``export`` and ``tune.max_trials``
+    (more trials extend the same search)."""
+    part = {key: value for key, value in config.items() if key != "export"}
+    part["tune"] = {key: value for key, value in config["tune"].items() if key != "max_trials"}
+    return part
+
+
+def prepare_search_dir(config, directory):
+    """Create ``directory`` holding ``config.yaml``, or check that an existing search used this config."""
+    saved = os.path.join(directory, "config.yaml")
+    if os.path.exists(os.path.join(directory, "search")):
+        if not os.path.exists(saved) or search_part(read_config(saved)) != search_part(config):
+            raise ConfigError(
+                f"{directory} holds a search of a different config ({saved}); its trials were trained with other "
+                "settings. Resume it with the same recipe and overrides (only tune.max_trials and export.* may "
+                "differ), or choose another name (--set name=...) or delete the directory."
+            )
+    dump_config(config, saved)
+
+
+def check_tune_section(config):
     tune_config = config["tune"]
-    algorithm = tune_config["algorithm"]
-    if algorithm not in ALGORITHMS:
-        raise ConfigError(f"tune.algorithm must be one of {ALGORITHMS}; got {algorithm!r}.")
+    if tune_config["algorithm"] not in ALGORITHMS:
+        raise ConfigError(f"tune.algorithm must be one of {ALGORITHMS}; got {tune_config['algorithm']!r}.")
     if not tune_config["space"]:
         raise ConfigError("tune.space is empty: declare at least one hyperparameter in the recipe.")
+
+
+def make_tuner(config, directory, verbose):
+    check_tune_section(config)
+    tune_config = config["tune"]
+    algorithm = tune_config["algorithm"]
     common = dict(
         hypermodel=RecipeHyperModel(config, verbose),
         objective=keras_tuner.Objective(tune_config["objective"], direction="max"),
@@ -120,11 +172,9 @@ def make_tuner(config, directory, verbose):
         overwrite=False,
         seed=config["seed"],
     )
-    if algorithm == "random":
-        return keras_tuner.RandomSearch(max_trials=tune_config["max_trials"], **common)
-    if algorithm == "bayesian":
-        return keras_tuner.BayesianOptimization(max_trials=tune_config["max_trials"], **common)
-    return keras_tuner.Hyperband(max_epochs=tune_config["epochs"] or config["epochs"], **common)
+    if algorithm == "hyperband":
+        return TUNERS[algorithm](max_epochs=tune_config["epochs"] or config["epochs"], **common)
+    return TUNERS[algorithm](max_trials=tune_config["max_trials"], **common)
 
 
 def summary_table(tuner, objective, num_trials):
@@ -142,10 +192,12 @@ def summary_table(tuner, objective, num_trials):
 def tune(config, verbose=1):
     """Run (or resume) the recipe's search; return ``(best_config, summary_table_text)``."""
     directory = os.path.join(config["run_dir"], f"{config['name']}-tune")
+    check_tune_section(config)
+    prepare_search_dir(config, directory)
     tuner = make_tuner(config, directory, verbose)
     tuner.search()
-    best_hp = tuner.get_best_hyperparameters(1)[0]
-    best = trial_config(config, best_hp)
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    best = read_config(tuner.trial_config_path(best_trial.trial_id))
     dump_config(best, os.path.join(directory, "best.yaml"))
     table = summary_table(tuner, config["tune"]["objective"], config["tune"]["max_trials"])
     print(table)
@@ -158,7 +210,10 @@ def main(argv=None):
     parser.add_argument("recipe")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    tune(load_config(args.recipe, args.overrides))
+    try:
+        tune(load_config(args.recipe, args.overrides))
+    except ConfigError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
 
 
 if __name__ == "__main__":

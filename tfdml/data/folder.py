@@ -101,6 +101,10 @@ def list_file(path, *, image_root=None, split="all", train_classes=None, delimit
     )
 
 
+def _empty_class(folder):
+    return ValueError(f"image_folder: class folder {folder} is empty (it holds no images); add images or remove it")
+
+
 def _class_folders(root):
     """Class folders in id order, each class's category id (or ``None``), and the category names."""
     tops = sorted(d for d in root.iterdir() if d.is_dir())
@@ -110,6 +114,10 @@ def _class_folders(root):
     if all(holds_images):
         return tops, None, None
     if any(holds_images):
+        # Beside class folders, a folder without images or sub-folders is an empty class, not a category.
+        empty = [d for d, has in zip(tops, holds_images) if not has and not any(f.is_dir() for f in d.iterdir())]
+        if empty:
+            raise _empty_class(empty[0])
         flat = next(d for d, has in zip(tops, holds_images) if has)
         nested = next(d for d, has in zip(tops, holds_images) if not has)
         raise ValueError(
@@ -119,6 +127,9 @@ def _class_folders(root):
     class_dirs, category_of_class = [], []
     for category, top in enumerate(tops):
         classes = sorted(d for d in top.iterdir() if d.is_dir())
+        empty = [d for d in classes if not any(_is_image(f) for f in d.iterdir())]
+        if empty:
+            raise _empty_class(empty[0])
         class_dirs += classes
         category_of_class += [category] * len(classes)
     return class_dirs, category_of_class, [d.name for d in tops]

@@ -29,6 +29,8 @@ Example:
 (0.62, 0.67)
 """
 
+import warnings
+
 import numpy as np
 
 from tfdml.evaluation import clustering, fewshot, knn, retrieval, spectrum
@@ -131,6 +133,25 @@ def evaluate(
 
     Returns:
         ``dict`` of Python floats.
+
+    Degenerate inputs give a ``UserWarning`` and ``nan`` for the metrics they leave undefined
+    or trivial, never a score that looks meaningful:
+
+    - one class among the evaluated rows: every neighbour is a positive and one cluster is
+      perfect, so the retrieval metrics, ``nmi``, ``f1``, ``pi_inter`` and ``pi_ratio`` are ``nan``;
+    - no class with two samples (every sample its own class): no query has a positive, so the
+      retrieval metrics are ``nan``, and so are ``nmi``, ``f1`` (one cluster per sample) and
+      ``pi_intra``/``pi_ratio`` (no same-class pair);
+    - a cut-off ``k`` larger than the gallery a query ranks (the gallery less the query
+      itself): ``recall_at_{k}`` is ``nan`` (it would be 1 for any embedding).
+
+    Queries whose class has no other sample in the gallery are left out of the retrieval
+    metrics silently (see :mod:`~tfdml.evaluation.retrieval`).
+
+    Example:
+
+    >>> evaluate(np.eye(4), [0, 0, 0, 0], metrics=["recall_at_k", "nmi"], k=1)  # warns: one class
+    {'recall_at_1': nan, 'nmi': nan}
     """
     unknown = sorted(set(metrics) - set(METRICS) - set(FEWSHOT_METRICS))
     if unknown:
@@ -142,6 +163,30 @@ def evaluate(
         raise ValueError(f"k must hold integers >= 1; got {k}.")
     query_rows = _selection(query, embeddings.shape[0], "query")
     gallery_rows = _selection(gallery, embeddings.shape[0], "gallery")
+    rows = np.union1d(query_rows, gallery_rows)
+    _, class_sizes = np.unique(labels[rows], return_counts=True)
+    one_class, all_singletons = len(class_sizes) == 1, bool(np.all(class_sizes == 1))
+    if one_class:
+        warnings.warn(
+            f"evaluate: all {len(rows)} samples have one class: retrieval, nmi, f1 and inter-class metrics "
+            "are undefined and returned as nan.",
+            stacklevel=2,
+        )
+    elif all_singletons:
+        warnings.warn(
+            f"evaluate: each of the {len(rows)} samples is its own class, so no query has a positive: retrieval, "
+            "nmi, f1 and intra-class metrics are undefined and returned as nan.",
+            stacklevel=2,
+        )
+    # Gallery items a query ranks: the whole gallery, less the query itself when it is in it.
+    ranked = len(gallery_rows) - int(np.isin(query_rows, gallery_rows).any())
+    too_deep = sorted({int(cutoff) for cutoff in cutoffs if int(cutoff) > ranked})
+    if too_deep and "recall_at_k" in metrics:
+        warnings.warn(
+            f"evaluate: k={too_deep} exceeds the {ranked} gallery items each query ranks; "
+            f"{', '.join(f'recall_at_{c}' for c in too_deep)} returned as nan.",
+            stacklevel=2,
+        )
     results = {}
     if set(metrics) & set(RETRIEVAL_METRICS):
         gallery_position = np.full(embeddings.shape[0], -1)
@@ -157,12 +202,17 @@ def evaluate(
             verbose=verbose,
         )
         if "recall_at_k" in metrics:
-            results.update({f"recall_at_{int(cutoff)}": retrieval.recall_at_k(ranks, cutoff) for cutoff in cutoffs})
+            for cutoff in cutoffs:
+                recall = np.nan if int(cutoff) in too_deep else retrieval.recall_at_k(ranks, cutoff)
+                results[f"recall_at_{int(cutoff)}"] = recall
         for name in ("r_precision", "map_at_r", "map_c"):
             if name in metrics:
                 results[name] = getattr(retrieval, name)(ranks)
-    rows = np.union1d(query_rows, gallery_rows)
-    if set(metrics) & set(CLUSTERING_METRICS):
+        if one_class:
+            results.update({name: np.nan for name in results})
+    if (one_class or all_singletons) and set(metrics) & set(CLUSTERING_METRICS):
+        results.update({name: np.nan for name in CLUSTERING_METRICS if name in metrics})
+    elif set(metrics) & set(CLUSTERING_METRICS):
         clusters = clustering.kmeans(
             embeddings[rows],
             len(np.unique(labels[rows])),

@@ -4,8 +4,12 @@ import numpy as np
 import tensorflow as tf
 
 
-def _elements(data, indices, preprocess, with_index=False, with_categories=False):
-    """``(image float32, label or index[, category])`` per index, loaded in a parallel, ordered map."""
+def _elements(data, indices, preprocess, with_index=False, with_categories=False, seed_offset=0):
+    """``(image float32, label or index[, category])`` per index, loaded in a parallel, ordered map.
+
+    A random augmentation draws the ``i``-th image's seed from position ``seed_offset + i`` of
+    its seed stream, so a stream started mid-run augments as the full stream would have.
+    """
     labels = tf.constant(data.labels, tf.int64)
     categories = tf.constant(data.categories if data.categories is not None else np.full(len(data), -1), tf.int64)
 
@@ -17,12 +21,17 @@ def _elements(data, indices, preprocess, with_index=False, with_categories=False
     elements = indices.map(element, num_parallel_calls=tf.data.AUTOTUNE)
     if preprocess is None:
         return elements
+    if getattr(preprocess, "is_random", False):
+        seeds = preprocess.seeds().skip(seed_offset)
+        return tf.data.Dataset.zip(elements, seeds).map(
+            lambda element, seed: (preprocess(element[0], seed), *element[1:]), num_parallel_calls=tf.data.AUTOTUNE
+        )
     if hasattr(preprocess, "apply"):
         return preprocess.apply(elements)
     return elements.map(lambda image, *rest: (preprocess(image), *rest), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def batches(data, sampler, *, preprocess=None, epochs=None, initial_epoch=0, with_categories=False):
+def batches(data, sampler, *, preprocess=None, epochs=None, initial_epoch=0, start=0, with_categories=False):
     """``tf.data.Dataset`` of ``(images, labels)`` batches in the order ``sampler`` plans them.
 
     Images are loaded with ``data.load`` in a parallel, order-preserving map (``AUTOTUNE``),
@@ -38,6 +47,9 @@ def batches(data, sampler, *, preprocess=None, epochs=None, initial_epoch=0, wit
             callable ``image -> image`` traceable by ``tf.data``.
         epochs: number of sampler epochs (``None``: forever).
         initial_epoch: first epoch to plan (to resume with the same batches).
+        start: number of batches of the stream to skip (a run resumed after ``e`` Keras epochs of
+            ``s`` steps starts at ``e * s``): the batches and the augmentation seeds continue
+            where the uninterrupted stream would be, without loading the skipped images.
         with_categories: also yield the batch's categories (``-1`` = unknown).
 
     Returns:
@@ -56,9 +68,12 @@ def batches(data, sampler, *, preprocess=None, epochs=None, initial_epoch=0, wit
             f"batches: the sampler was built from other labels than those of {data.name!r}"
             f" ({sampler.num_samples} sampler labels, {len(data)} in the data)."
         )
-    indices = sampler.index_dataset(epochs=epochs, initial_epoch=initial_epoch).unbatch()
+    skipped_epochs, offset = divmod(int(start), sampler.batches_per_epoch)
+    if epochs is not None:
+        epochs -= skipped_epochs
+    indices = sampler.index_dataset(epochs=epochs, initial_epoch=initial_epoch + skipped_epochs).skip(offset).unbatch()
     return (
-        _elements(data, indices, preprocess, with_categories=with_categories)
+        _elements(data, indices, preprocess, with_categories=with_categories, seed_offset=start * sampler.batch_size)
         .batch(sampler.batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )

@@ -1,9 +1,14 @@
 """Experiment recipes: YAML files validated into a nested config.
 
-A recipe (``pipelines/*.yaml``) is read with ``yaml.safe_load`` and merged over
-:data:`DEFAULTS`; every key must be known (a typo is an error that names the key
-path), and ``--set a.b=value`` overrides any key (``value`` is parsed as YAML, so
-``--set loss.beta=0.6`` gives a float and ``--set model.weights=null`` gives None).
+A recipe (``pipelines/*.yaml``) is read as safe YAML and merged over :data:`DEFAULTS`;
+every key must be known (a typo is an error that names the key path), and ``--set
+a.b=value`` overrides any key (``value`` is parsed as YAML, so ``--set loss.beta=0.6``
+gives a float and ``--set model.weights=null`` gives None). Recipes and overrides are
+read with YAML 1.2 scalars: ``1e-3`` is a float and ``yes``/``on`` are strings (PyYAML's
+YAML 1.1 reads ``1e-3`` as a string and ``on`` as true). Every value's type is checked
+against the schema (:data:`DEFAULTS`; a float key accepts integers), so ``epochs=true``
+is an error naming the key. YAML syntax errors and unsafe tags are a :class:`ConfigError`
+naming the file (or override), line and problem.
 A recipe may name another with ``extends: other.yaml`` (relative to itself); its keys
 are merged over that one's. Open-ended sections hold the constructor arguments of a tfdml class:
 ``loss.params``, ``miner.params``, ``sampler.params``, ``tune.space``.
@@ -17,8 +22,11 @@ Example:
 
 import copy
 import os
+import re
 
 import yaml
+
+from tfdml.io import write_file_atomically
 
 # Sections whose keys are free-form (arguments of a class): not validated here but by the class.
 OPEN_SECTIONS = ("loss.params", "miner.params", "sampler.params", "tune.space", "data.params")
@@ -72,8 +80,121 @@ DEFAULTS = {
 }
 
 
+# Keys whose default is not null but that accept null (the default's type otherwise).
+NULLABLE = ("sampler.samples_per_class", "optimizer.weight_decay")
+# Types of the keys whose default is null.
+NULL_DEFAULT_TYPES = {
+    "extends": str,
+    "steps_per_epoch": int,
+    "data.root": str,
+    "data.augmentation": str,
+    "model.weights": str,
+    "miner.class": str,
+    "export.version": int,
+    "export.gallery": str,
+    "tune.epochs": int,
+}
+TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
+# Run names become folder names under run_dir and export.dir: one path component, no hidden or parent folder.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 class ConfigError(ValueError):
     """A recipe or override names an unknown key or has a value of the wrong kind."""
+
+
+class Yaml12Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 core-schema scalars.
+
+    PyYAML implements YAML 1.1: ``1e-3`` (no dot) is a string, ``yes``/``no``/``on``/``off``
+    are booleans, ``010`` is octal and ``1:30`` is sexagesimal. YAML 1.2 reads ``1e-3`` as a
+    float, only ``true``/``false`` as booleans and ``010`` as ten.
+    """
+
+
+_INT, _FLOAT, _BOOL = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT, _BOOL)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+Yaml12Loader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+Yaml12Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _construct_int(loader, node):
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+Yaml12Loader.add_constructor(_INT, _construct_int)
+
+
+class QuotingDumper(yaml.SafeDumper):
+    """Quotes every string that YAML 1.1 or 1.2 would read as another type (``"1e-3"``, ``"yes"``),
+    so a written config reads back equal with either."""
+
+
+QuotingDumper.yaml_implicit_resolvers = {
+    first: yaml.SafeDumper.yaml_implicit_resolvers.get(first, []) + Yaml12Loader.yaml_implicit_resolvers.get(first, [])
+    for first in set(yaml.SafeDumper.yaml_implicit_resolvers) | set(Yaml12Loader.yaml_implicit_resolvers)
+}
+
+
+def parse_yaml(text, source):
+    """``text`` (a str or file) read as YAML 1.2 safe YAML; errors become one :class:`ConfigError`
+    line naming ``source``, the line and column, and the problem."""
+    try:
+        return yaml.load(text, Loader=Yaml12Loader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
+        problem = error.problem or error.context or "invalid YAML"
+        if isinstance(error, yaml.constructor.ConstructorError):
+            problem += " (only plain YAML is read: tags such as !!python/... are not allowed)"
+        raise ConfigError(f"{where}: {problem}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: invalid YAML: {error}") from None
+
+
+def _expected_types(key_path, default):
+    """``(types, nullable)`` that ``key_path`` accepts, from its default value."""
+    if default is None:
+        return NULL_DEFAULT_TYPES[key_path], True
+    kind = type(default)
+    return kind, key_path in NULLABLE
+
+
+def _check_types(config, defaults=DEFAULTS, path=""):
+    """Every value has its key's type: bool, int, float (integers accepted), str or list; null
+    where the default is null or the key is in :data:`NULLABLE`; open sections are not checked."""
+    for key, value in config.items():
+        key_path = f"{path}{key}"
+        default = defaults[key]
+        if isinstance(default, dict):
+            if key_path not in OPEN_SECTIONS:
+                _check_types(value, default, key_path + ".")
+            continue
+        kind, nullable = _expected_types(key_path, default)
+        if value is None and nullable:
+            continue
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            expected = TYPE_NAMES[kind] + (" or null" if nullable else "")
+            raise ConfigError(f"{key_path} must be {expected}; got {value!r} ({type(value).__name__}).")
 
 
 def _check_known(config, defaults, path=""):
@@ -109,7 +230,7 @@ def parse_override(text):
     keys = path.strip().split(".")
     if not all(keys):
         raise ConfigError(f"Override {text!r} has an empty key.")
-    return keys, yaml.safe_load(raw)
+    return keys, parse_yaml(raw, f"override {text!r}")
 
 
 def apply_override(config, keys, value):
@@ -128,7 +249,14 @@ def apply_override(config, keys, value):
 
 
 def validate(config):
-    """Check value ranges the trainer relies on; errors name the key."""
+    """Check types and value ranges the trainer relies on; errors name the key."""
+    _check_types(config)
+    name = config["name"]
+    if not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"name={name!r} must be one folder name (letters, digits, '.', '_', '-'; starting with a letter "
+            "or digit): it names runs/<name>/ and models/<name>/."
+        )
     dim = config["model"]["embedding_dim"]
     if not isinstance(dim, int) or dim <= 0:
         raise ConfigError(f"model.embedding_dim must be a positive integer; got {dim!r}.")
@@ -160,7 +288,7 @@ def read_recipe(recipe, seen=()):
         raise ConfigError(f"Recipe {recipe} extends itself (through {' -> '.join(seen)}).")
     try:
         with open(recipe) as f:
-            loaded = yaml.safe_load(f) or {}
+            loaded = parse_yaml(f, recipe) or {}
     except FileNotFoundError:
         raise ConfigError(f"Recipe file not found: {recipe}") from None
     if not isinstance(loaded, dict):
@@ -184,6 +312,17 @@ def load_config(recipe=None, overrides=()):
     return validate(config)
 
 
+def config_yaml(config):
+    """``config`` as YAML text (keys in schema order) that :func:`parse_yaml` reads back equal."""
+    return yaml.dump(config, Dumper=QuotingDumper, sort_keys=False)
+
+
+def read_config(path):
+    """A config written by :func:`dump_config` (``runs/<name>/config.yaml``, ``best.yaml``)."""
+    with open(path) as f:
+        return parse_yaml(f, path)
+
+
 def dump_config(config, path):
-    with open(path, "w") as f:
-        yaml.safe_dump(config, f, sort_keys=False)
+    """Write ``config`` to ``path`` atomically (a reader sees the old file or the new one)."""
+    write_file_atomically(path, config_yaml(config))

@@ -2,10 +2,19 @@
 
 A run writes ``<run_dir>/<name>/``: ``config.yaml`` (the resolved recipe),
 ``metrics.jsonl`` (one JSON object per finished epoch), TensorBoard logs under
-``logs/``, per-epoch weights under ``checkpoints/`` and Keras ``BackupAndRestore``
-state under ``backup/``. Rerunning the same recipe after an interruption
-(even ``kill -9`` mid-epoch) resumes from the last finished epoch; rerunning with
-a different resolved config in the same directory is refused.
+``logs/``, per-epoch weights under ``checkpoints/``, Keras ``BackupAndRestore``
+state under ``backup/`` and, once training has finished, ``final.weights.h5`` and
+the ``done.json`` marker.
+
+Rerunning the same recipe after an interruption (even ``kill -9`` mid-epoch) resumes
+from the last finished epoch, and with a fixed seed the resumed run equals the
+uninterrupted one: the backup also holds the random state that lives outside the
+weights (the miners' random counters), and the input pipeline restarts at the batch
+the interrupted run would have read next. A finished run is never trained again:
+rerunning it evaluates and exports its final weights. A different resolved config
+in the same directory is refused, except that the ``export`` section may change
+(exporting a gallery from a finished run is not a new run), and a directory whose
+run never finished an epoch does not block its name.
 """
 
 import inspect
@@ -16,14 +25,14 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-import yaml
 
 from tfdml import data as tfdml_data
 from tfdml import evaluation, losses, mining, sampling
 from tfdml.export import check_export_settings, export_embedding_model, export_retrieval_model
 from tfdml.index import GalleryIndex
+from tfdml.io import save_file_atomically, write_file_atomically
 from tfdml.models import build_embedding_model
-from tfdml.training.config import ConfigError, dump_config
+from tfdml.training.config import ConfigError, dump_config, read_config
 from tfdml.training.model import MetricLearningModel
 
 
@@ -46,32 +55,118 @@ class EpochJSONLogger(keras.callbacks.Callback):
                 records = [json.loads(line) for line in f if line.strip()]
         records = [r for r in records if r["epoch"] < epoch + 1]
         records.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_file_atomically(self.path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def save_weights_atomically(model, path):
+    """``model.save_weights(path)`` through a file beside it and a rename (Keras writes in place)."""
+    return save_file_atomically(path, lambda tmp: model.save_weights(tmp, overwrite=True))
+
+
+def external_state(loss):
+    """Variables of ``loss`` (and its miners) that ``save_weights`` does not save, by attribute path.
+
+    The miners' random counters are plain variables of tfdml objects, not Keras weights; a
+    resumed run needs them to draw the tuples the uninterrupted run would have drawn. Keras
+    layers are not searched: their variables are saved with the model's weights.
+    """
+    found = {}
+
+    def visit(value, path, seen):
+        if id(value) in seen or isinstance(value, keras.layers.Layer):
+            return
+        seen.add(id(value))
+        if isinstance(value, (tf.Variable, keras.Variable)):
+            found[path] = value
+        elif isinstance(value, tf.random.Generator):
+            found[f"{path}.state"] = value.state
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, f"{path}.{i}", seen)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f"{path}.{key}", seen)
+        elif type(value).__module__.startswith("tfdml.") and hasattr(value, "__dict__"):
+            for key, item in vars(value).items():
+                visit(item, f"{path}.{key}", seen)
+
+    visit(loss, "loss", set())
+    return found
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras ``BackupAndRestore`` whose backup files are replaced atomically.
+    """Keras ``BackupAndRestore`` whose backup files are replaced atomically and which also
+    backs up ``state``: variables outside the model's weights (see :func:`external_state`).
 
     Keras writes the backup in place, so a ``kill -9`` during the write leaves a corrupt file
     and the rerun cannot resume. Here each file is written beside its target and renamed
     over it. A kill between the two renames pairs the new weights with the previous epoch
     number: the rerun repeats that epoch from its end state, losing nothing.
+
+    Args:
+        backup_dir: the backup folder.
+        state: ``{name: variable}`` saved in the metadata after each epoch and restored with the weights.
     """
+
+    def __init__(self, backup_dir, state=None, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.state = dict(state or {})
+
+    @staticmethod
+    def finished_epochs(backup_dir):
+        """Epochs the backup in ``backup_dir`` holds (0 without one): where a rerun resumes."""
+        path = os.path.join(backup_dir, "training_metadata.json")
+        if not os.path.exists(path):
+            return 0
+        with open(path) as f:
+            return int(json.load(f)["epoch"])
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
-        weights_tmp = os.path.join(self.backup_dir, "incoming.weights.h5")
-        metadata_tmp = f"{self._training_metadata_path}.incoming"
-        self.model.save_weights(weights_tmp, overwrite=True)
-        with open(metadata_tmp, "w") as f:
-            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
-        os.replace(weights_tmp, self._weights_path)
-        os.replace(metadata_tmp, self._training_metadata_path)
+        save_weights_atomically(self.model, self._weights_path)
+        metadata = {
+            "epoch": self._current_epoch,
+            "batch": self._last_batch_seen,
+            "state": {name: np.asarray(variable.numpy()).tolist() for name, variable in self.state.items()},
+        }
+        write_file_atomically(self._training_metadata_path, json.dumps(metadata))
+
+    def _load_model(self):
+        super()._load_model()
+        if not os.path.exists(self._training_metadata_path):
+            return
+        with open(self._training_metadata_path) as f:
+            saved = json.load(f).get("state", {})
+        unknown = sorted(set(saved) - set(self.state))
+        if unknown:
+            raise ConfigError(f"The backup in {self.backup_dir} holds state this run does not have: {unknown}.")
+        for name, value in saved.items():
+            variable = self.state[name]
+            variable.assign(np.asarray(value, variable.dtype.as_numpy_dtype))
+
+
+class FinishTraining(keras.callbacks.Callback):
+    """At the end of ``fit``: save the embedder's final weights, then write the ``done`` marker.
+
+    Runs before :class:`AtomicBackupAndRestore` removes its backup, so at every moment either
+    the backup or the marker (with the final weights) exists: a run killed after its last
+    epoch resumes straight to evaluation and export instead of training again.
+    """
+
+    def __init__(self, run_dir, embedder):
+        super().__init__()
+        self.run_dir = run_dir
+        self.embedder = embedder
+
+    def on_train_end(self, logs=None):
+        save_weights_atomically(self.embedder, os.path.join(self.run_dir, FINAL_WEIGHTS))
+        write_file_atomically(os.path.join(self.run_dir, DONE_FILE), json.dumps({"finished": time.time()}))
+
+
+FINAL_WEIGHTS = "final.weights.h5"
+DONE_FILE = "done.json"
+# Sections that do not change what is trained: a finished run may be exported again with other settings.
+EXPORT_SECTIONS = ("export",)
 
 
 def make_strategy(name):
@@ -202,25 +297,44 @@ def evaluate_embeddings(embeddings, labels, config, categories=None):
     )
 
 
+def training_part(config):
+    """``config`` without the sections that only concern exporting."""
+    return {key: value for key, value in config.items() if key not in EXPORT_SECTIONS}
+
+
+def has_progress(run_dir):
+    """Whether ``run_dir`` holds a finished epoch or a finished training (something a rerun resumes)."""
+    metrics = os.path.join(run_dir, "metrics.jsonl")
+    return (
+        os.path.exists(os.path.join(run_dir, DONE_FILE))
+        or os.path.isdir(os.path.join(run_dir, "backup"))
+        or (os.path.exists(metrics) and os.path.getsize(metrics) > 0)
+    )
+
+
 def prepare_run_dir(config, chief=True, task_id=0):
+    """The run's folder, checked against and then holding ``config``.
+
+    A folder with progress (see :func:`has_progress`) under a config that differs in more
+    than its ``export`` section is refused; one without progress (the run failed before its
+    first epoch ended) is taken over by the new config.
+    """
     run_dir = os.path.join(config["run_dir"], config["name"])
     if not chief:
         # Workers other than the chief keep their own backups and logs beside the chief's.
         run_dir = os.path.join(run_dir, f"worker-{task_id}")
-    os.makedirs(run_dir, exist_ok=True)
     saved = os.path.join(run_dir, "config.yaml")
-    if os.path.exists(saved):
-        with open(saved) as f:
-            previous = yaml.safe_load(f)
-        if previous != config:
+    if os.path.exists(saved) and has_progress(run_dir):
+        if training_part(read_config(saved)) != training_part(config):
             raise ConfigError(
                 f"{run_dir} holds a run of a different config ({saved}); resume it with the same recipe and "
-                "overrides, or choose another name (--set name=...) or delete the directory."
+                "overrides (only export.* may differ), or choose another name (--set name=...) or delete the "
+                "directory."
             )
-    else:
-        dump_config(config, saved)
-    if not os.path.isdir(os.path.join(run_dir, "backup")):
-        # No interrupted run to resume: this is a fresh start, so earlier epochs' records do not belong to it.
+    os.makedirs(run_dir, exist_ok=True)
+    dump_config(config, saved)
+    if not os.path.isdir(os.path.join(run_dir, "backup")) and not os.path.exists(os.path.join(run_dir, DONE_FILE)):
+        # Nothing to resume: this is a fresh start, so earlier epochs' records do not belong to it.
         metrics_file = os.path.join(run_dir, "metrics.jsonl")
         if os.path.exists(metrics_file):
             os.remove(metrics_file)
@@ -265,9 +379,8 @@ class Setup:
             image_shape = (size, size, data_config["channels"])
         else:
             image_shape = tuple(int(s) for s in self.train_data.load(tf.constant(0, tf.int64)).shape)
-        self.batches = distribute_batches(
-            strategy, sampling.batches(self.train_data, self.sampler, preprocess=preprocess), self.sampler.batch_size
-        )
+        self.strategy, self.train_preprocess = strategy, preprocess
+        self.batches = self.training_batches()
         self.steps_per_epoch = config["steps_per_epoch"] or self.sampler.batches_per_epoch
         with strategy.scope():
             model_config = config["model"]
@@ -283,9 +396,15 @@ class Setup:
                 blocks=model_config["blocks"],
                 synchronized_batchnorm=strategy.num_replicas_in_sync > 1,
             )
-            loss = build_loss(config, num_classes=int(self.train_data.labels.max()) + 1, num_images=len(self.train_data))
-            self.model = MetricLearningModel(self.embedder, loss)
+            self.loss = build_loss(config, num_classes=int(self.train_data.labels.max()) + 1, num_images=len(self.train_data))
+            self.model = MetricLearningModel(self.embedder, self.loss)
             self.model.compile(optimizer=build_optimizer(config))
+
+    def training_batches(self, start=0):
+        """The (distributed) training batches from the ``start``-th batch of the run on: a resumed run
+        reads what the uninterrupted run would have read next."""
+        batches = sampling.batches(self.train_data, self.sampler, preprocess=self.train_preprocess, start=start)
+        return distribute_batches(self.strategy, batches, self.sampler.batch_size)
 
     def evaluation_callback(self, every_n_epochs=None):
         evaluation_config = self.config["evaluation"]
@@ -379,8 +498,13 @@ def export_gallery_search(setup, config):
     )
 
 
-def train(config, verbose=1):
-    """Train, evaluate and export one recipe; return ``{"metrics": rows, "export_path": path, "run_dir": dir}``."""
+def train(config, verbose=1, callbacks=()):
+    """Train, evaluate and export one recipe; return ``{"metrics": rows, "export_path": path, "run_dir": dir}``.
+
+    ``callbacks``: extra Keras callbacks, called after the run's own (after the epoch's backup).
+    A run whose training finished earlier (``done.json``) is not trained again: its final
+    weights are evaluated and exported. Export settings are checked before anything trains.
+    """
     check_export_config(config)
     strategy = make_strategy(config["distribute"]["strategy"])
     keras.utils.set_random_seed(config["seed"])
@@ -392,24 +516,34 @@ def train(config, verbose=1):
     started = time.time()
     setup = Setup(config, strategy)
     rows = {"raw pixels": setup.evaluate(raw_pixels(setup.test_images())), "untrained": setup.evaluate()}
-    # Order matters: evaluation adds val_* to the logs before they are recorded, and the epoch is
-    # recorded before it is backed up, so a kill in between repeats the epoch rather than losing its record.
-    callbacks = [
-        *setup.sampler_callbacks(),
-        setup.evaluation_callback(),
-        EpochJSONLogger(os.path.join(run_dir, "metrics.jsonl")),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"), save_weights_only=True
-        ),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
-        AtomicBackupAndRestore(os.path.join(run_dir, "backup")),
-    ]
-    setup.model.fit(
-        setup.batches, epochs=config["epochs"], steps_per_epoch=setup.steps_per_epoch, callbacks=callbacks,
-        shuffle=False, verbose=verbose
-    )
+    if os.path.exists(os.path.join(run_dir, DONE_FILE)):
+        print(f"Training of {run_dir} finished earlier: evaluating and exporting its final weights.")
+        setup.embedder.load_weights(os.path.join(run_dir, FINAL_WEIGHTS))
+    else:
+        backup_dir = os.path.join(run_dir, "backup")
+        resumed_epochs = AtomicBackupAndRestore.finished_epochs(backup_dir)
+        # Order matters: evaluation adds val_* to the logs before they are recorded; the epoch is
+        # recorded before it is backed up, so a kill in between repeats the epoch rather than losing
+        # its record; the backup restores the weights before the memory bank is embedded with them;
+        # the final weights and done marker are written before the backup is removed.
+        run_callbacks = [
+            setup.evaluation_callback(),
+            EpochJSONLogger(os.path.join(run_dir, "metrics.jsonl")),
+            keras.callbacks.ModelCheckpoint(
+                os.path.join(run_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"), save_weights_only=True
+            ),
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+            FinishTraining(run_dir, setup.embedder),
+            AtomicBackupAndRestore(backup_dir, state=external_state(setup.loss)),
+            *setup.sampler_callbacks(),
+            *callbacks,
+        ]
+        setup.model.fit(
+            setup.training_batches(start=resumed_epochs * setup.steps_per_epoch),
+            epochs=config["epochs"], steps_per_epoch=setup.steps_per_epoch, callbacks=run_callbacks,
+            shuffle=False, verbose=verbose,
+        )
     rows["trained"] = setup.evaluate()
-    setup.embedder.save_weights(os.path.join(run_dir, "final.weights.h5"))
     if not chief:
         return {"metrics": rows, "export_path": None, "run_dir": run_dir}
     export_path = export_embedder(setup, config)
