@@ -1,7 +1,7 @@
 """In-graph tuple miners: ``miner(embeddings, labels) -> Triplets`` (``PairMasks`` for the
 multi-similarity miner). Every tuple miner takes ``p_switch`` for Roth et al.'s ρ-regularisation."""
 
-from tfdml.mining.base import Miner, ReplicaConsistentRandom, Triplets
+from tfdml.mining.base import MaskedTriplets, Miner, ReplicaConsistentRandom, Triplets
 from tfdml.mining.batch_hard import BatchHardMiner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 from tfdml.mining.multi_similarity import MultiSimilarityMiner, PairMasks
@@ -13,6 +13,7 @@ from tfdml.mining.soft_hard import SoftHardMiner
 __all__ = [
     "BatchHardMiner",
     "DistanceWeightedMiner",
+    "MaskedTriplets",
     "Miner",
     "MultiSimilarityMiner",
     "PairMasks",
