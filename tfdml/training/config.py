@@ -30,6 +30,8 @@ DEFAULTS = {
     "epochs": 20,
     "steps_per_epoch": None,
     "run_dir": "runs",
+    # XLA for the training step: auto (Keras: on with one GPU, off on CPU or under tf.distribute), true, false.
+    "jit_compile": "auto",
     "data": {
         "name": "digits",
         "root": None,

@@ -24,7 +24,7 @@ from tfdml.export import export_embedding_model, export_retrieval_model, resize_
 from tfdml.index import GalleryIndex
 from tfdml.models import build_embedding_model
 from tfdml.training.config import ConfigError, dump_config
-from tfdml.training.model import MetricLearningModel
+from tfdml.training.model import MetricLearningModel, resolve_jit_compile
 
 
 class EpochJSONLogger(keras.callbacks.Callback):
@@ -278,7 +278,7 @@ class Setup:
             )
             loss = build_loss(config, num_classes=int(self.train_data.labels.max()) + 1, num_images=len(self.train_data))
             self.model = MetricLearningModel(self.embedder, loss)
-            self.model.compile(optimizer=build_optimizer(config))
+            self.model.compile(optimizer=build_optimizer(config), jit_compile=resolve_jit_compile(config["jit_compile"]))
 
     def evaluation_callback(self, every_n_epochs=None):
         evaluation_config = self.config["evaluation"]
