@@ -72,8 +72,12 @@ class SemiHardMiner(TupleMiner):
             bound = slot_values(tuples, lower, slot)[:, tf.newaxis]
             beyond = tf.logical_and(negatives, distances > bound)
             band = beyond if self.margin is None else tf.logical_and(beyond, distances < bound + self.margin)
-            noise = tf.random.stateless_uniform(tf.shape(distances), seed)
-            in_band = tf.argmax(tf.where(band, noise, -1.0), axis=1, output_type=tf.int32)
+            # A uniform rank r among the band's members, then the member whose running count passes r:
+            # b uniforms and a cumulative sum instead of b² random numbers.
+            band_members = tf.cumsum(tf.cast(band, tf.int32), axis=1)
+            size = tf.cast(band_members[:, -1:], tf.float32)
+            rank = tf.minimum(tf.floor(tf.random.stateless_uniform(tf.shape(size), seed) * size), size - 1.0)
+            in_band = tf.argmax(tf.cast(band_members, tf.float32) > rank, axis=1, output_type=tf.int32)
             closest_beyond = tf.argmin(tf.where(beyond, distances, float("inf")), axis=1, output_type=tf.int32)
             fallback = tf.where(tf.reduce_any(beyond, axis=1), closest_beyond, farthest_negative)
             return tf.where(tf.reduce_any(band, axis=1), in_band, fallback)
