@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.rho import TupleMiner
+from tfdml.mining.base import TupleMiner
 from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, row_distributions
 
 # 1 − d²/4 is clamped here so that d → 2 (antipodal points, or rounding) stays finite.

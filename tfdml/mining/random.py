@@ -4,8 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import MaskedTriplets
-from tfdml.mining.rho import TupleMiner
+from tfdml.mining.base import MaskedTriplets, TupleMiner
 from tfdml.mining.tuples import sample_column, sample_columns
 
 

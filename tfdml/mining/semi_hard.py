@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean, squared_euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.rho import TupleMiner
+from tfdml.mining.base import TupleMiner
 from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, slot_values
 
 
