@@ -211,7 +211,8 @@ def test_one_xla_step_equals_one_graph_step_for_deterministic_losses(name):
 
 
 def test_jit_compile_recipe_values():
-    assert [resolve_jit_compile(v) for v in ("auto", True, False, "TRUE", "false")] == ["auto", True, False, True, False]
+    values = ("auto", True, False, "TRUE", "false")
+    assert [resolve_jit_compile(v) for v in values] == ["auto", True, False, True, False]
     for bad in ("yes", 1, None):
         with pytest.raises(ValueError, match="jit_compile"):
             resolve_jit_compile(bad)

@@ -52,7 +52,9 @@ def flatten_labels(labels, who="labels"):
         if known is not None:
             fractional = known[~(np.isfinite(known) & (known == np.round(known)))]
             if fractional.size:
-                raise ValueError(f"{who}: labels must be integer class ids; got the fractional label {fractional.flat[0]}.")
+                raise ValueError(
+                    f"{who}: labels must be integer class ids; got the fractional label {fractional.flat[0]}."
+                )
         labels = tf.round(labels)
     return tf.reshape(tf.cast(labels, tf.int32), [-1])
 

@@ -19,9 +19,8 @@ def snr_distances(embeddings):
     dim = tf.cast(tf.shape(embeddings)[1], embeddings.dtype)
     squared_norms = tf.reduce_sum(tf.square(embeddings), axis=1)
     means = tf.reduce_mean(embeddings, axis=1)
-    second_moment = (
-        squared_norms[:, tf.newaxis] + squared_norms[tf.newaxis, :] - 2.0 * tf.matmul(embeddings, embeddings, transpose_b=True)
-    ) / dim
+    gram = tf.matmul(embeddings, embeddings, transpose_b=True)
+    second_moment = (squared_norms[:, tf.newaxis] + squared_norms[tf.newaxis, :] - 2.0 * gram) / dim
     noise = tf.maximum(second_moment - tf.square(means[tf.newaxis, :] - means[:, tf.newaxis]), 0.0)
     noise = tf.linalg.set_diag(noise, tf.zeros_like(means))
     signal = tf.math.reduce_variance(embeddings, axis=1)

@@ -143,8 +143,9 @@ def switch_negatives(triplets, p_switch, generator):
 
 
 class TupleMiner(Miner):
-    """Base of the triplet miners (ρ-regularisation: see :mod:`tfdml.mining.rho`): ``mine`` returns :class:`MaskedTriplets`, and ``mine_masked``
-    applies ρ-regularisation to them with probability ``p_switch`` (0 disables it)."""
+    """Base of the triplet miners: ``mine`` returns :class:`MaskedTriplets`, and ``mine_masked``
+    applies ρ-regularisation (:mod:`tfdml.mining.rho`) to them with probability ``p_switch``
+    (0 disables it)."""
 
     def __init__(self, p_switch=0.0, seed=None):
         super().__init__(seed=seed)
