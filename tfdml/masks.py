@@ -14,19 +14,57 @@ array([[0, 1, 0],
        [0, 0, 0]])
 """
 
+import numpy as np
 import tensorflow as tf
 
 
-def flatten_labels(labels):
-    """Integer labels of shape ``(b,)`` from ``(b,)`` or ``(b, 1)`` (any numeric dtype)."""
-    labels = tf.convert_to_tensor(labels)
+def check_label_dtype(labels, who="labels"):
+    """Raise a ``TypeError`` naming ``who`` for string (or other non-numeric) labels; returns ``labels``."""
+    dtype = getattr(labels, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(labels).dtype
+    try:
+        tf_dtype = tf.as_dtype(dtype)
+    except TypeError:  # NumPy unicode/object arrays have no TensorFlow dtype
+        tf_dtype = tf.string
+    if not (tf_dtype.is_integer or tf_dtype.is_floating or tf_dtype == tf.bool):
+        raise TypeError(
+            f"{who}: labels must be integer class ids; got labels of dtype {dtype}. "
+            "Map class names to integers first (e.g. with a tf.keras.layers.StringLookup)."
+        )
+    return labels
+
+
+def flatten_labels(labels, who="labels"):
+    """Integer labels of shape ``(b,)`` from ``(b,)`` or ``(b, 1)`` (any numeric dtype).
+
+    Float labels must hold integers (Keras passes ``y_true`` to losses as float32):
+    fractional values known without running the graph raise a ``ValueError`` here; in a
+    graph, :func:`labels_are_integral` is the runtime check. String labels raise a ``TypeError``.
+    """
+    labels = tf.convert_to_tensor(check_label_dtype(labels, who))
     if labels.shape.rank is not None and labels.shape.rank == 2 and labels.shape[1] not in (None, 1):
-        raise ValueError(f"labels must have shape (b,) or (b, 1); got {labels.shape}.")
+        raise ValueError(f"{who}: labels must have shape (b,) or (b, 1); got {labels.shape}.")
     if labels.shape.rank is not None and labels.shape.rank > 2:
-        raise ValueError(f"labels must have shape (b,) or (b, 1); got {labels.shape}.")
-    if not labels.dtype.is_integer:
-        labels = tf.cast(tf.round(tf.cast(labels, tf.float64)), tf.int64)
+        raise ValueError(f"{who}: labels must have shape (b,) or (b, 1); got {labels.shape}.")
+    if labels.dtype.is_floating:
+        known = tf.get_static_value(labels)
+        if known is not None:
+            fractional = known[~(np.isfinite(known) & (known == np.round(known)))]
+            if fractional.size:
+                raise ValueError(
+                    f"{who}: labels must be integer class ids; got the fractional label {fractional.flat[0]}."
+                )
+        labels = tf.round(labels)
     return tf.reshape(tf.cast(labels, tf.int32), [-1])
+
+
+def labels_are_integral(labels):
+    """Scalar bool tensor: every label holds an integer (always true for integer dtypes)."""
+    labels = tf.convert_to_tensor(labels)
+    if not labels.dtype.is_floating:
+        return tf.constant(True)
+    return tf.reduce_all(tf.equal(labels, tf.round(labels)))
 
 
 def self_mask(num_queries, num_keys, self_index=None):

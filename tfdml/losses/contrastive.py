@@ -4,7 +4,8 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.losses.tuples import mean_or_zero, paired_distances, resolve_miner
+from tfdml.distances import euclidean
+from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
 from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
@@ -41,12 +42,14 @@ class ContrastiveLoss(DMLLoss):
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):
-        triplets = self.miner(embeddings, labels)
+        triplets = mine_triplets(self.miner, embeddings, labels)
+        distances = euclidean(embeddings)
         positive_terms = tf.nn.relu(
-            paired_distances(embeddings, triplets.anchors, triplets.positives) - self.positive_margin
+            tuple_distances(distances, triplets.anchors, triplets.positives) - self.positive_margin
         )
-        negative_terms = tf.nn.relu(self.margin - paired_distances(embeddings, triplets.anchors, triplets.negatives))
-        return mean_or_zero(tf.concat([positive_terms, negative_terms], axis=0))
+        negative_terms = tf.nn.relu(self.margin - tuple_distances(distances, triplets.anchors, triplets.negatives))
+        # Each valid tuple holds one positive and one negative pair.
+        return masked_mean(positive_terms + negative_terms, triplets.valid) / 2.0
 
     def get_config(self):
         return {

@@ -101,6 +101,9 @@ def _fastap_forward(labels, unit_embeddings, num_bins):
     distances = tf.clip_by_value(
         2.0 - 2.0 * tf.matmul(unit_embeddings, unit_embeddings, transpose_b=True), 0.0, MAX_SQUARED_DISTANCE
     )
+    # NaN/Inf embeddings would become out-of-range bin indices; they are binned at 0 and the loss is NaN.
+    finite = tf.math.is_finite(distances)
+    distances = tf.where(finite, distances, tf.zeros_like(distances))
     scaled = distances / bin_width
     # Distance 4 belongs to the last interval, so the upper bin index stays <= L.
     lower_bin = tf.minimum(tf.floor(scaled), num_bins - 1)
@@ -125,6 +128,7 @@ def _fastap_forward(labels, unit_embeddings, num_bins):
     num_queries = tf.reduce_sum(tf.cast(num_positives > 0, dtype))
     mean_average_precision = tf.math.divide_no_nan(tf.reduce_sum(average_precisions), num_queries)
     loss = tf.where(num_queries > 0, 1.0 - mean_average_precision, tf.zeros([], dtype))
+    loss = tf.where(tf.reduce_all(finite), loss, tf.constant(float("nan"), dtype))
     return _FastAPForward(loss, positive_histograms, negative_histograms, num_positives, pair_bins)
 
 

@@ -4,7 +4,8 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import LossParameters, ParametricDMLLoss
-from tfdml.losses.tuples import paired_distances, resolve_miner
+from tfdml.distances import euclidean
+from tfdml.losses.tuples import mine_triplets, resolve_miner, tuple_distances
 from tfdml.masks import flatten_labels
 from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
@@ -163,13 +164,19 @@ class MarginLoss(ParametricDMLLoss):
     def compute(self, labels, embeddings):
         if self.image_beta is not None and self._image_ids is None:
             raise ValueError("MarginLoss(beta_image=True) must be called with y_true of shape (batch, 2).")
-        triplets = self.miner(embeddings, labels)
-        beta = self.anchor_betas(labels, triplets.anchors, embeddings.dtype)
-        positive_terms = tf.nn.relu(
-            self.margin + paired_distances(embeddings, triplets.anchors, triplets.positives) - beta
+        triplets = mine_triplets(self.miner, embeddings, labels)
+        distances = euclidean(embeddings)
+        # Invalid tuples: β 0 and both terms 0, so they add nothing to the sums or to the active count.
+        beta = tf.where(triplets.valid, self.anchor_betas(labels, triplets.anchors, embeddings.dtype), 0.0)
+        positive_terms = tf.where(
+            triplets.valid,
+            tf.nn.relu(self.margin + tuple_distances(distances, triplets.anchors, triplets.positives) - beta),
+            0.0,
         )
-        negative_terms = tf.nn.relu(
-            self.margin - paired_distances(embeddings, triplets.anchors, triplets.negatives) + beta
+        negative_terms = tf.where(
+            triplets.valid,
+            tf.nn.relu(self.margin - tuple_distances(distances, triplets.anchors, triplets.negatives) + beta),
+            0.0,
         )
         num_active = tf.math.count_nonzero(positive_terms > 0.0, dtype=beta.dtype) + tf.math.count_nonzero(
             negative_terms > 0.0, dtype=beta.dtype

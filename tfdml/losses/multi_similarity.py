@@ -6,17 +6,18 @@ import tensorflow as tf
 from tfdml.losses.base import DMLLoss
 from tfdml.losses.npair import log1p_sum_exp
 from tfdml.losses.tuples import resolve_miner
-from tfdml.mining.base import Triplets, serialize_miner
+from tfdml.mining.base import MaskedTriplets, serialize_miner
 from tfdml.mining.multi_similarity import MultiSimilarityMiner, PairMasks
 
 
 def pair_masks_from_triplets(triplets, batch_size):
-    """Boolean ``(b, b)`` masks holding each triplet's ``(anchor, positive)`` and ``(anchor, negative)`` pair."""
+    """Boolean ``(b, b)`` masks holding each valid triplet's ``(anchor, positive)`` and ``(anchor, negative)`` pair."""
     shape = tf.stack([batch_size, batch_size])
+    valid = tf.cast(triplets.valid, tf.int32)
 
     def scatter(rows, cols):
         indices = tf.stack([rows, cols], axis=1)
-        return tf.scatter_nd(indices, tf.ones_like(rows), shape) > 0
+        return tf.scatter_nd(indices, valid, shape) > 0
 
     return PairMasks(scatter(triplets.anchors, triplets.positives), scatter(triplets.anchors, triplets.negatives))
 
@@ -75,8 +76,8 @@ class MultiSimilarityLoss(DMLLoss):
 
     def mine(self, normalized, labels):
         """The pairs entering the sums, as :class:`PairMasks`."""
-        mined = self.miner(normalized, labels)
-        if isinstance(mined, Triplets):
+        mined = self.miner.mine_masked(normalized, labels)
+        if isinstance(mined, MaskedTriplets):
             return pair_masks_from_triplets(mined, tf.shape(labels)[0])
         if isinstance(mined, PairMasks):
             return mined

@@ -4,9 +4,39 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.losses.tuples import mean_or_zero, paired_distances, resolve_miner
+from tfdml.distances import euclidean
+from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
 from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
+
+
+def class_ranges(labels, classes):
+    """``(start, size)`` of each class's range in the label-sorted batch (size 0: absent).
+
+    One comparison per (class, sample): no sorted search, which XLA lowers to the same
+    comparisons anyway.
+    """
+    starts = tf.reduce_sum(tf.cast(labels[tf.newaxis, :] < classes[:, tf.newaxis], tf.int32), axis=1)
+    sizes = tf.reduce_sum(tf.cast(tf.equal(labels[tf.newaxis, :], classes[:, tf.newaxis]), tf.int32), axis=1)
+    return starts, sizes
+
+
+def _draw_outside_ranges(generator, labels, range_a, range_b, same_class):
+    """Uniform index among the samples outside two class ranges of the label-sorted batch."""
+    order = tf.argsort(labels, stable=True)
+    batch_size = tf.shape(labels)[0]
+    (start_a, size_a), (start_b, size_b) = range_a, range_b
+    size_b = tf.where(same_class, 0, size_b)
+    a_first = start_a <= start_b
+    first_start, first_size = tf.where(a_first, start_a, start_b), tf.where(a_first, size_a, size_b)
+    second_start, second_size = tf.where(a_first, start_b, start_a), tf.where(a_first, size_b, size_a)
+    available = batch_size - size_a - size_b
+    rank = tf.cast(tf.floor(generator.uniform(tf.shape(start_a)) * tf.cast(available, tf.float32)), tf.int32)
+    rank = tf.minimum(rank, tf.maximum(available - 1, 0))
+    position = rank + tf.where(rank >= first_start, first_size, 0)
+    position = position + tf.where(position >= second_start, second_size, 0)
+    valid = available > 0
+    return tf.gather(order, tf.where(valid, position, 0)), valid
 
 
 def sample_other_class(generator, labels, excluded_a, excluded_b):
@@ -14,27 +44,29 @@ def sample_other_class(generator, labels, excluded_a, excluded_b):
 
     The batch is sorted by label once, so the two excluded classes are two
     contiguous ranges and a uniform rank among the rest maps to a position in
-    ``O(1)`` per tuple (no ``tuples × batch`` mask). Returns ``(indices, valid)``;
-    ``valid`` is false where every sample is of an excluded class.
+    ``O(1)`` per tuple (no ``tuples × batch`` mask beyond locating the classes).
+    Returns ``(indices, valid)``; ``valid`` is false where every sample is of an
+    excluded class.
     """
-    order = tf.argsort(labels, stable=True)
-    sorted_labels = tf.gather(labels, order)
-    batch_size = tf.shape(labels)[0]
-    start_a = tf.searchsorted(sorted_labels, excluded_a, side="left", out_type=tf.int32)
-    size_a = tf.searchsorted(sorted_labels, excluded_a, side="right", out_type=tf.int32) - start_a
-    start_b = tf.searchsorted(sorted_labels, excluded_b, side="left", out_type=tf.int32)
-    size_b = tf.searchsorted(sorted_labels, excluded_b, side="right", out_type=tf.int32) - start_b
-    size_b = tf.where(tf.equal(excluded_a, excluded_b), 0, size_b)
-    a_first = start_a <= start_b
-    first_start, first_size = tf.where(a_first, start_a, start_b), tf.where(a_first, size_a, size_b)
-    second_start, second_size = tf.where(a_first, start_b, start_a), tf.where(a_first, size_b, size_a)
-    available = batch_size - size_a - size_b
-    rank = tf.cast(tf.floor(generator.uniform(tf.shape(excluded_a)) * tf.cast(available, tf.float32)), tf.int32)
-    rank = tf.minimum(rank, tf.maximum(available - 1, 0))
-    position = rank + tf.where(rank >= first_start, first_size, 0)
-    position = position + tf.where(position >= second_start, second_size, 0)
-    valid = available > 0
-    return tf.gather(order, tf.where(valid, position, 0)), valid
+    return _draw_outside_ranges(
+        generator,
+        labels,
+        class_ranges(labels, excluded_a),
+        class_ranges(labels, excluded_b),
+        tf.equal(excluded_a, excluded_b),
+    )
+
+
+def sample_other_class_of_samples(generator, labels, first, second):
+    """:func:`sample_other_class` excluding the classes of samples ``first`` and ``second``:
+    the class ranges are located once per sample (``b × b``), then gathered per tuple."""
+    starts, sizes = class_ranges(labels, labels)
+
+    def range_of(samples):
+        return tf.gather(starts, samples), tf.gather(sizes, samples)
+
+    same_class = tf.equal(tf.gather(labels, first), tf.gather(labels, second))
+    return _draw_outside_ranges(generator, labels, range_of(first), range_of(second), same_class)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -69,18 +101,19 @@ class QuadrupletLoss(DMLLoss):
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):
-        triplets = self.miner(embeddings, labels)
-        fourth, has_fourth = sample_other_class(
-            self.miner.generator, labels, tf.gather(labels, triplets.anchors), tf.gather(labels, triplets.negatives)
+        triplets = mine_triplets(self.miner, embeddings, labels)
+        fourth, has_fourth = sample_other_class_of_samples(
+            self.miner.generator, labels, triplets.anchors, triplets.negatives
         )
-        anchor_positive = paired_distances(embeddings, triplets.anchors, triplets.positives)
-        anchor_negative = paired_distances(embeddings, triplets.anchors, triplets.negatives)
-        negative_fourth = paired_distances(
-            embeddings, tf.boolean_mask(triplets.negatives, has_fourth), tf.boolean_mask(fourth, has_fourth)
-        )
+        distances = euclidean(embeddings)
+        anchor_positive = tuple_distances(distances, triplets.anchors, triplets.positives)
+        anchor_negative = tuple_distances(distances, triplets.anchors, triplets.negatives)
+        negative_fourth = tuple_distances(distances, triplets.negatives, fourth)
         triplet_terms = tf.nn.relu(anchor_positive - anchor_negative + self.margin_1)
-        quadruplet_terms = tf.nn.relu(tf.boolean_mask(anchor_positive, has_fourth) - negative_fourth + self.margin_2)
-        return mean_or_zero(triplet_terms) + mean_or_zero(quadruplet_terms)
+        quadruplet_terms = tf.nn.relu(anchor_positive - negative_fourth + self.margin_2)
+        return masked_mean(triplet_terms, triplets.valid) + masked_mean(
+            quadruplet_terms, tf.logical_and(triplets.valid, has_fourth)
+        )
 
     def get_config(self):
         return {

@@ -4,20 +4,27 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.losses.tuples import mean_or_zero, resolve_miner
+from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
 from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
-def snr_distance(embeddings, anchors, others):
-    """``d_S(a, j) = var(φ_j − φ_a) / var(φ_a)`` per index pair, variances over the embedding dimensions.
+def snr_distances(embeddings):
+    """``(b, b)``: ``d_S(i, j) = var(φ_j − φ_i) / var(φ_i)``, variances over the embedding dimensions.
 
-    The noise-to-signal variance ratio; 0 (with a zero gradient) for a constant anchor vector.
+    The noise-to-signal variance ratio, from one matmul:
+    ``var(φ_j − φ_i) = (‖φ_i‖² + ‖φ_j‖² − 2φ_iᵀφ_j)/D − (μ_j − μ_i)²`` with ``μ`` the mean
+    component. 0 (with a zero gradient) for a constant anchor vector.
     """
-    anchor_embeddings = tf.gather(embeddings, anchors)
-    noise = tf.gather(embeddings, others) - anchor_embeddings
-    signal = tf.math.reduce_variance(anchor_embeddings, axis=1)
-    return tf.math.divide_no_nan(tf.math.reduce_variance(noise, axis=1), signal)
+    dim = tf.cast(tf.shape(embeddings)[1], embeddings.dtype)
+    squared_norms = tf.reduce_sum(tf.square(embeddings), axis=1)
+    means = tf.reduce_mean(embeddings, axis=1)
+    gram = tf.matmul(embeddings, embeddings, transpose_b=True)
+    second_moment = (squared_norms[:, tf.newaxis] + squared_norms[tf.newaxis, :] - 2.0 * gram) / dim
+    noise = tf.maximum(second_moment - tf.square(means[tf.newaxis, :] - means[:, tf.newaxis]), 0.0)
+    noise = tf.linalg.set_diag(noise, tf.zeros_like(means))
+    signal = tf.math.reduce_variance(embeddings, axis=1)
+    return tf.math.divide_no_nan(noise, signal[:, tf.newaxis])
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -67,10 +74,11 @@ class SNRLoss(DMLLoss):
 
     def compute(self, labels, embeddings):
         normalized = tf.math.l2_normalize(embeddings, axis=1)
-        triplets = self.miner(normalized, labels)
-        anchor_positive = snr_distance(normalized, triplets.anchors, triplets.positives)
-        anchor_negative = snr_distance(normalized, triplets.anchors, triplets.negatives)
-        ranking = mean_or_zero(tf.nn.relu(anchor_positive - anchor_negative + self.margin))
+        triplets = mine_triplets(self.miner, normalized, labels)
+        distances = snr_distances(normalized)
+        anchor_positive = tuple_distances(distances, triplets.anchors, triplets.positives)
+        anchor_negative = tuple_distances(distances, triplets.anchors, triplets.negatives)
+        ranking = masked_mean(tf.nn.relu(anchor_positive - anchor_negative + self.margin), triplets.valid)
         zero_mean = tf.reduce_mean(tf.abs(tf.reduce_sum(normalized, axis=1)))
         return ranking + self.regularization * zero_mean
 

@@ -4,7 +4,8 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.losses.tuples import mean_or_zero, paired_distances, resolve_miner
+from tfdml.distances import euclidean, squared_euclidean
+from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
 from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
@@ -16,7 +17,7 @@ class TripletLoss(DMLLoss):
         ℓ2:  L = 1/|T| Σ_{(a,p,n) ∈ T} (D_ap − D_an + α)_+          (Wu et al. 2017; Roth et al. 2020, eq. 2)
         ℓ2²: L = 1/|T| Σ_{(a,p,n) ∈ T} (D_ap² − D_an² + α)_+        (Schroff et al. 2015)
 
-    No triplet gives 0.
+    The mean runs over the valid mined triplets; no triplet gives 0.
 
     Args:
         margin: ``α`` (default 0.2).
@@ -38,10 +39,11 @@ class TripletLoss(DMLLoss):
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):
-        triplets = self.miner(embeddings, labels)
-        anchor_positive = paired_distances(embeddings, triplets.anchors, triplets.positives, self.squared)
-        anchor_negative = paired_distances(embeddings, triplets.anchors, triplets.negatives, self.squared)
-        return mean_or_zero(tf.nn.relu(anchor_positive - anchor_negative + self.margin))
+        triplets = mine_triplets(self.miner, embeddings, labels)
+        distances = squared_euclidean(embeddings) if self.squared else euclidean(embeddings)
+        anchor_positive = tuple_distances(distances, triplets.anchors, triplets.positives)
+        anchor_negative = tuple_distances(distances, triplets.anchors, triplets.negatives)
+        return masked_mean(tf.nn.relu(anchor_positive - anchor_negative + self.margin), triplets.valid)
 
     def get_config(self):
         return {

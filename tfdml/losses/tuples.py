@@ -1,14 +1,16 @@
 """Plumbing shared by the tuple losses (contrastive, triplet, margin, quadruplet).
 
-A tuple loss asks its miner for :class:`~tfdml.mining.base.Triplets` and
-evaluates distances only on the mined tuples, ``O(T · d)`` for ``T`` tuples:
-gradients flow through the gathered embeddings, never through the indices.
+A tuple loss asks its miner for :class:`~tfdml.mining.base.MaskedTriplets` (a
+fixed number of tuples and a validity mask, so the loss compiles under XLA) and
+reads each tuple's distances from the batch's ``b × b`` distance matrix (one
+matmul, then ``O(T)`` gathers for ``T`` tuples, never ``T × d``). Invalid tuples
+contribute nothing, and means count valid tuples only. Gradients flow through
+the distance matrix, never through the indices.
 """
 
 import tensorflow as tf
 
-from tfdml.distances import safe_sqrt
-from tfdml.mining.base import Miner, deserialize_miner
+from tfdml.mining.base import MaskedTriplets, Miner, deserialize_miner
 
 
 def resolve_miner(miner, default):
@@ -21,13 +23,21 @@ def resolve_miner(miner, default):
     return miner
 
 
-def paired_distances(embeddings, first, second, squared=False):
-    """``‖e[first[k]] − e[second[k]]‖₂`` (or its square) for each k, with a finite gradient at 0."""
-    difference = tf.gather(embeddings, first) - tf.gather(embeddings, second)
-    squared_distances = tf.reduce_sum(tf.square(difference), axis=1)
-    return squared_distances if squared else safe_sqrt(squared_distances)
+def mine_triplets(miner, embeddings, labels):
+    """The miner's :class:`~tfdml.mining.base.MaskedTriplets` for the batch."""
+    triplets = miner.mine_masked(embeddings, labels)
+    if not isinstance(triplets, MaskedTriplets):
+        raise TypeError(f"{type(miner).__name__} returned {type(triplets).__name__}; this loss needs a triplet miner.")
+    return triplets
 
 
-def mean_or_zero(values):
-    """Mean of ``values``; 0 (with a zero gradient) when there are none."""
-    return tf.math.divide_no_nan(tf.reduce_sum(values), tf.cast(tf.size(values), values.dtype))
+def tuple_distances(distances, first, second):
+    """``distances[first[k], second[k]]`` for each k, from a ``(b, b)`` matrix."""
+    flat_index = first * tf.shape(distances, out_type=first.dtype)[1] + second
+    return tf.gather(tf.reshape(distances, [-1]), flat_index)
+
+
+def masked_mean(values, valid):
+    """Mean of ``values`` where ``valid``; 0 (with a zero gradient) when none is."""
+    total = tf.reduce_sum(tf.where(valid, values, tf.zeros_like(values)))
+    return tf.math.divide_no_nan(total, tf.reduce_sum(tf.cast(valid, values.dtype)))

@@ -1,18 +1,21 @@
-"""In-graph tuple miners: ``miner(embeddings, labels) -> Triplets`` (``PairMasks`` for the
-multi-similarity miner). Every tuple miner takes ``p_switch`` for Roth et al.'s ρ-regularisation."""
+"""In-graph tuple miners: ``miner.mine_masked(embeddings, labels) -> MaskedTriplets`` (fixed size,
+with a validity mask: what losses use, XLA-compilable), ``miner(embeddings, labels) -> Triplets``
+(the valid tuples only); ``PairMasks`` for the multi-similarity miner. Every tuple miner takes
+``p_switch`` for Roth et al.'s ρ-regularisation."""
 
-from tfdml.mining.base import Miner, ReplicaConsistentRandom, Triplets
+from tfdml.mining.base import MaskedTriplets, Miner, ReplicaConsistentRandom, Triplets, TupleMiner, switch_negatives
 from tfdml.mining.batch_hard import BatchHardMiner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 from tfdml.mining.multi_similarity import MultiSimilarityMiner, PairMasks
 from tfdml.mining.random import RandomMiner
-from tfdml.mining.rho import RhoRegularizedMiner, switch_negatives
+from tfdml.mining.rho import RhoRegularizedMiner
 from tfdml.mining.semi_hard import SemiHardMiner
 from tfdml.mining.soft_hard import SoftHardMiner
 
 __all__ = [
     "BatchHardMiner",
     "DistanceWeightedMiner",
+    "MaskedTriplets",
     "Miner",
     "MultiSimilarityMiner",
     "PairMasks",
@@ -22,5 +25,6 @@ __all__ = [
     "SemiHardMiner",
     "SoftHardMiner",
     "Triplets",
+    "TupleMiner",
     "switch_negatives",
 ]

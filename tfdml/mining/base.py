@@ -1,11 +1,19 @@
 """Base class and output type shared by every tuple miner.
 
 A miner maps ``(embeddings, labels)`` of a batch to index tuples into that batch,
-in-graph and vectorised (it runs inside the loss's ``tf.function``). Tuples are
-returned as :class:`Triplets`: three int32 index vectors of equal length; pair
-losses read ``(anchor, positive)`` as positive pairs and ``(anchor, negative)``
-as negative pairs. Random choices come from the miner's :class:`ReplicaConsistentRandom`,
+in-graph and vectorised (it runs inside the loss's ``tf.function``). Pair losses
+read ``(anchor, positive)`` as positive pairs and ``(anchor, negative)`` as
+negative pairs. Random choices come from the miner's :class:`ReplicaConsistentRandom`,
 seeded with ``seed``, so mining is reproducible.
+
+Two views of the same tuples:
+
+- :meth:`Miner.mine_masked` (what losses use) returns :class:`MaskedTriplets`: a
+  fixed number of tuples, known from the batch size alone, and a validity mask.
+  Every shape is a compile-time constant, so mining compiles under XLA
+  (``jit_compile=True``).
+- ``miner(embeddings, labels)`` returns the valid tuples only, as :class:`Triplets`
+  (a data-dependent length: for inspection and tests, not for XLA).
 """
 
 import random
@@ -23,6 +31,29 @@ class Triplets(NamedTuple):
     negatives: tf.Tensor
 
 
+class MaskedTriplets(NamedTuple):
+    """A fixed-size set of index tuples; only those with ``valid[k]`` are tuples of the batch.
+
+    Invalid entries hold in-range indices, so gathers never fail; losses must drop them.
+    """
+
+    anchors: tf.Tensor
+    positives: tf.Tensor
+    negatives: tf.Tensor
+    valid: tf.Tensor
+
+    def compact(self):
+        """The valid tuples as :class:`Triplets` (a data-dependent shape, not for XLA)."""
+        return Triplets(*(tf.boolean_mask(t, self.valid) for t in (self.anchors, self.positives, self.negatives)))
+
+
+def as_masked(triplets):
+    """:class:`MaskedTriplets` from :class:`Triplets` (all valid) or from :class:`MaskedTriplets` (as is)."""
+    if isinstance(triplets, MaskedTriplets):
+        return triplets
+    return MaskedTriplets(*triplets, tf.ones(tf.shape(triplets.anchors), tf.bool))
+
+
 class ReplicaConsistentRandom:
     """Stateless random numbers from ``(seed, counter)``, identical on every replica.
 
@@ -31,6 +62,7 @@ class ReplicaConsistentRandom:
     each replica its own stream, and the replicas would then disagree on the tuples).
     The counter is a variable aggregated ``ONLY_FIRST_REPLICA`` (like an optimizer's
     step count): create the miner inside ``strategy.scope()``, as Keras objects are.
+    It is reachable as ``miner.generator.counter`` (restore it to replay a run's draws).
     """
 
     def __init__(self, seed=None):
@@ -56,7 +88,11 @@ class ReplicaConsistentRandom:
 
 
 class Miner:
-    """Base tuple miner: ``miner(embeddings, labels) -> Triplets``.
+    """Base tuple miner: ``miner.mine_masked(embeddings, labels) -> MaskedTriplets``.
+
+    Subclasses implement :meth:`mine`, which may return :class:`MaskedTriplets`,
+    :class:`Triplets` (all valid; a data-dependent length does not compile under XLA)
+    or another structure its losses understand (``PairMasks``).
 
     Args:
         seed: seed of the miner's random numbers (``None``: a random seed).
@@ -67,7 +103,14 @@ class Miner:
         self.generator = ReplicaConsistentRandom(seed)
 
     def __call__(self, embeddings, labels):
-        return self.mine(tf.cast(embeddings, tf.float32), tf.reshape(tf.cast(labels, tf.int32), [-1]))
+        """The valid tuples as :class:`Triplets` (or the miner's own structure, e.g. ``PairMasks``)."""
+        mined = self.mine_masked(embeddings, labels)
+        return mined.compact() if isinstance(mined, MaskedTriplets) else mined
+
+    def mine_masked(self, embeddings, labels):
+        """Fixed-size tuples with a validity mask, for losses and XLA."""
+        mined = self.mine(tf.cast(embeddings, tf.float32), tf.reshape(tf.cast(labels, tf.int32), [-1]))
+        return as_masked(mined) if isinstance(mined, Triplets) else mined
 
     def mine(self, embeddings, labels):
         raise NotImplementedError
@@ -78,6 +121,41 @@ class Miner:
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def check_p_switch(p_switch):
+    p_switch = float(p_switch)
+    if not 0.0 <= p_switch <= 1.0:
+        raise ValueError(f"p_switch must be a probability in [0, 1]; got {p_switch}.")
+    return p_switch
+
+
+def switch_negatives(triplets, p_switch, generator):
+    """``(a, p, n) → (a, a, p)`` for each tuple independently with probability ``p_switch``
+    (:class:`Triplets` or :class:`MaskedTriplets`; the validity mask is kept)."""
+    if p_switch == 0.0:
+        return triplets
+    switch = generator.uniform(tf.shape(triplets.anchors)) < p_switch
+    return triplets._replace(
+        positives=tf.where(switch, triplets.anchors, triplets.positives),
+        negatives=tf.where(switch, triplets.positives, triplets.negatives),
+    )
+
+
+class TupleMiner(Miner):
+    """Base of the triplet miners: ``mine`` returns :class:`MaskedTriplets`, and ``mine_masked``
+    applies ρ-regularisation (:mod:`tfdml.mining.rho`) to them with probability ``p_switch``
+    (0 disables it)."""
+
+    def __init__(self, p_switch=0.0, seed=None):
+        super().__init__(seed=seed)
+        self.p_switch = check_p_switch(p_switch)
+
+    def mine_masked(self, embeddings, labels):
+        return switch_negatives(super().mine_masked(embeddings, labels), self.p_switch, self.generator)
+
+    def get_config(self):
+        return {**super().get_config(), "p_switch": self.p_switch}
 
 
 def serialize_miner(miner):

@@ -5,8 +5,7 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import Triplets
-from tfdml.mining.rho import TupleMiner
+from tfdml.mining.base import MaskedTriplets, TupleMiner
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -34,7 +33,5 @@ class BatchHardMiner(TupleMiner):
         hardest_positive = tf.argmax(tf.where(positives, distances, -1.0), axis=1, output_type=tf.int32)
         hardest_negative = tf.argmin(tf.where(negatives, distances, float("inf")), axis=1, output_type=tf.int32)
         valid = tf.logical_and(tf.reduce_any(positives, axis=1), tf.reduce_any(negatives, axis=1))
-        anchors = tf.cast(tf.where(valid)[:, 0], tf.int32)
-        triplets = Triplets(anchors, tf.gather(hardest_positive, anchors), tf.gather(hardest_negative, anchors))
-        return triplets
+        return MaskedTriplets(tf.range(tf.shape(labels)[0]), hardest_positive, hardest_negative, valid)
 

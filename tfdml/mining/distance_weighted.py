@@ -5,8 +5,8 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.rho import TupleMiner
-from tfdml.mining.tuples import check_construction, construct, gather_from_grid, keep_tuples, sample_columns
+from tfdml.mining.base import TupleMiner
+from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, row_distributions
 
 # 1 − d²/4 is clamped here so that d → 2 (antipodal points, or rounding) stays finite.
 _MIN_ONE_MINUS_QUARTER_D2 = 1e-6
@@ -84,11 +84,15 @@ class DistanceWeightedMiner(TupleMiner):
     def mine(self, embeddings, labels):
         embeddings = tf.stop_gradient(embeddings)
         log_weights, candidates = self.negative_log_weights(embeddings, labels)
+        distributions = row_distributions(log_weights, candidates)
         tuples = construct(self.construction, self.generator, positive_mask(labels))
-        columns, has_candidates = sample_columns(self.generator, log_weights, candidates, tuples.width)
-        keep = tf.gather(has_candidates, tuples.anchors)
-        triplets = keep_tuples(tuples, gather_from_grid(tuples, columns), keep)
-        return triplets
+        batch_size = tf.shape(labels)[:1]
+
+        def draw(slot, seed):
+            return distributions.draw(tf.random.stateless_uniform(batch_size, seed)[:, tf.newaxis])[:, 0]
+
+        negatives = fill_slots(tuples, self.generator.next_seed(), draw)
+        return grid_triplets(tuples, negatives, distributions.has_candidates)
 
     def get_config(self):
         return {

@@ -4,8 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import Triplets
-from tfdml.mining.rho import TupleMiner
+from tfdml.mining.base import MaskedTriplets, TupleMiner
 from tfdml.mining.tuples import sample_column, sample_columns
 
 
@@ -17,7 +16,7 @@ class RandomMiner(TupleMiner):
     Exact uniformity without enumerating the ``O(b³)`` triplets: the anchor is drawn
     with probability ``∝ |P(a)|·|N(a)|`` (its number of valid triplets), then the
     positive and the negative uniformly among the anchor's. A batch without any
-    valid triplet yields no tuple.
+    valid triplet yields no tuple (``num_tuples`` invalid ones).
 
     Args:
         num_tuples: triplets per batch (default ``None``: the batch size, as in Roth et al.).
@@ -49,10 +48,11 @@ class RandomMiner(TupleMiner):
             has_triplets[tf.newaxis, :],
             num_tuples,
         )
-        anchors = tf.boolean_mask(anchors[0], tf.fill(tf.shape(anchors[0]), any_triplet[0]))
+        anchors = anchors[0]
         sampled_positives, _ = sample_column(self.generator, 0.0, tf.gather(positives, anchors))
         sampled_negatives, _ = sample_column(self.generator, 0.0, tf.gather(negatives, anchors))
-        return Triplets(anchors, sampled_positives, sampled_negatives)
+        valid = tf.fill(tf.shape(anchors), any_triplet[0])
+        return MaskedTriplets(anchors, sampled_positives, sampled_negatives, valid)
 
     def get_config(self):
         return {**super().get_config(), "num_tuples": self.num_tuples}

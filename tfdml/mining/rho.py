@@ -18,43 +18,8 @@ Example:
 """
 
 import keras
-import tensorflow as tf
 
-from tfdml.mining.base import Miner, Triplets, deserialize_miner, serialize_miner
-
-
-def check_p_switch(p_switch):
-    p_switch = float(p_switch)
-    if not 0.0 <= p_switch <= 1.0:
-        raise ValueError(f"p_switch must be a probability in [0, 1]; got {p_switch}.")
-    return p_switch
-
-
-def switch_negatives(triplets, p_switch, generator):
-    """``(a, p, n) → (a, a, p)`` for each tuple independently with probability ``p_switch``."""
-    if p_switch == 0.0:
-        return triplets
-    switch = generator.uniform(tf.shape(triplets.anchors)) < p_switch
-    return Triplets(
-        triplets.anchors,
-        tf.where(switch, triplets.anchors, triplets.positives),
-        tf.where(switch, triplets.positives, triplets.negatives),
-    )
-
-
-class TupleMiner(Miner):
-    """Base of the triplet miners: ``mine`` returns :class:`Triplets`, and ``__call__`` applies
-    ρ-regularisation to them with probability ``p_switch`` (0 disables it)."""
-
-    def __init__(self, p_switch=0.0, seed=None):
-        super().__init__(seed=seed)
-        self.p_switch = check_p_switch(p_switch)
-
-    def __call__(self, embeddings, labels):
-        return switch_negatives(super().__call__(embeddings, labels), self.p_switch, self.generator)
-
-    def get_config(self):
-        return {**super().get_config(), "p_switch": self.p_switch}
+from tfdml.mining.base import Miner, TupleMiner, deserialize_miner, serialize_miner
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -75,7 +40,7 @@ class RhoRegularizedMiner(TupleMiner):
             raise TypeError(f"miner must be a tfdml Miner; got {miner!r}.")
 
     def mine(self, embeddings, labels):
-        return self.miner(embeddings, labels)
+        return self.miner.mine_masked(embeddings, labels)
 
     def get_config(self):
         return {**super().get_config(), "miner": serialize_miner(self.miner)}

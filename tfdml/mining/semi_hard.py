@@ -5,8 +5,8 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean, squared_euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.rho import TupleMiner
-from tfdml.mining.tuples import check_construction, construct, gather_from_grid, keep_tuples, scatter_to_grid
+from tfdml.mining.base import TupleMiner
+from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, slot_values
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -25,7 +25,8 @@ class SemiHardMiner(TupleMiner):
     Anchors without a positive or without a negative yield no tuple.
 
     Mining costs one ``b × b`` pass per tuple slot of an anchor (``k − 1`` passes for
-    ``k`` samples per class) and never forms a ``b × b × b`` tensor.
+    ``k`` samples per class) and never forms a ``b × b × b`` tensor; shapes are static
+    (tuples on a masked grid), so it compiles under XLA.
 
     Args:
         margin: width of the band (default 0.2, the triplet margin); ``None``: no
@@ -61,32 +62,28 @@ class SemiHardMiner(TupleMiner):
 
         tuples = construct(self.construction, self.generator, positive_mask(labels))
         if self.lower_bound is None:
-            lower = tf.gather_nd(distances, tf.stack([tuples.anchors, tuples.positives], axis=1))
+            lower = tf.gather(distances, tuples.positives, batch_dims=1)
         else:
-            lower = tf.fill(tf.shape(tuples.anchors), self.lower_bound)
-        lower = scatter_to_grid(tuples, lower, tf.shape(labels)[0], 0.0)
-        seed = self.generator.next_seed()
+            lower = tf.fill(tf.shape(tuples.positives), self.lower_bound)
 
-        def negative_for_slot(slot):
-            # One (batch, batch) pass per slot: a band per (anchor, positive) costs O(width · b²) time and
-            # O(b²) memory, where a per-tuple mask would be (tuples × batch), up to b³.
-            bound = lower[:, slot, tf.newaxis]
+        def negative_for_slot(slot, seed):
+            # One (batch, batch) pass per slot number: a band per (anchor, positive) costs O(slots · b²) time
+            # and O(b²) memory, where a per-tuple mask would be (tuples × batch), up to b³.
+            bound = slot_values(tuples, lower, slot)[:, tf.newaxis]
             beyond = tf.logical_and(negatives, distances > bound)
             band = beyond if self.margin is None else tf.logical_and(beyond, distances < bound + self.margin)
-            noise = tf.random.stateless_uniform(
-                tf.shape(distances), tf.random.experimental.stateless_fold_in(seed, slot)
-            )
-            in_band = tf.argmax(tf.where(band, noise, -1.0), axis=1, output_type=tf.int32)
+            # A uniform rank r among the band's members, then the member whose running count passes r:
+            # b uniforms and a cumulative sum instead of b² random numbers.
+            band_members = tf.cumsum(tf.cast(band, tf.int32), axis=1)
+            size = tf.cast(band_members[:, -1:], tf.float32)
+            rank = tf.minimum(tf.floor(tf.random.stateless_uniform(tf.shape(size), seed) * size), size - 1.0)
+            in_band = tf.argmax(tf.cast(band_members, tf.float32) > rank, axis=1, output_type=tf.int32)
             closest_beyond = tf.argmin(tf.where(beyond, distances, float("inf")), axis=1, output_type=tf.int32)
             fallback = tf.where(tf.reduce_any(beyond, axis=1), closest_beyond, farthest_negative)
             return tf.where(tf.reduce_any(band, axis=1), in_band, fallback)
 
-        columns = tf.transpose(
-            tf.map_fn(negative_for_slot, tf.range(tuples.width), fn_output_signature=tf.int32, parallel_iterations=1)
-        )
-        keep = tf.gather(tf.reduce_any(negatives, axis=1), tuples.anchors)
-        triplets = keep_tuples(tuples, gather_from_grid(tuples, tf.reshape(columns, [-1, tuples.width])), keep)
-        return triplets
+        columns = fill_slots(tuples, self.generator.next_seed(), negative_for_slot)
+        return grid_triplets(tuples, columns, tf.reduce_any(negatives, axis=1))
 
     def get_config(self):
         return {

@@ -5,8 +5,7 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import Triplets
-from tfdml.mining.rho import TupleMiner
+from tfdml.mining.base import MaskedTriplets, TupleMiner
 from tfdml.mining.tuples import sample_column
 
 
@@ -40,7 +39,6 @@ class SoftHardMiner(TupleMiner):
         positive_candidates = tf.where(tf.reduce_any(hard_positives, axis=1, keepdims=True), hard_positives, positives)
         sampled_positives, has_positive = sample_column(self.generator, 0.0, positive_candidates)
         sampled_negatives, has_negative = sample_column(self.generator, 0.0, negative_candidates)
-        anchors = tf.cast(tf.where(tf.logical_and(has_positive, has_negative))[:, 0], tf.int32)
-        triplets = Triplets(anchors, tf.gather(sampled_positives, anchors), tf.gather(sampled_negatives, anchors))
-        return triplets
+        valid = tf.logical_and(has_positive, has_negative)
+        return MaskedTriplets(tf.range(tf.shape(labels)[0]), sampled_positives, sampled_negatives, valid)
 

@@ -9,32 +9,39 @@ Constructions (``construction=`` on the miners that support both):
 - ``"anchors"`` (Roth et al. 2020): one tuple per anchor that has a positive,
   the positive drawn uniformly among the anchor's positives.
 
-Tuples of one construction are grouped by anchor: tuple ``t`` is draw ``slot[t]``
-of anchor row ``anchors[t]``. Per-tuple quantities live on a ``(batch, width)``
-grid of slots, ``width`` the largest number of tuples of one anchor, so drawing
-one column per tuple never needs a ``tuples × batch`` (up to ``batch³``) tensor.
+Tuples live on a ``(batch, slots)`` grid with a validity mask, so every shape
+follows from the batch size (XLA needs compile-time shapes): ``"pairs"`` has one
+cell per ``(a, p)`` (``slots = batch``), ``"anchors"`` one cell per anchor.
+``slot_index[a, c]`` numbers anchor ``a``'s valid cells; a miner draws one negative
+per anchor and slot number, in one ``(batch, batch)`` pass per slot number (a
+``tf.while_loop`` over at most ``samples per class − 1`` numbers), so no
+``tuples × batch`` (up to ``batch³``) tensor is ever formed.
+
+Sampling is by inverse CDF: per row, the cumulative weights are compared with
+a stateless uniform draw (XLA has no kernel for ``stateless_categorical``).
 """
 
 from typing import NamedTuple
 
 import tensorflow as tf
 
-from tfdml.mining.base import Triplets
+from tfdml.mining.base import MaskedTriplets
 
 CONSTRUCTIONS = ("pairs", "anchors")
 
 
 class AnchorTuples(NamedTuple):
-    """Anchor–positive index pairs grouped by anchor.
+    """Anchor–positive pairs on a ``(batch, slots)`` grid: cell ``(a, c)`` pairs anchor ``a``
+    with ``positives[a, c]`` where ``valid[a, c]``.
 
-    ``slots[t]`` numbers tuple ``t`` among the tuples of anchor ``anchors[t]``;
-    ``width`` is the largest number of tuples of one anchor (a scalar tensor).
+    ``slot_index[a, c]`` numbers the valid cells of anchor ``a``; ``num_slots`` (a scalar
+    tensor, data-dependent) bounds it over the batch.
     """
 
-    anchors: tf.Tensor
     positives: tf.Tensor
-    slots: tf.Tensor
-    width: tf.Tensor
+    valid: tf.Tensor
+    slot_index: tf.Tensor
+    num_slots: tf.Tensor
 
 
 def check_construction(construction):
@@ -43,26 +50,52 @@ def check_construction(construction):
     return construction
 
 
-def sample_columns(generator, log_weights, mask, num_samples):
-    """Per row ``i``, ``num_samples`` draws (with replacement) of a column ``j`` with
-    ``Pr(j) ∝ exp(log_weights[i, j])`` over the columns where ``mask[i]`` is true.
+class RowDistributions(NamedTuple):
+    """Per-row categorical distributions over the columns, as cumulative weights."""
 
-    The categorical sampler normalises each row by its own maximum after masking,
-    so a row with any candidate always has a valid distribution: its most likely
-    column has weight 1 and no row underflows to all zeros. The seed comes from
-    ``generator``, so draws are reproducible.
+    cumulative: tf.Tensor  # (rows, cols), non-decreasing per row
+    last_candidate: tf.Tensor  # (rows,) int32: the last column with weight, the target of rounding overflow
+    has_candidates: tf.Tensor  # (rows,) bool
 
-    Returns:
-        ``(columns, has_candidates)``: int32 ``(rows, num_samples)`` and bool
-        ``(rows,)``. Draws of rows without candidates are meaningless; callers drop them.
+    def draw(self, uniforms):
+        """Columns ``(rows, n)`` for uniforms ``(rows, n)`` in ``[0, 1)``: the first column whose
+        cumulative weight exceeds ``u · total`` (zero-weight columns are never drawn)."""
+        thresholds = uniforms * self.cumulative[:, -1:]
+        below = tf.cast(self.cumulative[:, tf.newaxis, :] <= thresholds[:, :, tf.newaxis], tf.int32)
+        return tf.minimum(tf.reduce_sum(below, axis=2), self.last_candidate[:, tf.newaxis])
+
+
+def row_distributions(log_weights, mask):
+    """``Pr(j) ∝ exp(log_weights[i, j])`` over the columns where ``mask[i]`` is true.
+
+    Each row is normalised by its own maximum after masking, so a row with any
+    candidate has a valid distribution: its most likely column has weight 1 and
+    no row underflows to all zeros.
     """
     mask = tf.convert_to_tensor(mask)
     log_weights = tf.broadcast_to(tf.cast(log_weights, tf.float32), tf.shape(mask))
-    logits = tf.where(mask, log_weights, tf.constant(-float("inf")))
-    columns = tf.random.stateless_categorical(logits, num_samples, generator.next_seed(), dtype=tf.int32)
-    # Rows without candidates draw out of range; keep them indexable until they are dropped.
-    columns = tf.clip_by_value(columns, 0, tf.maximum(tf.shape(mask)[1] - 1, 0))
-    return columns, tf.reduce_any(mask, axis=1)
+    masked = tf.where(mask, log_weights, tf.constant(-float("inf")))
+    row_max = tf.reduce_max(masked, axis=1, keepdims=True)
+    row_max = tf.where(tf.math.is_finite(row_max), row_max, 0.0)
+    weights = tf.where(mask, tf.exp(masked - row_max), 0.0)
+    num_columns = tf.shape(mask)[1]
+    last = num_columns - 1 - tf.argmax(tf.reverse(tf.cast(mask, tf.int32), axis=[1]), axis=1, output_type=tf.int32)
+    return RowDistributions(tf.cumsum(weights, axis=1), last, tf.reduce_any(mask, axis=1))
+
+
+def sample_columns(generator, log_weights, mask, num_samples):
+    """Per row ``i``, ``num_samples`` draws (with replacement) of a column ``j`` with
+    ``Pr(j) ∝ exp(log_weights[i, j])`` over the columns where ``mask[i]`` is true
+    (see :func:`row_distributions`); the uniforms come from ``generator``, so draws are
+    reproducible. Costs ``rows × num_samples × cols``: for few draws per row.
+
+    Returns:
+        ``(columns, has_candidates)``: int32 ``(rows, num_samples)`` and bool
+        ``(rows,)``. Draws of rows without candidates are in range but meaningless.
+    """
+    distributions = row_distributions(log_weights, mask)
+    rows = tf.shape(distributions.cumulative)[0]
+    return distributions.draw(generator.uniform(tf.stack([rows, num_samples]))), distributions.has_candidates
 
 
 def sample_column(generator, log_weights, mask):
@@ -72,20 +105,21 @@ def sample_column(generator, log_weights, mask):
 
 
 def all_positive_pairs(positive_mask):
-    """Wu's construction: every ordered pair ``(a, p)`` with ``positive_mask[a, p]``."""
-    pairs = tf.cast(tf.where(positive_mask), tf.int32)
-    anchors, positives = pairs[:, 0], pairs[:, 1]
-    counts = tf.reduce_sum(tf.cast(positive_mask, tf.int32), axis=1)
-    first_of_anchor = tf.cumsum(counts, exclusive=True)
-    slots = tf.range(tf.shape(anchors)[0]) - tf.gather(first_of_anchor, anchors)
-    return AnchorTuples(anchors, positives, slots, tf.reduce_max(tf.concat([counts, [0]], axis=0)))
+    """Wu's construction: a cell per ``(a, p)``, valid where ``positive_mask[a, p]``."""
+    batch_size = tf.shape(positive_mask)[0]
+    positives = tf.broadcast_to(tf.range(batch_size)[tf.newaxis, :], tf.shape(positive_mask))
+    counts = tf.cast(positive_mask, tf.int32)
+    slot_index = tf.cumsum(counts, axis=1, exclusive=True)
+    num_slots = tf.reduce_max(tf.concat([tf.reduce_sum(counts, axis=1), [0]], axis=0))
+    return AnchorTuples(positives, positive_mask, slot_index, num_slots)
 
 
 def one_positive_per_anchor(generator, positive_mask):
-    """Roth's construction: each anchor with a positive, with one uniformly drawn positive."""
+    """Roth's construction: a cell per anchor, valid where it has a positive, with one uniformly drawn positive."""
     positives, has_positive = sample_column(generator, 0.0, positive_mask)
-    anchors = tf.cast(tf.where(has_positive)[:, 0], tf.int32)
-    return AnchorTuples(anchors, tf.gather(positives, anchors), tf.zeros_like(anchors), tf.constant(1))
+    return AnchorTuples(
+        positives[:, tf.newaxis], has_positive[:, tf.newaxis], tf.zeros_like(positives)[:, tf.newaxis], tf.constant(1)
+    )
 
 
 def construct(construction, generator, positive_mask):
@@ -95,27 +129,33 @@ def construct(construction, generator, positive_mask):
     return one_positive_per_anchor(generator, positive_mask)
 
 
-def tuple_grid_index(tuples):
-    """``(T, 2)`` indices of the tuples' cells on the ``(batch, width)`` slot grid."""
-    return tf.stack([tuples.anchors, tuples.slots], axis=1)
+def fill_slots(tuples, seed, choose):
+    """Column grid ``(batch, slots)``: cell ``(a, c)`` gets ``choose(k, seed_k)[a]`` for its slot number ``k``.
 
+    ``choose`` maps a slot number and its own stateless seed to one int32 column per
+    anchor. The loop runs ``tuples.num_slots`` times with loop-invariant shapes, which XLA
+    compiles (a data-dependent ``tf.range`` would not).
+    """
 
-def scatter_to_grid(tuples, values, num_rows, fill):
-    """Per-tuple ``values`` laid out on the ``(num_rows, width)`` grid; empty cells hold ``fill``."""
-    shape = tf.stack([num_rows, tuples.width])
-    grid = tf.fill(shape, tf.cast(fill, values.dtype))
-    return tf.tensor_scatter_nd_update(grid, tuple_grid_index(tuples), values)
+    def body(slot, grid):
+        chosen = choose(slot, tf.random.experimental.stateless_fold_in(seed, slot))
+        return slot + 1, tf.where(tf.equal(tuples.slot_index, slot), chosen[:, tf.newaxis], grid)
 
-
-def gather_from_grid(tuples, grid):
-    """Per-tuple values read back from a ``(batch, width)`` grid."""
-    return tf.gather_nd(grid, tuple_grid_index(tuples))
-
-
-def keep_tuples(tuples, negatives, keep):
-    """The :class:`~tfdml.mining.base.Triplets` ``(anchors, positives, negatives)`` where ``keep``."""
-    return Triplets(
-        tf.boolean_mask(tuples.anchors, keep),
-        tf.boolean_mask(tuples.positives, keep),
-        tf.boolean_mask(negatives, keep),
+    _, grid = tf.while_loop(
+        lambda slot, _: slot < tuples.num_slots, body, (tf.constant(0), tf.zeros_like(tuples.slot_index))
     )
+    return grid
+
+
+def slot_values(tuples, grid, slot):
+    """``(batch,)``: per anchor, ``grid``'s value in the valid cell of slot number ``slot`` (0 if none)."""
+    cells = tf.logical_and(tuples.valid, tf.equal(tuples.slot_index, slot))
+    return tf.reduce_sum(tf.where(cells, grid, tf.zeros_like(grid)), axis=1)
+
+
+def grid_triplets(tuples, negatives, keep):
+    """Flat :class:`~tfdml.mining.base.MaskedTriplets` of the grid, valid where the cell is and ``keep[anchor]``."""
+    shape = tf.shape(tuples.positives)
+    anchors = tf.broadcast_to(tf.range(shape[0])[:, tf.newaxis], shape)
+    valid = tf.logical_and(tuples.valid, keep[:, tf.newaxis])
+    return MaskedTriplets(*(tf.reshape(t, [-1]) for t in (anchors, tuples.positives, negatives, valid)))

@@ -38,6 +38,8 @@ DEFAULTS = {
     "epochs": 20,
     "steps_per_epoch": None,
     "run_dir": "runs",
+    # XLA for the training step: auto (Keras: on with one GPU, off on CPU or under tf.distribute), true, false.
+    "jit_compile": "auto",
     "data": {
         "name": "digits",
         "root": None,
@@ -186,6 +188,8 @@ def _check_types(config, defaults=DEFAULTS, path=""):
             if key_path not in OPEN_SECTIONS:
                 _check_types(value, default, key_path + ".")
             continue
+        if key_path == "jit_compile":
+            continue  # auto / true / false: checked by value in validate()
         kind, nullable = _expected_types(key_path, default)
         if value is None and nullable:
             continue
@@ -268,6 +272,8 @@ def validate(config):
         raise ConfigError(
             f"sampler.batch_size={batch} must be divisible by sampler.samples_per_class={spc} (a positive integer)."
         )
+    if config["jit_compile"] not in ("auto", True, False):
+        raise ConfigError(f"jit_compile must be auto, true or false; got {config['jit_compile']!r}.")
     for key in ("epochs",):
         if not isinstance(config[key], int) or config[key] <= 0:
             raise ConfigError(f"{key} must be a positive integer; got {config[key]!r}.")

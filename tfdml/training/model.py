@@ -29,6 +29,22 @@ import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss, ParametricDMLLoss
 
+JIT_COMPILE_CHOICES = ("auto", True, False)
+
+
+def resolve_jit_compile(value):
+    """The ``jit_compile`` recipe key as Keras' ``compile`` takes it: ``"auto"``, ``True`` or ``False``.
+
+    ``"auto"`` is Keras' rule (XLA on when a GPU is visible and no distribution strategy
+    is active); every tfdml loss and miner compiles under XLA, so any choice is safe.
+    The strings ``"true"``/``"false"`` (any case) are accepted for command-line overrides.
+    """
+    if isinstance(value, str) and value.lower() in ("auto", "true", "false"):
+        return {"auto": "auto", "true": True, "false": False}[value.lower()]
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"jit_compile must be one of auto, true, false; got {value!r}.")
+
 
 def all_gather_by_sum(context, values):
     """Concatenate each replica's ``values`` (equal shapes) in replica order, by an all-reduce.
@@ -86,7 +102,9 @@ class MetricLearningModel(keras.Model):
 
     def compile(self, optimizer="adam", loss_optimizer=None, **kwargs):
         """``optimizer`` trains the embedding model; ``loss_optimizer`` (default: Adam at the loss's
-        own learning rate, no weight decay) trains the loss parameters."""
+        own learning rate, no weight decay) trains the loss parameters. Other arguments go to
+        ``keras.Model.compile``; ``jit_compile`` (default ``"auto"``: XLA on a single GPU)
+        works with every tfdml loss and miner."""
         if "loss" in kwargs:
             raise ValueError("MetricLearningModel takes its loss in the constructor, not in compile().")
         super().compile(optimizer=optimizer, **kwargs)

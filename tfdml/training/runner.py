@@ -33,7 +33,7 @@ from tfdml.index import GalleryIndex
 from tfdml.io import save_file_atomically, write_file_atomically
 from tfdml.models import build_embedding_model
 from tfdml.training.config import ConfigError, dump_config, read_config
-from tfdml.training.model import MetricLearningModel
+from tfdml.training.model import MetricLearningModel, resolve_jit_compile
 
 
 class EpochJSONLogger(keras.callbacks.Callback):
@@ -398,7 +398,7 @@ class Setup:
             )
             self.loss = build_loss(config, num_classes=int(self.train_data.labels.max()) + 1, num_images=len(self.train_data))
             self.model = MetricLearningModel(self.embedder, self.loss)
-            self.model.compile(optimizer=build_optimizer(config))
+            self.model.compile(optimizer=build_optimizer(config), jit_compile=resolve_jit_compile(config["jit_compile"]))
 
     def training_batches(self, start=0):
         """The (distributed) training batches from the ``start``-th batch of the run on: a resumed run
