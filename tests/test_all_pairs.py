@@ -9,7 +9,12 @@ import tensorflow as tf
 
 from tests.reference_tuple import distance_matrix
 from tfdml.losses import ContrastiveLoss, MarginLoss, MultiSimilarityLoss
-from tfdml.losses.pairs import contrastive_all_pairs, margin_loss_all_pairs, multi_similarity_all_pairs
+from tfdml.losses.pairs import (
+    batch_distances,
+    contrastive_all_pairs,
+    margin_loss_all_pairs,
+    multi_similarity_all_pairs,
+)
 from tfdml.mining import DistanceWeightedMiner
 
 
@@ -68,6 +73,24 @@ def batch(rng, num_classes=4, per_class=3, dim=8, dtype=np.float32):
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     labels = rng.permutation(np.repeat(np.arange(num_classes), per_class)).astype(np.int32)
     return x.astype(dtype), labels
+
+
+def test_batch_distances_and_their_hand_written_gradient(rng):
+    x = rng.normal(size=(6, 3))
+    x[4] = x[1]  # a zero distance off the diagonal: subgradient 0
+    weights = tf.constant(rng.normal(size=(6, 6)))
+    np.testing.assert_allclose(batch_distances(tf.constant(x)).numpy(), distance_matrix(x), atol=1e-7)
+    assert np.all(np.diag(batch_distances(tf.constant(x)).numpy()) == 0.0)
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda e: tf.reduce_sum(weights * batch_distances(e)), [tf.constant(x + 1e-3 * np.eye(6, 3))]
+    )
+    np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-5, atol=1e-6)
+    with tf.GradientTape() as tape:
+        variable = tf.constant(x)
+        tape.watch(variable)
+        value = tf.reduce_sum(weights * batch_distances(variable))
+    gradient = tape.gradient(value, variable).numpy()
+    assert np.all(np.isfinite(gradient))
 
 
 @pytest.mark.parametrize("average", ["pairs", "nonzero"])
