@@ -70,16 +70,23 @@ def batch_distances(embeddings):
 
 
 def count_active(terms):
-    """Number of positive entries of the non-negative ``terms``, as a float without gradient."""
-    return tf.reduce_sum(tf.sign(tf.stop_gradient(terms)))
+    """Number of positive entries of ``terms``, as a float without gradient."""
+    return tf.reduce_sum(tf.stop_gradient(tf.cast(terms > 0.0, terms.dtype)))
+
+
+def without_diagonal(matrix):
+    """``matrix`` with its diagonal (the self-pairs) set to 0 (``False``).
+
+    Cheaper under XLA than a mask built from ``tf.eye``.
+    """
+    return tf.linalg.set_diag(matrix, tf.zeros_like(matrix[:, 0]))
 
 
 def pair_masks(labels):
-    """``(same, other)``: boolean ``(b, b)`` masks of the ordered positive pairs (same label, ``i ≠ j``)
-    and negative pairs (different labels)."""
+    """``(positives, negatives)``: boolean ``(b, b)`` masks of the ordered positive pairs (same label,
+    ``i ≠ j``) and negative pairs (different labels)."""
     same = same_label_mask(labels)
-    not_self = tf.logical_not(tf.eye(tf.shape(same)[0], dtype=tf.bool))
-    return tf.logical_and(same, not_self), tf.logical_not(same)
+    return without_diagonal(same), tf.logical_not(same)
 
 
 def contrastive_all_pairs(labels, embeddings, margin=1.0, positive_margin=0.0, average="pairs"):
@@ -101,17 +108,20 @@ def contrastive_all_pairs(labels, embeddings, margin=1.0, positive_margin=0.0, a
         raise ValueError(f"contrastive_all_pairs: average must be one of {AVERAGES}; got {average!r}.")
     embeddings = tf.convert_to_tensor(embeddings)
     distances = batch_distances(embeddings)
-    positives, negatives = pair_masks(labels)
-    zero = tf.zeros_like(distances)
-    positive_terms = tf.where(positives, tf.nn.relu(distances - positive_margin), zero)
-    negative_terms = tf.where(negatives, tf.nn.relu(margin - distances), zero)
+    same = same_label_mask(labels)
+    positive_terms = tf.nn.relu(distances - positive_margin)
+    negative_terms = tf.nn.relu(margin - distances)
     if average == "pairs":
+        terms = without_diagonal(tf.where(same, positive_terms, negative_terms))
         num_pairs = tf.cast(tf.size(distances) - tf.shape(distances)[0], distances.dtype)
-        loss = tf.math.divide_no_nan(tf.reduce_sum(positive_terms + negative_terms), num_pairs)
+        loss = tf.math.divide_no_nan(tf.reduce_sum(terms), num_pairs)
     else:
-        loss = tf.math.divide_no_nan(
-            tf.reduce_sum(positive_terms), count_active(positive_terms)
-        ) + tf.math.divide_no_nan(tf.reduce_sum(negative_terms), count_active(negative_terms))
+        zero = tf.zeros_like(distances)
+        positive_terms = without_diagonal(tf.where(same, positive_terms, zero))
+        negative_terms = tf.where(same, zero, negative_terms)
+        loss = tf.math.divide_no_nan(tf.reduce_sum(positive_terms), count_active(positive_terms)) + (
+            tf.math.divide_no_nan(tf.reduce_sum(negative_terms), count_active(negative_terms))
+        )
     return nan_unless_finite(loss, embeddings)
 
 
@@ -133,10 +143,8 @@ def margin_loss_all_pairs(labels, embeddings, beta=1.2, margin=0.2, nu=0.0):
     embeddings = tf.convert_to_tensor(embeddings)
     distances = batch_distances(embeddings)
     beta = tf.broadcast_to(tf.cast(beta, distances.dtype), tf.shape(distances)[:1])
-    positives, negatives = pair_masks(labels)
     offset = distances - beta[:, tf.newaxis]
-    signed = tf.where(positives, offset, -offset)
-    terms = tf.where(tf.logical_or(positives, negatives), tf.nn.relu(margin + signed), tf.zeros_like(signed))
+    terms = without_diagonal(tf.nn.relu(margin + tf.where(same_label_mask(labels), offset, -offset)))
     pairs_per_anchor = tf.cast(tf.shape(distances)[0] - 1, distances.dtype)
     total = tf.reduce_sum(terms) + nu * pairs_per_anchor * tf.reduce_sum(beta)
     loss = tf.math.divide_no_nan(total, count_active(terms))
