@@ -2,16 +2,15 @@
 
 Roth et al. (2020) and pytorch-metric-learning define the contrastive loss without a
 miner on *all* pairs of the batch: every ordered pair ``(i, j)``, ``i ≠ j``, is a
-positive pair when ``y_i = y_j`` and a negative pair otherwise. Mining them as tuples
-would gather ``O(b²)`` rows of ``d`` floats (and the tuple losses' gathers cost
-``O(b² · d)`` memory, ~18 GB at ``b = 2048``); here each loss is a few element-wise
-operations on the ``b × b`` matrix next to one Gram matrix, so memory stays
-``O(b²)``, shapes are static and every function compiles under XLA
-(``tf.function(jit_compile=True)``).
+positive pair when ``y_i = y_j`` and a negative pair otherwise. Fed to a tuple loss
+as mined tuples, that is ``O(b²)`` gathers of ``d`` floats each (~18 GB at
+``b = 2048``); here each loss is a few element-wise operations on the ``b × b``
+matrix next to one Gram matrix, so memory stays ``O(b²)``, shapes are static and
+every function compiles under XLA (``tf.function(jit_compile=True)``).
 
 The functions take int labels ``(b,)`` and float embeddings ``(b, d)`` and return a
-scalar. Non-finite embeddings give a NaN loss: the masked square root of the
-distance matrix would otherwise turn a NaN distance into 0 and hide it.
+scalar. Non-finite embeddings give a NaN loss: the clamps of the distance matrix
+(``relu``, a masked square root) could otherwise turn a NaN into 0 and hide it.
 
 The Keras losses use them with ``pairs="all"``:
 ``ContrastiveLoss(pairs="all")``, ``MarginLoss(pairs="all")`` and
