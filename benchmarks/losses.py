@@ -251,6 +251,13 @@ def memory_worker(case, batch_size):
     print(json.dumps({"baseline_gib": baseline_kib / 2**20, "peak_gib": peak_kib / 2**20}), flush=True)
 
 
+def peer_missing(theirs):
+    """Why a peer row has no time: its worker died before it ("not run"), it failed, or PML lacks the case."""
+    if not theirs:
+        return "not run"
+    return "failed" if "error" in theirs else "n/a"
+
+
 def print_row(case, batch_size, mine, theirs, skip_peer):
     plain, xla = mine.get("plain"), mine.get("xla")
     proxy = min(mine["proxy"], mine["proxy_xla"]) if "proxy" in mine else None
@@ -266,7 +273,7 @@ def print_row(case, batch_size, mine, theirs, skip_peer):
         cell(xla / plain if xla and plain else None, "11.2f"),
         cell(plain / proxy if plain and proxy else None, "11.2f"),
         cell(xla / proxy if xla and proxy else None, "11.2f"),
-        cell(peer_ms, missing="skipped" if skip_peer else ("failed" if "error" in theirs else "n/a")),
+        cell(peer_ms, missing="skipped" if skip_peer else peer_missing(theirs)),
         cell(best / peer_ms if peer_ms and best < float("inf") else None, "11.2f"),
     ]
     limit = ALL_PAIRS_PROXY_TARGET if case.startswith("contrastive+all-pairs") else PROXY_TARGET
