@@ -1,31 +1,45 @@
-"""Forward+backward time of tfdml's tuple losses next to pytorch-metric-learning, and peak memory.
+"""Forward+backward time of tfdml's pair and tuple losses, with and without XLA, against a limit proxy
+and pytorch-metric-learning, and peak memory.
 
 Every (library, batch size) pair runs in its own subprocess on the same inputs:
 L2-normalised Gaussian embeddings of dimension 128, 4 samples per class, labels
 shuffled, one fixed seed. A step is loss + gradient w.r.t. the embeddings
-(``tf.function`` for tfdml, eager autograd for the peer), the median over
-``--repeats`` steps after two warm-up steps, both libraries on the same number
-of CPU threads. The peer runs with ``OMP_WAIT_POLICY=PASSIVE``: on a shared
+(``tf.function`` for tfdml, eager autograd for the peer), both libraries on the same
+number of CPU threads. The peer runs with ``OMP_WAIT_POLICY=PASSIVE``: on a shared
 machine OpenMP's spin-waiting otherwise slows torch down 10–100×. Peer runs are
 capped at ``--peer-memory-gib`` of address space so that a ``b³`` triplet mask
 fails cleanly instead of exhausting the machine.
 
+Each tfdml case is timed without XLA and with ``jit_compile=True`` ("xla"), in turn
+with the limit proxy in both modes (``timing.limit_proxy``: the ``b × b`` Gram matrix
+of the normalised embeddings, one ReLU, a sum, and its gradient — the least any
+pair-based loss must do), for ``--repeats`` rounds after two warm-up rounds; times
+are medians. ``/proxy`` is the case's time over the proxy's faster mode, measured in
+the same rounds, so it holds on a shared machine where absolute times do not. A case
+that XLA cannot compile prints "does not compile" in its xla column.
+
+``*/all-pairs`` cases use every pair of the batch on the ``b × b`` matrix
+(:mod:`tfdml.losses.pairs`); their peer is PML's loss without a miner (all pairs).
+``contrastive+all-pairs/nonzero`` has PML's normalisation (``AvgNonZeroReducer``) and
+``multi-similarity+all-pairs`` PML's definition: for these the script also checks that
+both libraries give the same loss value.
+
 Peak memory is the max RSS (``resource.getrusage``) of a fresh subprocess that
-runs one tfdml step of triplet + semi-hard at ``b = 4096``; TensorFlow's own
-memory counters do not work on CPU.
+runs one tfdml step (without XLA) at ``b = 4096``; TensorFlow's own memory counters
+do not work on CPU.
 
-Usage:  python benchmarks/losses.py [--batch-sizes 128 512 2048] [--repeats 5]
+Usage:  python benchmarks/losses.py [--sizes 512 2048 4096] [--repeats 5] [--cases ...] [--skip-peer]
 """
-
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
 
 import numpy as np
-from timing import loss_and_gradient, run_times
+from timing import interleaved_times, limit_proxy, loss_and_gradient
 
 DIM = 128
 SAMPLES_PER_CLASS = 4
@@ -36,9 +50,17 @@ CASES = (
     "multi-similarity",
     "triplet+batch-hard",
     "quadruplet+distance-weighted",
+    "contrastive+all-pairs",
+    "contrastive+all-pairs/nonzero",
+    "margin+all-pairs",
+    "multi-similarity+all-pairs",
     "triplet+semi-hard",  # last: the peer's b³ triplet mask may exhaust its memory cap
 )
 TARGET_CASES = ("margin+distance-weighted", "triplet+semi-hard", "multi-similarity", "contrastive+distance-weighted")
+# Cases whose peer computes the same loss value (checked, not only timed).
+SAME_VALUE_AS_PEER = ("contrastive+all-pairs/nonzero", "multi-similarity+all-pairs")
+PROXY_TARGET = 2.5  # every case in its faster mode at b = 2048 and 4096 (issue 15)
+ALL_PAIRS_PROXY_TARGET = 3.0  # all-pairs contrastive at b = 2048, which must also be <= 1x PML
 
 
 def make_batch(batch_size, seed=0):
@@ -52,6 +74,7 @@ def make_batch(batch_size, seed=0):
 def tfdml_loss(case):
     import tfdml.losses as losses
     import tfdml.mining as mining
+    from tfdml.losses.pairs import contrastive_all_pairs
 
     return {
         "margin+distance-weighted": lambda: losses.MarginLoss(miner=mining.DistanceWeightedMiner(seed=0)),
@@ -61,6 +84,10 @@ def tfdml_loss(case):
         "triplet+batch-hard": lambda: losses.TripletLoss(miner=mining.BatchHardMiner()),
         "quadruplet+distance-weighted": lambda: losses.QuadrupletLoss(miner=mining.DistanceWeightedMiner(seed=0)),
         "triplet+semi-hard": lambda: losses.TripletLoss(miner=mining.SemiHardMiner(seed=0)),
+        "contrastive+all-pairs": lambda: losses.ContrastiveLoss(pairs="all"),
+        "contrastive+all-pairs/nonzero": lambda: lambda y, x: contrastive_all_pairs(y, x, average="nonzero"),
+        "margin+all-pairs": lambda: losses.MarginLoss(pairs="all"),
+        "multi-similarity+all-pairs": lambda: losses.MultiSimilarityLoss(pairs="all"),
     }[case]()
 
 
@@ -91,17 +118,23 @@ def peer_loss(case):
             losses.TripletMarginLoss(margin=0.2),
             miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard"),
         ),
+        # PML without a miner: all pairs, each side averaged over its non-zero terms.
+        "contrastive+all-pairs": lambda: (losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0), None),
+        "contrastive+all-pairs/nonzero": lambda: (losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0), None),
+        # PML's MarginLoss without a miner uses all b³ triplets, not all pairs: another loss.
+        "margin+all-pairs": lambda: None,
+        "multi-similarity+all-pairs": lambda: (losses.MultiSimilarityLoss(alpha=2.0, beta=40.0, base=0.5), None),
     }[case]()
 
 
-def median_ms(step, repeats):
-    return 1000.0 * float(np.median(run_times(step, repeats)))
+def median_ms(times):
+    return 1000.0 * float(np.median(times))
 
 
-def tfdml_step(case, embeddings, labels):
+def tfdml_step(case, embeddings, labels, jit_compile=False):
     import tensorflow as tf
 
-    value_and_gradient = loss_and_gradient(tfdml_loss(case))
+    value_and_gradient = loss_and_gradient(tfdml_loss(case), jit_compile=jit_compile)
     embeddings, labels = tf.constant(embeddings), tf.constant(labels)
 
     def step():
@@ -109,6 +142,14 @@ def tfdml_step(case, embeddings, labels):
         return float(value), tf.convert_to_tensor(gradient).numpy()
 
     return step
+
+
+def proxy_step(embeddings, labels, jit_compile):
+    import tensorflow as tf
+
+    value_and_gradient = loss_and_gradient(limit_proxy, jit_compile=jit_compile)
+    embeddings, labels = tf.constant(embeddings), tf.constant(labels)
+    return lambda: value_and_gradient(labels, embeddings)[1].numpy()
 
 
 def peer_step(case, embeddings, labels):
@@ -123,11 +164,64 @@ def peer_step(case, embeddings, labels):
 
     def step():
         embeddings.grad = None
-        value = loss(embeddings, labels, miner(embeddings, labels))
+        value = loss(embeddings, labels, None if miner is None else miner(embeddings, labels))
         value.backward()
         return value.item()
 
     return step
+
+
+def first_line(error):
+    """A one-line summary of ``error``; for XLA, the ops it could not compile."""
+    text = str(error)
+    ops = sorted(set(re.findall(r"No registered '(\w+)' OpKernel for XLA", text)))
+    if ops:
+        return f"{type(error).__name__}: no XLA kernel for {', '.join(ops)}"
+    return f"{type(error).__name__}: {(text.strip().splitlines() or [''])[0][:100]}"
+
+
+def compiled_or_error(make_step):
+    """``(step, None)`` after one call that compiles it, or ``(None, message)`` when it does not compile."""
+    try:
+        step = make_step()
+        step()
+        return step, None
+    except Exception as error:  # XLA reports an op it cannot compile with several error types
+        return None, first_line(error)
+
+
+def tfdml_worker(batch_size, repeats, cases):
+    """Per case: proxy and case, without and with XLA, timed in turn; one JSON line per case."""
+    embeddings, labels = make_batch(batch_size)
+    proxies = {"proxy": proxy_step(embeddings, labels, False), "proxy_xla": proxy_step(embeddings, labels, True)}
+    for case in cases:
+        runs, result = dict(proxies), {}
+        try:
+            runs["plain"] = tfdml_step(case, embeddings, labels)
+            result["value"] = runs["plain"]()[0]
+        except (MemoryError, RuntimeError) as error:
+            result["error"] = first_line(error)
+            runs.pop("plain", None)
+        xla, result["xla_error"] = compiled_or_error(lambda: tfdml_step(case, embeddings, labels, jit_compile=True))
+        if xla is not None:
+            runs["xla"] = xla
+        times = interleaved_times(runs, repeats)
+        result.update({name: median_ms(values) for name, values in times.items()})
+        print(json.dumps({"case": case, **result}), flush=True)
+
+
+def peer_worker(batch_size, repeats, cases):
+    embeddings, labels = make_batch(batch_size)
+    for case in cases:
+        try:
+            step = peer_step(case, embeddings, labels)
+            if step is None:
+                result = {}
+            else:
+                result = {"value": step(), "ms": median_ms(interleaved_times({"": step}, repeats)[""])}
+        except (MemoryError, RuntimeError) as error:  # torch reports a failed allocation as RuntimeError
+            result = {"error": first_line(error)}
+        print(json.dumps({"case": case, **result}), flush=True)
 
 
 def worker(library, batch_size, repeats, threads, cases):
@@ -138,20 +232,12 @@ def worker(library, batch_size, repeats, threads, cases):
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-        make_step = tfdml_step
+        tfdml_worker(batch_size, repeats, cases)
     else:
         import torch
 
         torch.set_num_threads(threads)
-        make_step = peer_step
-    embeddings, labels = make_batch(batch_size)
-    for case in cases:
-        try:
-            step = make_step(case, embeddings, labels)
-            result = {"ms": None if step is None else median_ms(step, repeats)}
-        except (MemoryError, RuntimeError) as error:  # torch reports a failed allocation as RuntimeError
-            result = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"}
-        print(json.dumps({"case": case, **result}), flush=True)
+        peer_worker(batch_size, repeats, cases)
 
 
 def memory_worker(case, batch_size):
@@ -163,6 +249,43 @@ def memory_worker(case, batch_size):
     tfdml_step(case, *make_batch(batch_size))()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"baseline_gib": baseline_kib / 2**20, "peak_gib": peak_kib / 2**20}), flush=True)
+
+
+def peer_missing(theirs):
+    """Why a peer row has no time: its worker died before it ("not run"), it failed, or PML lacks the case."""
+    if not theirs:
+        return "not run"
+    return "failed" if "error" in theirs else "n/a"
+
+
+def print_row(case, batch_size, mine, theirs, skip_peer):
+    plain, xla = mine.get("plain"), mine.get("xla")
+    proxy = min(mine["proxy"], mine["proxy_xla"]) if "proxy" in mine else None
+    best = min(t for t in (plain, xla, float("inf")) if t is not None)
+    peer_ms = theirs.get("ms")
+
+    def cell(value, fmt="11.1f", missing="-"):
+        return f"{value:{fmt}}" if value is not None else f"{missing:>11s}"
+
+    cells = [
+        cell(plain, missing="failed"),
+        cell(xla, missing="no compile"),
+        cell(xla / plain if xla and plain else None, "11.2f"),
+        cell(plain / proxy if plain and proxy else None, "11.2f"),
+        cell(xla / proxy if xla and proxy else None, "11.2f"),
+        cell(peer_ms, missing="skipped" if skip_peer else peer_missing(theirs)),
+        cell(best / peer_ms if peer_ms and best < float("inf") else None, "11.2f"),
+    ]
+    limit = ALL_PAIRS_PROXY_TARGET if case.startswith("contrastive+all-pairs") else PROXY_TARGET
+    target = " *" if batch_size >= 2048 and proxy and best / proxy > limit else ""
+    print(f"{case:32s} {batch_size:6d} " + " ".join(cells) + target, flush=True)
+    if mine.get("xla_error"):
+        print(f"    xla: does not compile ({mine['xla_error']})")
+    for note in (mine.get("error"), theirs.get("error")):
+        if note:
+            print(f"    {note}")
+    if case in SAME_VALUE_AS_PEER and "value" in mine and "value" in theirs:
+        print(f"    same loss as pml: tfdml {mine['value']:.6f}, pml {theirs['value']:.6f}")
 
 
 def run_worker(args, memory_cap_gib=None, env=None):
@@ -187,13 +310,14 @@ def run_worker(args, memory_cap_gib=None, env=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512, 2048])
+    parser.add_argument("--sizes", "--batch-sizes", dest="batch_sizes", type=int, nargs="+", default=[512, 2048, 4096])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     parser.add_argument("--peer-memory-gib", type=float, default=8.0)
     parser.add_argument("--memory-batch-size", type=int, default=4096)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-peer", action="store_true", help="do not time pytorch-metric-learning")
     parser.add_argument("--worker", nargs=2, metavar=("LIBRARY", "BATCH"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", nargs=2, metavar=("CASE", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -206,41 +330,42 @@ def main():
         return
 
     print(
-        f"# dim={DIM}, {SAMPLES_PER_CLASS} samples/class, {args.threads} CPU threads, median of {args.repeats} steps (ms)"
+        f"# dim={DIM}, {SAMPLES_PER_CLASS} samples/class, {args.threads} CPU threads, median of {args.repeats} "
+        "rounds (ms); /proxy = time / limit proxy (faster mode) in the same rounds; xla/plain = XLA time / non-XLA"
     )
-    print(f"{'case':32s} {'batch':>6s} {'tfdml':>10s} {'pml':>10s} {'ratio':>7s}")
+    header = ("case", "batch", "plain", "xla", "xla/plain", "plain/proxy", "xla/proxy", "pml", "best/pml")
+    print(f"{header[0]:32s} {header[1]:>6s} " + " ".join(f"{h:>11s}" for h in header[2:]))
     common = ["--repeats", str(args.repeats), "--threads", str(args.threads), "--cases", *args.cases]
     for batch_size in args.batch_sizes:
-        ours = {r["case"]: r for r in run_worker(["--worker", "tfdml", str(batch_size), *common]) if "case" in r}
-        peer_lines = run_worker(
-            ["--worker", "pml", str(batch_size), *common],
-            memory_cap_gib=args.peer_memory_gib,
-            env={"OMP_WAIT_POLICY": "PASSIVE"},
-        )
+        our_lines = run_worker(["--worker", "tfdml", str(batch_size), *common])
+        ours = {r["case"]: r for r in our_lines if "case" in r}
+        peer_lines = []
+        if not args.skip_peer:
+            peer_lines = run_worker(
+                ["--worker", "pml", str(batch_size), *common],
+                memory_cap_gib=args.peer_memory_gib,
+                env={"OMP_WAIT_POLICY": "PASSIVE"},
+            )
         peer = {r["case"]: r for r in peer_lines if "case" in r}
+        proxy_ms = [min(r["proxy"], r["proxy_xla"]) for r in ours.values() if "proxy" in r]
+        if proxy_ms:
+            print(f"{'limit proxy (median over cases)':32s} {batch_size:6d} {float(np.median(proxy_ms)):11.1f}")
         for case in args.cases:
-            mine, theirs = ours.get(case, {}), peer.get(case, {})
-            ms = mine.get("ms")
-            peer_ms = theirs.get("ms")
-            peer_text = (
-                f"{peer_ms:10.1f}" if peer_ms is not None else ("       n/a" if "ms" in theirs else "    failed")
-            )
-            ratio = f"{ms / peer_ms:7.2f}" if ms is not None and peer_ms else "      -"
-            target = " *" if case in TARGET_CASES and batch_size >= 512 else ""
-            print(
-                f"{case:32s} {batch_size:6d} {(f'{ms:10.1f}' if ms is not None else '    failed')} {peer_text} {ratio}{target}",
-                flush=True,
-            )
-            for note in (mine.get("error"), theirs.get("error")):
-                if note:
-                    print(f"    {note}")
+            print_row(case, batch_size, ours.get(case, {}), peer.get(case, {}), args.skip_peer)
+        for line in our_lines:
+            if "exit" in line:
+                print(f"    tfdml {line['exit']}")
         for line in peer_lines:
             if "exit" in line:
                 print(f"    pml {line['exit']} (memory cap {args.peer_memory_gib} GiB)")
-    print("# * target: tfdml ≤ 0.5 × pml at b ≥ 512; 'failed' = out of memory or crashed under the cap")
+    print(
+        f"# * target at b >= 2048: best of plain/xla <= {PROXY_TARGET} x proxy "
+        f"(all-pairs contrastive: <= {ALL_PAIRS_PROXY_TARGET} x proxy and <= 1 x pml); "
+        "'failed' = out of memory or crashed"
+    )
 
     if not args.skip_memory:
-        for case in ("triplet+semi-hard", "margin+distance-weighted"):
+        for case in ("triplet+semi-hard", "margin+distance-weighted", "contrastive+all-pairs"):
             result = run_worker(["--memory-worker", case, str(args.memory_batch_size)])
             if result and "peak_gib" in result[0]:
                 print(

@@ -1,4 +1,4 @@
-"""Shared timing helper for the benchmark scripts (run as ``python benchmarks/<name>.py``)."""
+"""Shared timing helpers for the benchmark scripts (run as ``python benchmarks/<name>.py``)."""
 
 import time
 
@@ -12,6 +12,22 @@ def run_times(run, repeats, warmup=2):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_times(runs, repeats, warmup=2):
+    """Wall-clock seconds of each of ``runs`` (a dict name → callable), called in turn for ``repeats``
+    rounds after ``warmup`` untimed rounds. On a shared machine a load change then hits every run
+    alike, so ratios of their medians hold where their absolute times do not."""
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -29,3 +45,13 @@ def loss_and_gradient(loss, *, jit_compile=False, variables=()):
         return value, tape.gradient(value, [embeddings, *variables] if variables else embeddings)
 
     return step
+
+
+def limit_proxy(labels, embeddings):
+    """The least work of any pair-based loss, the denominator of the loss benchmarks' ratios: the
+    ``b × b`` Gram matrix of the L2-normalised embeddings, one ReLU and a sum (``labels`` unused)."""
+    import tensorflow as tf
+
+    del labels
+    normalized = tf.math.l2_normalize(embeddings, axis=1)
+    return tf.reduce_sum(tf.nn.relu(tf.matmul(normalized, normalized, transpose_b=True)))

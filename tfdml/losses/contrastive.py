@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
 from tfdml.distances import euclidean
+from tfdml.losses.pairs import check_pairs, contrastive_all_pairs
 from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
 from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
@@ -28,6 +29,9 @@ class ContrastiveLoss(DMLLoss):
         miner: a :class:`~tfdml.mining.base.Miner` (default: ``DistanceWeightedMiner()``,
             Roth et al.'s choice; Wu et al. also use random and semi-hard pairs, e.g.
             ``SemiHardMiner(lower_bound=0.5)``).
+        pairs: ``"mined"`` (default: the miner's tuples) or ``"all"``: every ordered pair of
+            the batch, no miner (Roth et al.'s and PML's all-pairs definition), on the
+            ``b × b`` distance matrix (:func:`tfdml.losses.pairs.contrastive_all_pairs`).
 
     Example:
 
@@ -35,13 +39,16 @@ class ContrastiveLoss(DMLLoss):
     >>> model.compile(optimizer="adam", loss=loss)   # y_true: int labels, y_pred: embeddings
     """
 
-    def __init__(self, margin=1.0, positive_margin=0.0, miner=None, name="contrastive_loss", **kwargs):
+    def __init__(self, margin=1.0, positive_margin=0.0, miner=None, pairs="mined", name="contrastive_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.margin = float(margin)
         self.positive_margin = float(positive_margin)
-        self.miner = resolve_miner(miner, DistanceWeightedMiner)
+        self.pairs = check_pairs(pairs, miner)
+        self.miner = None if self.pairs == "all" else resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):
+        if self.pairs == "all":
+            return contrastive_all_pairs(labels, embeddings, self.margin, self.positive_margin)
         triplets = mine_triplets(self.miner, embeddings, labels)
         distances = euclidean(embeddings)
         positive_terms = tf.nn.relu(
@@ -57,4 +64,5 @@ class ContrastiveLoss(DMLLoss):
             "margin": self.margin,
             "positive_margin": self.positive_margin,
             "miner": serialize_miner(self.miner),
+            "pairs": self.pairs,
         }

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tfdml.losses.base import LossParameters, ParametricDMLLoss
 from tfdml.distances import euclidean
+from tfdml.losses.pairs import check_pairs, margin_loss_all_pairs
 from tfdml.losses.tuples import mine_triplets, resolve_miner, tuple_distances
 from tfdml.masks import flatten_labels
 from tfdml.mining.base import serialize_miner
@@ -61,6 +62,9 @@ class MarginLoss(ParametricDMLLoss):
         nu: ``ν`` (default 0.0).
         beta_learning_rate: learning rate of the β variables (default 5e-4, Roth et al.).
         miner: a :class:`~tfdml.mining.base.Miner` (default ``DistanceWeightedMiner()``).
+        pairs: ``"mined"`` (default: the miner's tuples) or ``"all"``: every ordered pair
+            ``(i, j)``, ``i ≠ j``, anchored at ``i``, no miner, on the ``b × b`` distance matrix
+            (:func:`tfdml.losses.pairs.margin_loss_all_pairs`); learnable β work the same.
 
     Example:
 
@@ -82,6 +86,7 @@ class MarginLoss(ParametricDMLLoss):
         nu=0.0,
         beta_learning_rate=5e-4,
         miner=None,
+        pairs="mined",
         name="margin_loss",
         **kwargs,
     ):
@@ -99,7 +104,8 @@ class MarginLoss(ParametricDMLLoss):
         self.num_images = None if num_images is None else int(num_images)
         self.nu = float(nu)
         self.beta_learning_rate = float(beta_learning_rate)
-        self.miner = resolve_miner(miner, DistanceWeightedMiner)
+        self.pairs = check_pairs(pairs, miner)
+        self.miner = None if self.pairs == "all" else resolve_miner(miner, DistanceWeightedMiner)
         self.parameters = LossParameters(self.beta_learning_rate, name=f"{name}_parameters")
         self.global_beta = (
             self.parameters.add_weight(
@@ -164,6 +170,9 @@ class MarginLoss(ParametricDMLLoss):
     def compute(self, labels, embeddings):
         if self.image_beta is not None and self._image_ids is None:
             raise ValueError("MarginLoss(beta_image=True) must be called with y_true of shape (batch, 2).")
+        if self.pairs == "all":
+            beta = self.anchor_betas(labels, tf.range(tf.shape(labels)[0]), embeddings.dtype)
+            return margin_loss_all_pairs(labels, embeddings, beta, self.margin, self.nu)
         triplets = mine_triplets(self.miner, embeddings, labels)
         distances = euclidean(embeddings)
         # Invalid tuples: β 0 and both terms 0, so they add nothing to the sums or to the active count.
@@ -197,4 +206,5 @@ class MarginLoss(ParametricDMLLoss):
             "nu": self.nu,
             "beta_learning_rate": self.beta_learning_rate,
             "miner": serialize_miner(self.miner),
+            "pairs": self.pairs,
         }

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
 from tfdml.losses.npair import log1p_sum_exp
+from tfdml.losses.pairs import check_pairs, multi_similarity_all_pairs
 from tfdml.losses.tuples import resolve_miner
 from tfdml.mining.base import MaskedTriplets, serialize_miner
 from tfdml.mining.multi_similarity import MultiSimilarityMiner, PairMasks
@@ -49,6 +50,9 @@ class MultiSimilarityLoss(DMLLoss):
             negative is kept. Any miner works: one returning
             :class:`~tfdml.mining.multi_similarity.PairMasks` is used as is, one returning
             ``Triplets`` contributes its ``(anchor, positive)``/``(anchor, negative)`` pairs.
+        pairs: ``"mined"`` (default: the miner's pairs) or ``"all"``: every positive and
+            negative pair of the batch, no miner
+            (:func:`tfdml.losses.pairs.multi_similarity_all_pairs`).
         name: name of the loss instance.
 
     Example:
@@ -57,16 +61,21 @@ class MultiSimilarityLoss(DMLLoss):
     >>> loss(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
     """
 
-    def __init__(self, alpha=2.0, beta=40.0, threshold=0.5, miner=None, name="multi_similarity_loss", **kwargs):
+    def __init__(
+        self, alpha=2.0, beta=40.0, threshold=0.5, miner=None, pairs="mined", name="multi_similarity_loss", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
         if alpha <= 0 or beta <= 0:
             raise ValueError(f"MultiSimilarityLoss: alpha and beta must be > 0; got alpha={alpha}, beta={beta}.")
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.threshold = float(threshold)
-        self.miner = resolve_miner(miner, MultiSimilarityMiner)
+        self.pairs = check_pairs(pairs, miner)
+        self.miner = None if self.pairs == "all" else resolve_miner(miner, MultiSimilarityMiner)
 
     def compute(self, labels, embeddings):
+        if self.pairs == "all":
+            return multi_similarity_all_pairs(labels, embeddings, self.alpha, self.beta, self.threshold)
         normalized = tf.math.l2_normalize(embeddings, axis=1)
         similarity = tf.matmul(normalized, normalized, transpose_b=True)
         masks = self.mine(normalized, labels)
@@ -93,4 +102,5 @@ class MultiSimilarityLoss(DMLLoss):
             "beta": self.beta,
             "threshold": self.threshold,
             "miner": serialize_miner(self.miner),
+            "pairs": self.pairs,
         }
