@@ -309,8 +309,8 @@ def test_failed_exports_leave_no_temporary_directories(exported, search_exported
     "override, message",
     [
         ("export.version=0", "export.version must be a positive integer"),
-        ("export.version=1.5", "export.version must be a positive integer"),
-        ("name=a/b", "Model name 'a/b'"),
+        ("export.version=1.5", "export.version must be an integer"),
+        ("name=a/b", "'a/b'"),
         ("export.gallery=/nonexistent/gallery", "export.gallery must be 'test' or an existing image folder"),
         ("export.gallery_k=0", "export.gallery_k must be a positive integer"),
         ("export.max_image_pixels=-1", "export.max_image_pixels must be a positive integer"),
