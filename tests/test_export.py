@@ -322,14 +322,17 @@ def test_export_settings_are_checked_before_training(tmp_path, override, message
     from tfdml.training.config import ConfigError, load_config
 
     (tmp_path / "models" / "digits_margin" / "1").mkdir(parents=True)
-    config = load_config(
-        None, [f"run_dir={tmp_path / 'runs'}", f"export.dir={tmp_path / 'models'}", "export.gallery=test", override]
-    )
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started")
 
     monkeypatch.setattr(runner, "Setup", no_training)
+    # Type errors (a float version, a path as name) are caught when the recipe loads, the rest by train().
     with pytest.raises(ConfigError, match=message):
-        runner.train(config)
+        runner.train(
+            load_config(
+                None,
+                [f"run_dir={tmp_path / 'runs'}", f"export.dir={tmp_path / 'models'}", "export.gallery=test", override],
+            )
+        )
     assert not (tmp_path / "runs").exists()

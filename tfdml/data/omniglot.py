@@ -63,13 +63,7 @@ def omniglot(root, *, split="train", image_size=None, invert=True, validate="dec
     skipped = tuple("/".join(key) for key, ok in zip(keys, readable) if not ok)
     images.report_skipped(f"omniglot/{split}", skipped, len(keys))
 
-    def preprocess(image):
-        if invert:
-            image = 255 - image
-        if image_size is not None:
-            image = tf.image.resize(image, [image_size, image_size], method="area")
-        return image
-
+    preprocess = preprocessing(invert, image_size)
     collection = LabelledImages(
         name="omniglot",
         labels=labels[readable],
@@ -84,6 +78,19 @@ def omniglot(root, *, split="train", image_size=None, invert=True, validate="dec
     name = f"omniglot/{split}"
     indices = class_disjoint_split(collection.labels, split, _count_classes(characters, train_alphabets), "omniglot")
     return collection.subset(indices, name)
+
+
+def preprocessing(invert, image_size):
+    """Omniglot's eval preprocessing of a decoded drawing: strokes made bright, area resize."""
+
+    def preprocess(image):
+        if invert:
+            image = 255 - image
+        if image_size is not None:
+            image = tf.image.resize(image, [image_size, image_size], method="area")
+        return image
+
+    return preprocess
 
 
 def _read_zips(root):

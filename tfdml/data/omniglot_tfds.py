@@ -13,11 +13,11 @@ stored order.
 """
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfdml.data import images
-from tfdml.data.base import LabelledImages, class_disjoint_split
+from tfdml.data.base import EncodedImages, LabelledImages, class_disjoint_split
+from tfdml.data.omniglot import preprocessing
 
 TFDS_SPLITS = ("small1", "small2")
 
@@ -74,20 +74,14 @@ def omniglot_tfds(*, split="train", image_size=None, invert=True, data_dir=None,
     readable = images.decodable(encoded, from_files=False, channels=1, mode=validate)
     skipped = tuple(f"omniglot[{i}]" for i in np.flatnonzero(~readable))
     images.report_skipped(f"omniglot/{split}", skipped, len(encoded))
-    decode = images.decoding(images.bytes_table([e for e, ok in zip(encoded, readable) if ok]), channels=1)
-
-    def load(index):
-        image = decode(index)
-        if invert:
-            image = 255 - image
-        if image_size is not None:
-            image = tf.image.resize(image, [image_size, image_size], method="area")
-        return image
-
     collection = LabelledImages(
         name="omniglot",
         labels=labels[readable],
-        load=load,
+        load=EncodedImages(
+            images.bytes_table([e for e, ok in zip(encoded, readable) if ok]),
+            channels=1,
+            preprocess=preprocessing(invert, image_size),
+        ),
         categories=categories[readable],
         class_names=["/".join(ac) for ac in characters],
         category_names=alphabets,

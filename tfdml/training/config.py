@@ -48,6 +48,11 @@ DEFAULTS = {
         "train_split": "train",
         "test_split": "test",
         "augmentation": None,
+        # Classes held out of the training split for model selection: category/class names or ids, a
+        # count, or a fraction (tfdml.data.hold_out_validation); null: select nothing, keep the last epoch.
+        "validation": None,
+        # Each class rotated by 90/180/270 degrees becomes a new training class (tfdml.data.with_rotations).
+        "rotations": False,
         "params": {},
     },
     "model": {
@@ -69,6 +74,9 @@ DEFAULTS = {
         "every_n_epochs": 5,
         "recall_k": [1, 2, 4, 8],
         "metrics": ["recall_at_k", "map_at_r", "nmi"],
+        # With data.validation: the validation score (a key the evaluation callback logs) whose best
+        # epoch is exported.
+        "select_by": "val_recall_at_1",
     },
     "distribute": {"strategy": "none"},
     "export": {"dir": "models", "version": None, "gallery": None, "gallery_k": 10, "max_image_pixels": 4096 * 4096},
@@ -188,8 +196,8 @@ def _check_types(config, defaults=DEFAULTS, path=""):
             if key_path not in OPEN_SECTIONS:
                 _check_types(value, default, key_path + ".")
             continue
-        if key_path == "jit_compile":
-            continue  # auto / true / false: checked by value in validate()
+        if key_path in ("jit_compile", "data.validation"):
+            continue  # several types: checked by value in validate()
         kind, nullable = _expected_types(key_path, default)
         if value is None and nullable:
             continue
@@ -274,6 +282,17 @@ def validate(config):
         )
     if config["jit_compile"] not in ("auto", True, False):
         raise ConfigError(f"jit_compile must be auto, true or false; got {config['jit_compile']!r}.")
+    holdout = config["data"]["validation"]
+    if not (
+        holdout is None
+        or (isinstance(holdout, list) and holdout)
+        or (isinstance(holdout, int) and not isinstance(holdout, bool) and holdout > 0)
+        or (isinstance(holdout, float) and 0.0 < holdout < 1.0)
+    ):
+        raise ConfigError(
+            "data.validation must be null, a non-empty list of category/class names or ids, a positive count "
+            f"or a fraction in (0, 1); got {holdout!r}."
+        )
     for key in ("epochs",):
         if not isinstance(config[key], int) or config[key] <= 0:
             raise ConfigError(f"{key} must be a positive integer; got {config[key]!r}.")

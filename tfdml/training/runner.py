@@ -153,17 +153,25 @@ class FinishTraining(keras.callbacks.Callback):
     epoch resumes straight to evaluation and export instead of training again.
     """
 
-    def __init__(self, run_dir, embedder):
+    def __init__(self, run_dir, embedder, select_by=None):
+        """``select_by``: a logged validation key; the final weights are then those of its best epoch."""
         super().__init__()
         self.run_dir = run_dir
         self.embedder = embedder
+        self.select_by = select_by
 
     def on_train_end(self, logs=None):
+        done = {"finished": time.time()}
+        if self.select_by:
+            epoch = best_epoch(os.path.join(self.run_dir, "metrics.jsonl"), self.select_by)
+            self.model.load_weights(os.path.join(self.run_dir, CHECKPOINTS.format(epoch=epoch)))
+            done.update(best_epoch=epoch, select_by=self.select_by)
         save_weights_atomically(self.embedder, os.path.join(self.run_dir, FINAL_WEIGHTS))
-        write_file_atomically(os.path.join(self.run_dir, DONE_FILE), json.dumps({"finished": time.time()}))
+        write_file_atomically(os.path.join(self.run_dir, DONE_FILE), json.dumps(done))
 
 
 FINAL_WEIGHTS = "final.weights.h5"
+CHECKPOINTS = os.path.join("checkpoints", "epoch{epoch:03d}.weights.h5")
 DONE_FILE = "done.json"
 # Sections that do not change what is trained: a finished run may be exported again with other settings.
 EXPORT_SECTIONS = ("export",)
@@ -219,6 +227,46 @@ def load_split(config, split):
         image_size=None if data_config["augmentation"] else data_config["image_size"],
         **data_config["params"],
     )
+
+
+def training_classes(config, train):
+    """``(fit, validation)``: the training split less its held-out validation classes (``None``
+    without ``data.validation``), with rotation classes added to ``fit`` only, so that no rotated
+    copy of a validation class is trained on."""
+    data_config = config["data"]
+    validation = None
+    if data_config["validation"] is not None:
+        try:
+            train, validation = tfdml_data.hold_out_validation(train, data_config["validation"], seed=config["seed"])
+        except ValueError as error:
+            raise ConfigError(f"data.validation: {error}") from None
+    if data_config["rotations"]:
+        train = tfdml_data.with_rotations(train)
+    return train, validation
+
+
+def eval_transform(protocol, size):
+    """The eval counterpart of a training augmentation protocol, applied after the reader's own
+    preprocessing: Roth's ``"eval"`` (resize, centre crop) for the cropping protocols; a whole-image
+    area resize for ``"affine"``, whose distortions keep the whole character in view."""
+    if protocol == "affine":
+        return lambda image: tf.image.resize(image, [size, size], method="area")
+    return tfdml_data.augmentation("eval", size=size)
+
+
+def best_epoch(metrics_file, key):
+    """The epoch with the highest ``key`` among the records of ``metrics_file`` (the first on ties)."""
+    records = []
+    if os.path.exists(metrics_file):
+        with open(metrics_file) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    scored = [r for r in records if key in r and np.isfinite(r[key])]
+    if not scored:
+        raise ConfigError(
+            f"evaluation.select_by={key!r}: no epoch in {metrics_file} logged it; name a key the validation "
+            "evaluation logs (e.g. val_recall_at_1) and evaluate at least once (evaluation.every_n_epochs)."
+        )
+    return max(scored, key=lambda r: (r[key], -r["epoch"]))["epoch"]
 
 
 def _construct(module, section, kind, **available):
@@ -360,22 +408,25 @@ class Setup:
         """``splits``: optional already loaded ``(train, test)`` data of this config, to skip reading it again."""
         self.config = config
         strategy = strategy or make_strategy(config["distribute"]["strategy"])
-        self.train_data, self.test_data = splits or (
+        train, self.test_data = splits or (
             load_split(config, config["data"]["train_split"]),
             load_split(config, config["data"]["test_split"]),
         )
+        self.train_data, self.validation_data = training_classes(config, train)
         self.bank = None
         if needs_memory_bank(config):
             self.bank = sampling.MemoryBank(len(self.train_data), config["model"]["embedding_dim"], seed=config["seed"])
         self.sampler = build_sampler(config, self.train_data, self.bank)
         data_config = config["data"]
         preprocess = self.eval_augmentation = None
-        self.eval_data = self.test_data
+        self.eval_data, self.validation_eval_data = self.test_data, self.validation_data
         if data_config["augmentation"]:
             size = data_config["image_size"]
             preprocess = tfdml_data.augmentation(data_config["augmentation"], size=size, seed=config["seed"])
-            self.eval_augmentation = tfdml_data.augmentation("eval", size=size)
+            self.eval_augmentation = eval_transform(data_config["augmentation"], size)
             self.eval_data = self.test_data.preprocessed(self.eval_augmentation)
+            if self.validation_data is not None:
+                self.validation_eval_data = self.validation_data.preprocessed(self.eval_augmentation)
             image_shape = (size, size, data_config["channels"])
         else:
             image_shape = tuple(int(s) for s in self.train_data.load(tf.constant(0, tf.int64)).shape)
@@ -407,14 +458,18 @@ class Setup:
         return distribute_batches(self.strategy, batches, self.sampler.batch_size)
 
     def evaluation_callback(self, every_n_epochs=None):
+        """Logs ``val_*`` scores during training: on the held-out validation classes when the recipe
+        has ``data.validation`` (the test split is then touched once, after training), else on the
+        test split."""
         evaluation_config = self.config["evaluation"]
+        data = self.validation_eval_data if self.validation_data is not None else self.eval_data
         return evaluation.RetrievalEvaluation(
-            self.test_batches(),
+            data.dataset(batch_size=256),
             embedding_model=self.embedder,
             every_n_epochs=every_n_epochs or evaluation_config["every_n_epochs"],
             metrics=evaluation_config["metrics"],
             k=evaluation_config["recall_k"],
-            categories=self.test_data.categories,
+            categories=data.categories,
         )
 
     def sampler_callbacks(self):
@@ -529,11 +584,11 @@ def train(config, verbose=1, callbacks=()):
         run_callbacks = [
             setup.evaluation_callback(),
             EpochJSONLogger(os.path.join(run_dir, "metrics.jsonl")),
-            keras.callbacks.ModelCheckpoint(
-                os.path.join(run_dir, "checkpoints", "epoch{epoch:03d}.weights.h5"), save_weights_only=True
-            ),
+            keras.callbacks.ModelCheckpoint(os.path.join(run_dir, CHECKPOINTS), save_weights_only=True),
             keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
-            FinishTraining(run_dir, setup.embedder),
+            FinishTraining(
+                run_dir, setup.embedder, config["evaluation"]["select_by"] if setup.validation_data else None
+            ),
             AtomicBackupAndRestore(backup_dir, state=external_state(setup.loss)),
             *setup.sampler_callbacks(),
             *callbacks,
@@ -544,6 +599,13 @@ def train(config, verbose=1, callbacks=()):
             shuffle=False, verbose=verbose,
         )
     rows["trained"] = setup.evaluate()
+    if setup.validation_data is not None:
+        with open(os.path.join(run_dir, DONE_FILE)) as f:
+            done = json.load(f)
+        print(
+            f"Model selection on {len(setup.validation_data)} validation images "
+            f"({setup.validation_data.name}): epoch {done['best_epoch']} by {done['select_by']}."
+        )
     if not chief:
         return {"metrics": rows, "export_path": None, "run_dir": run_dir}
     export_path = export_embedder(setup, config)
