@@ -40,10 +40,9 @@ from timing import loss_and_gradient, run_times
 
 from tfdml import data as tfdml_data
 from tfdml import sampling
-from tfdml.models import build_embedding_model
 from tfdml.training import MetricLearningModel
 from tfdml.training.config import load_config
-from tfdml.training.runner import build_loss, build_optimizer, build_sampler, load_split
+from tfdml.training.runner import build_embedder, build_loss, build_optimizer, build_sampler, load_split
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BATCH_SIZE = 64
@@ -92,18 +91,7 @@ def time_recipe(name, omniglot_dir, repeats):
         preprocess = tfdml_data.augmentation(data_config["augmentation"], size=data_config["image_size"], seed=0)
     batches = sampling.batches(train, sampler, preprocess=preprocess)
     images, labels = next(iter(batches))
-    model_config = config["model"]
-    embedder = build_embedding_model(
-        model_config["backbone"],
-        input_shape=tuple(images.shape[1:]),
-        embedding_dim=model_config["embedding_dim"],
-        pooling=model_config["pooling"],
-        normalize=model_config["normalize"],
-        weights=model_config["weights"],
-        freeze_batchnorm=model_config["freeze_batchnorm"],
-        filters=model_config["filters"],
-        blocks=model_config["blocks"],
-    )
+    embedder = build_embedder(config, tuple(images.shape[1:]))
     loss = build_loss(config, num_classes=int(train.labels.max()) + 1, num_images=len(train))
     model = MetricLearningModel(embedder, loss)
     model.compile(optimizer=build_optimizer(config))

@@ -323,6 +323,23 @@ def needs_memory_bank(config):
     return inspect.isclass(cls) and "bank" in inspect.signature(cls).parameters
 
 
+def build_embedder(config, image_shape, synchronized_batchnorm=False):
+    """The recipe's embedding model for images of ``image_shape``."""
+    model_config = config["model"]
+    return build_embedding_model(
+        model_config["backbone"],
+        input_shape=image_shape,
+        embedding_dim=model_config["embedding_dim"],
+        pooling=model_config["pooling"],
+        normalize=model_config["normalize"],
+        weights=model_config["weights"],
+        freeze_batchnorm=model_config["freeze_batchnorm"],
+        filters=model_config["filters"],
+        blocks=model_config["blocks"],
+        synchronized_batchnorm=synchronized_batchnorm,
+    )
+
+
 def build_optimizer(config):
     opt = config["optimizer"]
     name = opt["name"].lower()
@@ -434,19 +451,7 @@ class Setup:
         self.batches = self.training_batches()
         self.steps_per_epoch = config["steps_per_epoch"] or self.sampler.batches_per_epoch
         with strategy.scope():
-            model_config = config["model"]
-            self.embedder = build_embedding_model(
-                model_config["backbone"],
-                input_shape=image_shape,
-                embedding_dim=model_config["embedding_dim"],
-                pooling=model_config["pooling"],
-                normalize=model_config["normalize"],
-                weights=model_config["weights"],
-                freeze_batchnorm=model_config["freeze_batchnorm"],
-                filters=model_config["filters"],
-                blocks=model_config["blocks"],
-                synchronized_batchnorm=strategy.num_replicas_in_sync > 1,
-            )
+            self.embedder = build_embedder(config, image_shape, synchronized_batchnorm=strategy.num_replicas_in_sync > 1)
             self.loss = build_loss(config, num_classes=int(self.train_data.labels.max()) + 1, num_images=len(self.train_data))
             self.model = MetricLearningModel(self.embedder, self.loss)
             self.model.compile(optimizer=build_optimizer(config), jit_compile=resolve_jit_compile(config["jit_compile"]))
