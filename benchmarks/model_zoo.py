@@ -1,0 +1,254 @@
+"""The model zoo: train every shipped recipe, evaluate its export from the outside, write the README table.
+
+Each entry of ``ZOO`` is a recipe under ``pipelines/`` trained with ``train.py``'s own
+``train()`` (run directory ``runs/zoo/<entry>-s<seed>``, export
+``models/zoo/<entry>-s<seed>/1``), one seed per run. The held-out numbers are then taken
+the way a client gets them: ``python -m tfdml.evaluate`` in a fresh process, sending the
+test split's original files through the export's ``serving_bytes`` signature. The raw-pixel
+baseline (the eval-preprocessed test images, flattened) comes from ``train()``'s own table. Wall time is the sum of
+the training epochs' durations (validation included; start-up, the test evaluation and the
+export are not), so a run that was interrupted and resumed is timed as if it had not been.
+
+Results land in ``docs/zoo/<entry>-s<seed>.json`` as runs finish: an interrupted zoo
+resumes where it stopped (and ``train()`` resumes an interrupted run from its last
+epoch). At the end the table between the ``<!-- model-zoo -->`` markers of README.md and
+the validation curves ``docs/zoo/validation_curves.png`` are rewritten from those files.
+
+Usage (all entries, about an hour on 2 cores):
+
+    python benchmarks/model_zoo.py [--entries omniglot_oneshot ...] [--seeds 0 1 2] [--report-only]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from tfdml.io import write_file_atomically  # noqa: E402
+
+OMNIGLOT = os.path.join(REPO, "..", "shared", "data", "omniglot")
+RESULTS = os.path.join(REPO, "docs", "zoo")
+README = os.path.join(REPO, "README.md")
+BEGIN, END = "<!-- model-zoo -->", "<!-- /model-zoo -->"
+FEWSHOT = ("fewshot_20way_1shot_within", "fewshot_5way_1shot", "fewshot_5way_5shot")
+
+# entry: (recipe, training data as the table states it, dataset for tfdml.evaluate, few-shot protocols)
+ZOO = {
+    "digits_margin": ("digits_margin.yaml", "digits 0–4", "digits", ()),
+    "omniglot_margin": ("omniglot_margin.yaml", "Omniglot small1 − Latin (110 characters)", "omniglot", FEWSHOT),
+    "omniglot_fastap": ("omniglot_fastap.yaml", "Omniglot small1 − Latin (110 characters)", "omniglot", FEWSHOT),
+    "omniglot_oneshot": (
+        "omniglot_oneshot.yaml", "Omniglot small1 − Latin, ×4 rotations (440 classes)", "omniglot", FEWSHOT,
+    ),
+    "omniglot_oneshot_all": (
+        "omniglot_oneshot_all.yaml", "all 8 Omniglot alphabets, ×4 rotations (968 classes)", None, (),
+    ),
+}
+DEFAULT_SEEDS = {"digits_margin": (0, 1, 2, 3, 4)}
+
+
+def run_name(entry, seed):
+    return f"{entry}-s{seed}"
+
+
+def result_path(entry, seed):
+    return os.path.join(RESULTS, f"{run_name(entry, seed)}.json")
+
+
+def zoo_config(entry, seed):
+    from tfdml.training.config import load_config
+
+    recipe, _, dataset, _ = ZOO[entry]
+    overrides = [f"seed={seed}", f"name={run_name(entry, seed)}", f"run_dir={os.path.join(REPO, 'runs', 'zoo')}",
+                 f"export.dir={os.path.join(REPO, 'models', 'zoo')}", "export.version=1"]
+    if dataset == "omniglot" or recipe.startswith("omniglot"):
+        overrides.append(f"data.root={os.path.abspath(OMNIGLOT)}")
+    return load_config(os.path.join(REPO, "pipelines", recipe), overrides)
+
+
+def epoch_seconds_callback(path):
+    """A Keras callback keeping ``{epoch: seconds}`` in ``path``, across interruptions."""
+    import keras
+
+    class EpochSeconds(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = {}
+            if os.path.exists(path):
+                with open(path) as f:
+                    seconds = json.load(f)
+            seconds[str(epoch + 1)] = time.perf_counter() - self.started
+            write_file_atomically(path, json.dumps(seconds))
+
+    return EpochSeconds()
+
+
+def train_one(entry, seed):
+    """Train (or resume) one zoo run in this process, a line per epoch; record its outcome in the run dir."""
+    from tfdml.training.runner import train
+
+    config = zoo_config(entry, seed)
+    run_dir = os.path.join(config["run_dir"], config["name"])
+    os.makedirs(run_dir, exist_ok=True)
+    result = train(config, verbose=2, callbacks=[epoch_seconds_callback(os.path.join(run_dir, "epoch_seconds.json"))])
+    rows = {name: {k: float(v) for k, v in values.items()} for name, values in result["metrics"].items()}
+    outcome = {"export_path": result["export_path"], "in_process": rows}
+    write_file_atomically(os.path.join(run_dir, "zoo_outcome.json"), json.dumps(outcome))
+
+
+def evaluate_export(export_path, dataset, fewshot, out_dir):
+    """Held-out metrics of an export, from a fresh ``python -m tfdml.evaluate`` process."""
+    command = [sys.executable, "-m", "tfdml.evaluate", export_path, "--data", dataset, "--split", "test",
+               "--out", out_dir, "--verbose", "0"]
+    if dataset == "omniglot":
+        command += ["--root", os.path.abspath(OMNIGLOT)]
+    if fewshot:
+        command += ["--fewshot", *fewshot]
+    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    with open(os.path.join(out_dir, "report.json")) as f:
+        return json.load(f)["metrics"]
+
+
+def run_entry(entry, seed):
+    path = result_path(entry, seed)
+    if os.path.exists(path):
+        return
+    _, _, dataset, fewshot = ZOO[entry]
+    subprocess.run([sys.executable, __file__, "--train-one", entry, str(seed)], check=True, cwd=REPO)
+    config = zoo_config(entry, seed)
+    run_dir = os.path.join(config["run_dir"], config["name"])
+    with open(os.path.join(run_dir, "zoo_outcome.json")) as f:
+        outcome = json.load(f)
+    with open(os.path.join(run_dir, "epoch_seconds.json")) as f:
+        seconds = json.load(f)
+    with open(os.path.join(run_dir, "done.json")) as f:
+        done = json.load(f)
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        curve = [json.loads(line) for line in f if line.strip()]
+    record = {
+        "entry": entry, "seed": seed, "recipe": ZOO[entry][0], "epochs": len(curve),
+        "best_epoch": done.get("best_epoch"), "select_by": done.get("select_by"),
+        "train_seconds": float(sum(seconds.values())),
+        # train()'s own table (raw pixels, untrained, trained) on its test split, in the training process.
+        "in_process": outcome["in_process"],
+        "curve": [{k: v for k, v in r.items() if k == "epoch" or k == "loss" or k.startswith("val_")} for r in curve],
+    }
+    if dataset is not None:
+        record["test"] = evaluate_export(outcome["export_path"], dataset, fewshot, os.path.join(run_dir, "test_eval"))
+    os.makedirs(RESULTS, exist_ok=True)
+    write_file_atomically(path, json.dumps(record, indent=1))
+
+
+def load_records():
+    records = []
+    if os.path.isdir(RESULTS):
+        for name in sorted(os.listdir(RESULTS)):
+            if name.endswith(".json"):
+                with open(os.path.join(RESULTS, name)) as f:
+                    records.append(json.load(f))
+    return records
+
+
+def mean_sd(values):
+    values = np.asarray(values, float)
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+
+
+def table(records):
+    columns = ("recall_at_1", "map_at_r", "nmi", "fewshot_20way_1shot_within", "fewshot_5way_5shot")
+    header = ("| recipe | training data | epochs (selected) | train time, 2 cores | R@1 | MAP@R | NMI "
+              "| 20-way 1-shot | 5-way 5-shot | MAP@R of raw pixels | seeds |")
+    lines = [header, "|" + "---|" * 11]
+    for entry in ZOO:
+        runs = [r for r in records if r["entry"] == entry]
+        if not runs:
+            continue
+        selected = sorted({r["best_epoch"] for r in runs if r["best_epoch"] is not None})
+        epochs = f"{runs[0]['epochs']}" + (f" ({', '.join(map(str, selected))})" if selected else "")
+        minutes = np.mean([r["train_seconds"] for r in runs]) / 60
+        cells = []
+        for column in columns:
+            values = [r["test"][column] for r in runs if column in r.get("test", {})]
+            cells.append(mean_sd(values) if values else "—")
+        raw = [r["in_process"]["raw pixels"]["map_at_r"] for r in runs if "test" in r]
+        cells.append(mean_sd(raw) if raw else "—")
+        seeds = ", ".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
+        lines.append(f"| `pipelines/{runs[0]['recipe']}` | {ZOO[entry][1]} | {epochs} | {minutes:.1f} min | "
+                     + " | ".join(cells) + f" | {seeds} |")
+    return "\n".join(lines)
+
+
+def plot_curves(records, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [r for r in records if any("val_recall_at_1" in point for point in r["curve"])]
+    if not curves:
+        return None
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for r in curves:
+        points = [(p["epoch"], p["val_recall_at_1"]) for p in r["curve"] if "val_recall_at_1" in p]
+        axis.plot(*zip(*points), marker=".", label=run_name(r["entry"], r["seed"]))
+        if r["best_epoch"] is not None:
+            axis.axvline(r["best_epoch"], color=axis.lines[-1].get_color(), linestyle=":", linewidth=0.8)
+    axis.set(xlabel="epoch", ylabel="validation Recall@1", title="Validation classes (held out of training)")
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def write_readme(records):
+    with open(README) as f:
+        text = f.read()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"README.md has no {BEGIN} … {END} markers for the model zoo table.")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    body = (f"{BEGIN}\n<!-- written by benchmarks/model_zoo.py from docs/zoo/*.json: do not edit -->\n"
+            f"{table(records)}\n{END}")
+    write_file_atomically(README, head + body + tail)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", nargs="+", choices=tuple(ZOO), default=tuple(ZOO))
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0 (digits_margin: 0–4)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table and curves from docs/zoo/")
+    parser.add_argument("--train-one", nargs=2, metavar=("ENTRY", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.train_one:
+        return train_one(args.train_one[0], int(args.train_one[1]))
+    if not args.report_only:
+        import keras
+
+        pending = [(e, s) for e in args.entries for s in (args.seeds or DEFAULT_SEEDS.get(e, (0,)))
+                   if not os.path.exists(result_path(e, s))]
+        progress = keras.utils.Progbar(len(pending), unit_name="run")
+        for count, (entry, seed) in enumerate(pending, 1):
+            run_entry(entry, seed)
+            progress.update(count)
+    records = load_records()
+    write_readme(records)
+    plot_curves(records, os.path.join(RESULTS, "validation_curves.png"))
+    print(table(records))
+
+
+if __name__ == "__main__":
+    main()
