@@ -37,6 +37,7 @@ from tfdml.io import write_file_atomically  # noqa: E402
 
 OMNIGLOT = os.path.join(REPO, "..", "shared", "data", "omniglot")
 RESULTS = os.path.join(REPO, "docs", "zoo")
+RUNS = os.path.join(REPO, "runs", "zoo")
 README = os.path.join(REPO, "README.md")
 BEGIN, END = "<!-- model-zoo -->", "<!-- /model-zoo -->"
 FEWSHOT = ("fewshot_20way_1shot_within", "fewshot_5way_1shot", "fewshot_5way_5shot")
@@ -60,6 +61,10 @@ def run_name(entry, seed):
     return f"{entry}-s{seed}"
 
 
+def run_dir(entry, seed):
+    return os.path.join(RUNS, run_name(entry, seed))
+
+
 def result_path(entry, seed):
     return os.path.join(RESULTS, f"{run_name(entry, seed)}.json")
 
@@ -67,10 +72,10 @@ def result_path(entry, seed):
 def zoo_config(entry, seed):
     from tfdml.training.config import load_config
 
-    recipe, _, dataset, _ = ZOO[entry]
-    overrides = [f"seed={seed}", f"name={run_name(entry, seed)}", f"run_dir={os.path.join(REPO, 'runs', 'zoo')}",
+    recipe = ZOO[entry][0]
+    overrides = [f"seed={seed}", f"name={run_name(entry, seed)}", f"run_dir={RUNS}",
                  f"export.dir={os.path.join(REPO, 'models', 'zoo')}", "export.version=1"]
-    if dataset == "omniglot" or recipe.startswith("omniglot"):
+    if recipe.startswith("omniglot"):
         overrides.append(f"data.root={os.path.abspath(OMNIGLOT)}")
     return load_config(os.path.join(REPO, "pipelines", recipe), overrides)
 
@@ -98,13 +103,13 @@ def train_one(entry, seed):
     """Train (or resume) one zoo run in this process, a line per epoch; record its outcome in the run dir."""
     from tfdml.training.runner import train
 
-    config = zoo_config(entry, seed)
-    run_dir = os.path.join(config["run_dir"], config["name"])
-    os.makedirs(run_dir, exist_ok=True)
-    result = train(config, verbose=2, callbacks=[epoch_seconds_callback(os.path.join(run_dir, "epoch_seconds.json"))])
+    folder = run_dir(entry, seed)
+    os.makedirs(folder, exist_ok=True)
+    result = train(zoo_config(entry, seed), verbose=2,
+                   callbacks=[epoch_seconds_callback(os.path.join(folder, "epoch_seconds.json"))])
     rows = {name: {k: float(v) for k, v in values.items()} for name, values in result["metrics"].items()}
     outcome = {"export_path": result["export_path"], "in_process": rows}
-    write_file_atomically(os.path.join(run_dir, "zoo_outcome.json"), json.dumps(outcome))
+    write_file_atomically(os.path.join(folder, "zoo_outcome.json"), json.dumps(outcome))
 
 
 def evaluate_export(export_path, dataset, fewshot, out_dir):
@@ -126,15 +131,14 @@ def run_entry(entry, seed):
         return
     _, _, dataset, fewshot = ZOO[entry]
     subprocess.run([sys.executable, __file__, "--train-one", entry, str(seed)], check=True, cwd=REPO)
-    config = zoo_config(entry, seed)
-    run_dir = os.path.join(config["run_dir"], config["name"])
-    with open(os.path.join(run_dir, "zoo_outcome.json")) as f:
+    folder = run_dir(entry, seed)
+    with open(os.path.join(folder, "zoo_outcome.json")) as f:
         outcome = json.load(f)
-    with open(os.path.join(run_dir, "epoch_seconds.json")) as f:
+    with open(os.path.join(folder, "epoch_seconds.json")) as f:
         seconds = json.load(f)
-    with open(os.path.join(run_dir, "done.json")) as f:
+    with open(os.path.join(folder, "done.json")) as f:
         done = json.load(f)
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
         curve = [json.loads(line) for line in f if line.strip()]
     record = {
         "entry": entry, "seed": seed, "recipe": ZOO[entry][0], "epochs": len(curve),
@@ -145,7 +149,7 @@ def run_entry(entry, seed):
         "curve": [{k: v for k, v in r.items() if k == "epoch" or k == "loss" or k.startswith("val_")} for r in curve],
     }
     if dataset is not None:
-        record["test"] = evaluate_export(outcome["export_path"], dataset, fewshot, os.path.join(run_dir, "test_eval"))
+        record["test"] = evaluate_export(outcome["export_path"], dataset, fewshot, os.path.join(folder, "test_eval"))
     os.makedirs(RESULTS, exist_ok=True)
     write_file_atomically(path, json.dumps(record, indent=1))
 
