@@ -35,7 +35,9 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from tfdml.distances import as_embeddings
 from tfdml.io import write_directory_atomically
+from tfdml.masks import label_array
 
 METRICS = ("euclidean", "cosine")
 BACKENDS = ("exact", "faiss")
@@ -133,16 +135,11 @@ class GalleryIndex:
 
     def add(self, embeddings, ids, labels=None):
         """Append gallery items; ``ids`` must be new and unique, ``labels`` default to -1 (unknown)."""
-        embeddings = np.asarray(embeddings, np.float32)
+        embeddings = self.check_vectors("embeddings", embeddings)
         ids = np.asarray(ids)
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.dim:
-            raise ValueError(f"embeddings must have shape (n, {self.dim}); got {embeddings.shape}.")
         if ids.shape != (len(embeddings),):
             raise ValueError(f"ids must have shape ({len(embeddings)},); got {ids.shape}.")
-        self.check_vectors("embeddings", embeddings)
-        labels = np.full(len(ids), -1, np.int64) if labels is None else np.asarray(labels, np.int64)
-        if labels.shape != ids.shape:
-            raise ValueError(f"labels must have shape {ids.shape}; got {labels.shape}.")
+        labels = np.full(len(ids), -1, np.int64) if labels is None else label_array(labels, count=len(ids))
         if len(self.ids) and ids.dtype.kind != self.ids.dtype.kind:
             raise ValueError(f"ids must all be of one kind; the index holds {self.ids.dtype}, got {ids.dtype}.")
         all_ids = np.concatenate([self.ids, ids]) if len(self.ids) else ids
@@ -162,11 +159,12 @@ class GalleryIndex:
         keep = ~np.isin(self.ids, ids)
         self.embeddings, self.ids, self.labels = self.embeddings[keep], self.ids[keep], self.labels[keep]
 
-    def check_vectors(self, name, vectors):
-        if not np.all(np.isfinite(vectors)):
-            raise ValueError(f"{name} contain NaN or inf values.")
+    def check_vectors(self, name, vectors, rows="n"):
+        """``vectors`` as a finite float32 ``(rows, dim)`` array with a cosine distance to everything."""
+        vectors = as_embeddings(vectors, name, dim=self.dim, rows=rows)
         if self.metric == "cosine" and not np.all(np.any(vectors != 0, axis=1)):
             raise ValueError(f"{name} contain all-zero rows, which have no cosine distance.")
+        return vectors
 
     def check_k(self, k):
         if len(self) == 0:
@@ -177,10 +175,7 @@ class GalleryIndex:
     def search(self, queries, k):
         """The ``k`` nearest gallery items of each query, nearest first."""
         self.check_k(k)
-        queries = np.asarray(queries, np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ValueError(f"queries must have shape (q, {self.dim}); got {queries.shape}.")
-        self.check_vectors("queries", queries)
+        queries = self.check_vectors("queries", queries, rows="q")
         if self.backend == "faiss":
             distances, positions = self._faiss_search(queries, k)
         else:

@@ -36,7 +36,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdml.distances import METRICS
+from tfdml.distances import METRICS, as_embeddings
+from tfdml.masks import label_array
 
 #: Rank stored for a positive that lies beyond the search depth (it cannot count for any metric).
 UNRANKED = np.iinfo(np.int64).max
@@ -44,29 +45,6 @@ UNRANKED = np.iinfo(np.int64).max
 BLOCK = 64
 #: Score of the gallery's padding columns: above any real score, finite so comparisons stay exact.
 PADDING_SCORE = 1e30
-
-
-def as_embeddings(embeddings, name="embeddings"):
-    """A finite float32 ``(n, d)`` NumPy array from an array or tensor, or a ``ValueError`` naming ``name``."""
-    array = np.asarray(embeddings, dtype=np.float32)
-    if array.ndim != 2 or array.shape[0] == 0:
-        raise ValueError(f"{name} must have shape (n, d) with n >= 1; got {array.shape}.")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or inf values.")
-    return array
-
-
-def as_labels(labels, count, name="labels"):
-    """An int64 ``(count,)`` label array from ``(n,)`` or ``(n, 1)`` input, or a ``ValueError`` naming ``name``."""
-    array = np.asarray(labels)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 1 or array.shape[0] != count:
-        raise ValueError(f"{name} must have shape ({count},) to match the embeddings; got {np.shape(labels)}.")
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.equal(np.round(array), array)):
-            raise ValueError(f"{name} must be integer class ids; got non-integer values.")
-    return array.astype(np.int64)
 
 
 def _check_metric(metric):
@@ -365,8 +343,8 @@ def rank_positives(
     if gallery is None:
         gallery_labels = query_labels
     query, gallery, self_index = _query_and_gallery(query, gallery, self_index)
-    query_labels = as_labels(query_labels, query.shape[0], "query_labels")
-    gallery_labels = as_labels(gallery_labels, gallery.shape[0], "gallery_labels")
+    query_labels = label_array(query_labels, "query_labels", count=query.shape[0])
+    gallery_labels = label_array(gallery_labels, "gallery_labels", count=gallery.shape[0])
     positive_index, positive_valid = _positive_columns(query_labels, gallery_labels, self_index)
     num_positives = positive_valid.sum(axis=1).astype(np.int64)
     ranked = max(int(num_positives.max(initial=0)), 1)

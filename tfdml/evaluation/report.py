@@ -7,7 +7,9 @@ import warnings
 
 import numpy as np
 
+from tfdml.distances import as_embeddings
 from tfdml.evaluation import clustering, fewshot, knn, retrieval, spectrum
+from tfdml.masks import label_array
 
 RETRIEVAL_METRICS = ("recall_at_k", "r_precision", "map_at_r", "map_c")
 CLUSTERING_METRICS = ("nmi", "f1")
@@ -95,8 +97,8 @@ def evaluate(
     unknown = sorted(set(metrics) - set(METRICS) - set(FEWSHOT_METRICS))
     if unknown:
         raise ValueError(f"Unknown metrics {unknown}; expected names from {METRICS + FEWSHOT_METRICS}.")
-    embeddings = knn.as_embeddings(embeddings)
-    labels = knn.as_labels(labels, embeddings.shape[0])
+    embeddings = as_embeddings(embeddings)
+    labels = label_array(labels, count=embeddings.shape[0])
     cutoffs = (k,) if np.isscalar(k) else tuple(k)
     if any(int(cutoff) < 1 for cutoff in cutoffs):
         raise ValueError(f"k must hold integers >= 1; got {k}.")
