@@ -16,6 +16,7 @@ _SUBMODULES = (
     "evaluation",
     "export",
     "index",
+    "neighbors",
     "losses",
     "masks",
     "mining",
