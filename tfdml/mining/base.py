@@ -98,7 +98,12 @@ class Miner:
 
     Args:
         seed: seed of the miner's random numbers (``None``: a random seed).
+
+    No miner takes arguments derived from a recipe's data (``data_arguments``, as for samplers):
+    a recipe run gives it only its ``seed``.
     """
+
+    data_arguments = ()
 
     def __init__(self, seed=None):
         self.seed = seed

@@ -101,7 +101,13 @@ class BatchSampler:
         categories: optional int ``(n,)`` category of each sample (``-1`` = unknown).
         batch_size: samples per batch.
         seed: integer seed; the same seed gives the same batches, epoch by epoch.
+
+    ``data_arguments`` names the further constructor arguments a recipe run supplies from its
+    data or its ``sampler`` section (``samples_per_class``, the memory ``bank``), so the runner
+    passes exactly those.
     """
+
+    data_arguments = ()
 
     def __init__(self, labels, categories=None, *, batch_size, seed=0):
         name = type(self).__name__
