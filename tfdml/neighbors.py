@@ -147,13 +147,25 @@ def search(queries, gallery, k, metric="euclidean", self_index=None, chunk_rows=
     if chunk_rows is None:
         chunk_rows = tf.maximum(1, MAX_SCORES_PER_CHUNK // tf.maximum(tf.shape(gallery_operand)[0], 1))
 
+    # Eagerly (evaluation) each chunk's masking, top-k and distances run as one XLA computation, fused
+    # passes over the score block, about twice as fast on CPU; in a graph (the retrieval SavedModel) they
+    # stay plain TF ops, so serving needs no XLA.
+    top_k = _top_k_xla if tf.executing_eagerly() else _top_k
+
     def step(chunk, chunk_sq, own):
-        scores = mask_self(chunk_scores(chunk, gallery_operand), own)
-        negated, positions = tf.math.top_k(-scores, k=k)
-        return scores_to_distances(-negated, chunk_sq, metric), positions
+        return top_k(chunk_scores(chunk, gallery_operand), own, chunk_sq, k, metric)
 
     per_query = ((query_operand, 0.0), (query_sq, 0.0), (tf.cast(self_index, tf.int32), -1))
     return map_chunks(step, per_query, chunk_rows, (tf.float32, tf.int32), progress)
+
+
+def _top_k(scores, self_index, query_sq, k, metric):
+    """Distances and positions of the ``k`` smallest scores of each row, its own column excluded."""
+    negated, positions = tf.math.top_k(-mask_self(scores, self_index), k=k)
+    return scores_to_distances(-negated, query_sq, metric), positions
+
+
+_top_k_xla = tf.function(_top_k, jit_compile=True)
 
 
 @tf.function(reduce_retracing=True)
