@@ -132,20 +132,23 @@ def map_chunks(step, per_query, chunk_rows, dtypes, progress=None):
     return tuple(array.concat()[:count] for array in outputs)
 
 
-def search(queries, gallery, k, metric="euclidean", self_index=None, chunk_rows=None, progress=None):
+def search(
+    queries, gallery, k, metric="euclidean", self_index=None, chunk_rows=None, max_scores=MAX_SCORES_PER_CHUNK,
+    progress=None,
+):
     """The ``k`` nearest gallery rows of each query: ``(distances (q, k), positions (q, k))``.
 
     ``queries`` ``(q, d)`` and ``gallery`` ``(g, d)`` float arrays or tensors; ``k`` a Python
     int, at most ``g`` (``g − 1`` with self-exclusion). ``self_index``: optional int ``(q,)``
     gallery row of each query, excluded from its results (``-1``: none). ``chunk_rows``: queries
-    per chunk (default: at most :data:`MAX_SCORES_PER_CHUNK` scores at once). ``progress``: see
+    per chunk (default ``max(1, max_scores // g)``: at most ``max_scores`` scores at once). ``progress``: see
     :func:`map_chunks`. Runs eagerly or in a graph; :func:`exact_search` is its ``tf.function``.
     """
     query_operand, gallery_operand, query_sq = ranking_operands(queries, gallery, metric)
     if self_index is None:
         self_index = tf.fill([tf.shape(query_operand)[0]], -1)
     if chunk_rows is None:
-        chunk_rows = tf.maximum(1, MAX_SCORES_PER_CHUNK // tf.maximum(tf.shape(gallery_operand)[0], 1))
+        chunk_rows = tf.maximum(1, max_scores // tf.maximum(tf.shape(gallery_operand)[0], 1))
 
     # Eagerly (evaluation) each chunk's masking, top-k and distances run as one XLA computation, fused
     # passes over the score block, about twice as fast on CPU; in a graph (the retrieval SavedModel) they
@@ -171,5 +174,4 @@ _top_k_xla = tf.function(_top_k, jit_compile=True)
 @tf.function(reduce_retracing=True)
 def exact_search(queries, gallery, k, metric="euclidean", max_scores=MAX_SCORES_PER_CHUNK, self_index=None):
     """:func:`search` in-graph, ``max(1, max_scores // g)`` queries per chunk."""
-    chunk_rows = tf.maximum(1, max_scores // tf.maximum(tf.shape(gallery)[0], 1))
-    return search(queries, gallery, k, metric, self_index=self_index, chunk_rows=chunk_rows)
+    return search(queries, gallery, k, metric, self_index=self_index, max_scores=max_scores)

@@ -99,6 +99,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         with open(path) as f:
             return int(json.load(f)["epoch"])
 
+    # _save_model/_load_model are private Keras hooks; tests/test_training_callbacks.py fails if Keras changes them.
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         save_weights_atomically(self.model, self._weights_path)
