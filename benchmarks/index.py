@@ -32,7 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfdml.export import export_retrieval_model
-from tfdml.index import GalleryIndex, exact_search
+from tfdml.index import GalleryIndex
+from tfdml.neighbors import exact_search
 
 TARGET_MS = 1000.0
 QUERY_IMAGE_SHAPE = (8, 16, 1)  # a 128-d query posing as an image, so the export's image signatures apply

@@ -42,7 +42,8 @@ from tfdml import data as tfdml_data
 from tfdml import sampling
 from tfdml.training import MetricLearningModel
 from tfdml.training.config import load_config
-from tfdml.training.runner import build_embedder, build_loss, build_optimizer, build_sampler, load_split
+from tfdml.training.factory import build_embedder, build_loss, build_optimizer, build_sampler
+from tfdml.training.runner import load_split
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BATCH_SIZE = 64

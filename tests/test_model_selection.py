@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tfdml.training import runner
+from tfdml.training import run_directory, runner
 from tfdml.training.config import ConfigError, load_config
 
 QUICK = ["epochs=3", "steps_per_epoch=2", "model.filters=8", "evaluation.every_n_epochs=1", "sampler.batch_size=15"]
@@ -19,9 +19,9 @@ def test_best_epoch_is_the_highest_score_first_on_ties(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     scores = [0.2, 0.5, float("nan"), 0.5, 0.4]
     metrics.write_text("".join(json.dumps({"epoch": e + 1, "val_recall_at_1": s}) + "\n" for e, s in enumerate(scores)))
-    assert runner.best_epoch(str(metrics), "val_recall_at_1") == 2
+    assert run_directory.best_epoch(str(metrics), "val_recall_at_1") == 2
     with pytest.raises(ConfigError, match="val_nmi"):
-        runner.best_epoch(str(metrics), "val_nmi")
+        run_directory.best_epoch(str(metrics), "val_nmi")
 
 
 def test_validation_classes_are_held_out_of_training_and_evaluated_during_it(tmp_path):
@@ -50,9 +50,9 @@ def test_exported_weights_are_the_best_validation_epochs(tmp_path):
     assert done["best_epoch"] == int(np.argmax(scores)) + 1 and done["select_by"] == "val_recall_at_1"
 
     chosen = runner.Setup(config)
-    chosen.model.load_weights(str(run_dir / runner.CHECKPOINTS.format(epoch=done["best_epoch"])))
+    chosen.model.load_weights(str(run_dir / run_directory.CHECKPOINTS.format(epoch=done["best_epoch"])))
     final = runner.Setup(config)
-    final.embedder.load_weights(str(run_dir / runner.FINAL_WEIGHTS))
+    final.embedder.load_weights(str(run_dir / run_directory.FINAL_WEIGHTS))
     for a, b in zip(chosen.embedder.get_weights(), final.embedder.get_weights()):
         np.testing.assert_array_equal(a, b)
     # The printed test scores are those of the chosen weights.

@@ -9,7 +9,7 @@ import pytest
 
 from tfdml.losses.base import DMLLoss
 from tfdml.training.config import load_config
-from tfdml.training.runner import build_loss, build_sampler
+from tfdml.training.factory import build_loss, build_sampler
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = sorted(glob.glob(os.path.join(REPO, "pipelines", "*.yaml")))

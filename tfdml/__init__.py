@@ -1,8 +1,8 @@
 """tfdml: deep metric learning for TensorFlow/Keras.
 
-Layers, lowest first: ``distances``/``masks`` → ``mining`` → ``losses`` →
-``models``/``training`` → ``export``. ``sampling``/``data`` build the input
-pipelines and ``evaluation`` measures retrieval and clustering quality.
+Layers, lowest first (docs/developing.md): ``distances``/``masks``/``io``/``neighbors``
+and the input pipelines ``data``/``sampling`` → ``mining`` → ``losses`` → ``models`` →
+``training``/``evaluation`` → ``export``/``index`` → ``training.runner``/``tune``.
 Subpackages are imported on first attribute access (``tfdml.losses``).
 """
 
@@ -16,6 +16,7 @@ _SUBMODULES = (
     "evaluation",
     "export",
     "index",
+    "neighbors",
     "losses",
     "masks",
     "mining",

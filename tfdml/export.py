@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from tfdml.data.images import decode, header_size
 from tfdml.io import write_directory_atomically
+from tfdml.neighbors import exact_search
 
 #: Largest decoded image (height × width) ``serving_bytes`` accepts by default: 4096 × 4096 (48 MiB as RGB).
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -236,8 +237,6 @@ def export_retrieval_model(
     The gallery must have been embedded with the same ``preprocess`` as the queries. Other
     arguments as for :func:`export_embedding_model`.
     """
-    from tfdml.index import exact_search
-
     index.check_k(k)
     version, image_shape = check_export_target(name, version, embedding_model, base_dir)
     if embedding_model.output_shape[-1] != index.dim:

@@ -4,20 +4,13 @@
 integer labels, supports ``add``/``remove``/``save``/``load``, and answers
 ``search(queries, k) -> SearchResult(ids, distances, labels, positions)``.
 
-The exact backend is :func:`exact_search`: queries are processed in chunks so at
-most ``chunk_rows × gallery_size`` scores exist at once, each chunk a matmul
-followed by ``tf.math.top_k``. The same function runs inside the retrieval
-SavedModel (``tfdml.export.export_retrieval_model``), so TF Serving answers with
-neighbours, not vectors, and both give the same ids.
-
-Ties: candidates at exactly equal distance, such as duplicate gallery vectors, are
-returned in gallery order (lower position first) by the exact backend, because
-``tf.math.top_k`` is stable and equal rows get bit-identical scores (see
-:func:`unit_rows`); NumPy's ``argsort(kind="stable")`` gives the same order. The
-faiss backend orders ties its own way. Candidates whose true distances differ by
-less than float32 rounding may come in either order. Distances are Euclidean
-(``metric="euclidean"``, default) or cosine distance (``metric="cosine"``,
-``1 − cos``).
+The exact backend is :func:`tfdml.neighbors.exact_search`, the chunked matmul + top-k
+engine that also runs inside the retrieval SavedModel (``tfdml.export.export_retrieval_model``),
+so TF Serving answers with neighbours, not vectors, and both give the same ids. It returns
+candidates at exactly equal distance, such as duplicate gallery vectors, in gallery order
+(lower position first); NumPy's ``argsort(kind="stable")`` gives the same order. The faiss
+backend orders ties its own way. Distances are ``metric``'s (:data:`tfdml.distances.METRICS`):
+Euclidean (default), squared Euclidean or cosine distance (``1 − cos``).
 
 Example:
 
@@ -35,24 +28,13 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from tfdml.distances import METRICS, as_embeddings
 from tfdml.io import write_directory_atomically
+from tfdml.masks import label_array
+from tfdml.neighbors import exact_search
 
-METRICS = ("euclidean", "cosine")
 BACKENDS = ("exact", "faiss")
-# Scores held at once: chunk_rows * gallery_size <= this (128 MiB of float32).
-MAX_SCORES_PER_CHUNK = 1 << 25
 INDEX_FILES = ("gallery.npz", "index.json")
-
-
-def unit_rows(vectors):
-    """Rows scaled to unit L2 norm; all-zero rows stay zero.
-
-    Not ``tf.math.l2_normalize`` nor a plain ``x / sqrt(...)`` (which Grappler rewrites to
-    ``x * rsqrt(...)``): the approximate ``rsqrt`` rounds differently in its vectorised and
-    scalar code paths, so equal rows could differ in the last bit depending on where they sit,
-    and duplicate gallery items would no longer tie. ``sqrt`` and division round exactly.
-    """
-    return tf.math.divide_no_nan(vectors, tf.norm(vectors, axis=1, keepdims=True))
 
 
 class SearchResult(NamedTuple):
@@ -62,48 +44,12 @@ class SearchResult(NamedTuple):
     positions: np.ndarray
 
 
-@tf.function(reduce_retracing=True)
-def exact_search(queries, gallery, k, metric="euclidean", max_scores=MAX_SCORES_PER_CHUNK):
-    """Top-``k`` nearest gallery rows for each query, in-graph: ``(distances (q, k), positions (q, k))``.
-
-    ``queries`` ``(q, d)`` and ``gallery`` ``(g, d)`` float tensors; ``k <= g``. Queries are
-    processed in chunks of ``max(1, max_scores // g)`` rows. With ``metric="cosine"``, all-zero
-    rows have no direction: they stay zero, at distance 0.5 from everything.
-    """
-    queries = tf.convert_to_tensor(queries, tf.float32)
-    gallery = tf.convert_to_tensor(gallery, tf.float32)
-    if metric == "cosine":
-        queries, gallery = unit_rows(queries), unit_rows(gallery)
-    gallery_sq = tf.reduce_sum(tf.square(gallery), axis=1)
-    chunk_rows = tf.maximum(1, max_scores // tf.maximum(tf.shape(gallery)[0], 1))
-
-    def search_chunk(chunk):
-        # Rank by ‖g‖² − 2 q·g (‖q‖² is constant per row), then add ‖q‖² back for the distance.
-        scores = 2.0 * tf.matmul(chunk, gallery, transpose_b=True) - gallery_sq[tf.newaxis, :]
-        top, positions = tf.math.top_k(scores, k=k)
-        d2 = tf.maximum(tf.reduce_sum(tf.square(chunk), axis=1, keepdims=True) - top, 0.0)
-        distances = 0.5 * d2 if metric == "cosine" else tf.sqrt(d2)
-        return distances, positions
-
-    num_queries = tf.shape(queries)[0]
-    num_chunks = (num_queries + chunk_rows - 1) // chunk_rows
-    distances = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
-    positions = tf.TensorArray(tf.int32, size=num_chunks, infer_shape=False)
-    for i in tf.range(num_chunks):
-        chunk_distances, chunk_positions = search_chunk(queries[i * chunk_rows : (i + 1) * chunk_rows])
-        distances = distances.write(i, chunk_distances)
-        positions = positions.write(i, chunk_positions)
-    if num_chunks == 0:
-        return tf.zeros((0, k), tf.float32), tf.zeros((0, k), tf.int32)
-    return distances.concat(), positions.concat()
-
-
 class GalleryIndex:
     """Gallery embeddings + ids (+ labels) with exact or faiss nearest-neighbour search.
 
     Args:
         dim: embedding dimension.
-        metric: ``"euclidean"`` (default) or ``"cosine"``.
+        metric: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
         backend: ``"exact"`` (chunked TF matmul + top-k, default) or ``"faiss"`` (exact
             ``IndexFlatL2``/``IndexFlatIP`` from the optional faiss-cpu package, for large galleries).
     """
@@ -133,16 +79,11 @@ class GalleryIndex:
 
     def add(self, embeddings, ids, labels=None):
         """Append gallery items; ``ids`` must be new and unique, ``labels`` default to -1 (unknown)."""
-        embeddings = np.asarray(embeddings, np.float32)
+        embeddings = self.check_vectors("embeddings", embeddings)
         ids = np.asarray(ids)
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.dim:
-            raise ValueError(f"embeddings must have shape (n, {self.dim}); got {embeddings.shape}.")
         if ids.shape != (len(embeddings),):
             raise ValueError(f"ids must have shape ({len(embeddings)},); got {ids.shape}.")
-        self.check_vectors("embeddings", embeddings)
-        labels = np.full(len(ids), -1, np.int64) if labels is None else np.asarray(labels, np.int64)
-        if labels.shape != ids.shape:
-            raise ValueError(f"labels must have shape {ids.shape}; got {labels.shape}.")
+        labels = np.full(len(ids), -1, np.int64) if labels is None else label_array(labels, count=len(ids))
         if len(self.ids) and ids.dtype.kind != self.ids.dtype.kind:
             raise ValueError(f"ids must all be of one kind; the index holds {self.ids.dtype}, got {ids.dtype}.")
         all_ids = np.concatenate([self.ids, ids]) if len(self.ids) else ids
@@ -162,11 +103,12 @@ class GalleryIndex:
         keep = ~np.isin(self.ids, ids)
         self.embeddings, self.ids, self.labels = self.embeddings[keep], self.ids[keep], self.labels[keep]
 
-    def check_vectors(self, name, vectors):
-        if not np.all(np.isfinite(vectors)):
-            raise ValueError(f"{name} contain NaN or inf values.")
+    def check_vectors(self, name, vectors, rows="n"):
+        """``vectors`` as a finite float32 ``(rows, dim)`` array with a cosine distance to everything."""
+        vectors = as_embeddings(vectors, name, dim=self.dim, rows=rows)
         if self.metric == "cosine" and not np.all(np.any(vectors != 0, axis=1)):
             raise ValueError(f"{name} contain all-zero rows, which have no cosine distance.")
+        return vectors
 
     def check_k(self, k):
         if len(self) == 0:
@@ -177,10 +119,7 @@ class GalleryIndex:
     def search(self, queries, k):
         """The ``k`` nearest gallery items of each query, nearest first."""
         self.check_k(k)
-        queries = np.asarray(queries, np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ValueError(f"queries must have shape (q, {self.dim}); got {queries.shape}.")
-        self.check_vectors("queries", queries)
+        queries = self.check_vectors("queries", queries, rows="q")
         if self.backend == "faiss":
             distances, positions = self._faiss_search(queries, k)
         else:
@@ -215,7 +154,8 @@ class GalleryIndex:
             similarity, positions = index.search(np.ascontiguousarray(queries), int(k))
             return 1.0 - similarity, positions
         d2, positions = index.search(np.ascontiguousarray(queries), int(k))
-        return np.sqrt(np.maximum(d2, 0.0)), positions
+        d2 = np.maximum(d2, 0.0)
+        return (d2 if self.metric == "squared_euclidean" else np.sqrt(d2)), positions
 
     def save(self, path):
         """Write ``path/`` (``gallery.npz`` + ``index.json``) atomically.

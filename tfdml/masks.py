@@ -59,6 +59,32 @@ def flatten_labels(labels, who="labels"):
     return tf.reshape(tf.cast(labels, tf.int32), [-1])
 
 
+def label_array(labels, name="labels", *, count=None, who=None, integral_floats=True):
+    """An int64 ``(n,)`` NumPy array from ``(n,)`` or ``(n, 1)`` labels, or a ``ValueError``.
+
+    The NumPy counterpart of :func:`flatten_labels` for data known on the host (evaluation,
+    samplers, the gallery index): it checks the values themselves, which a graph cannot do
+    without a runtime assertion. ``count`` (the number of embeddings) fixes ``n``; without it
+    ``n >= 1``. Float labels must hold integers, or are refused outright with
+    ``integral_floats=False``. Messages name ``name`` and, when given, ``who`` (the caller).
+    """
+    prefix = f"{who}: " if who else ""
+    array = np.asarray(labels)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if count is not None:
+        if array.ndim != 1 or array.shape[0] != count:
+            raise ValueError(f"{prefix}{name} must have shape ({count},) to match the embeddings; got {np.shape(labels)}.")
+    elif array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{prefix}{name} must be a non-empty 1-D array; got shape {array.shape}.")
+    if not np.issubdtype(array.dtype, np.integer):
+        if not integral_floats or array.dtype.kind not in "fb":
+            raise ValueError(f"{prefix}{name} must hold integers; got dtype {array.dtype}.")
+        if not np.all(np.equal(np.round(array), array)):
+            raise ValueError(f"{prefix}{name} must be integer class ids; got non-integer values.")
+    return array.astype(np.int64)
+
+
 def labels_are_integral(labels):
     """Scalar bool tensor: every label holds an integer (always true for integer dtypes)."""
     labels = tf.convert_to_tensor(labels)

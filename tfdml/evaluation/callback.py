@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfdml.evaluation.report import evaluate
+
 
 class RetrievalEvaluation(keras.callbacks.Callback):
     """Embeds a validation split every ``every_n_epochs`` epochs and logs :func:`tfdml.evaluation.evaluate`.
@@ -97,8 +99,6 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs:
             return
-        from tfdml.evaluation import evaluate  # the package imports this module, so import at call time
-
         embeddings, labels, categories = self._embed_with_categories()
         scores = evaluate(
             embeddings, labels, metrics=self.metrics, k=self.k, metric=self.metric, categories=categories,

@@ -1,20 +1,14 @@
-"""Exact nearest-neighbour search and positive ranks, in query chunks (never n×n).
+"""Exact nearest-neighbour search and positive ranks, in query chunks (never n×m).
 
-Every function here streams the queries through the gallery ``chunk_size`` rows
-at a time: each step computes a ``(chunk_size, m)`` score block with one matmul,
-reduces it in an XLA-compiled function (fused passes, a two-level smallest-k
-instead of a full-row top-k), and drops it. Peak memory is ``chunk_size × m``
-floats (256 MB for 1024 × 60,502), not ``n × m``.
-
-Ranking scores. Within one query row, the squared Euclidean distance
-``‖q‖² − 2q·g + ‖g‖²`` orders the gallery exactly like ``‖g‖² − 2q·g``, so the
-block is one matmul of ``[−2q, 1]`` with ``[g, ‖g‖²]`` (no broadcast add). Cosine
-distance orders like ``−q̂·ĝ``. ``"euclidean"`` and ``"squared_euclidean"`` rank
-identically.
-
-Self-matches. A query that is also in the gallery is excluded from its own
-results **by index** (``self_index``), never by dropping the first neighbour,
-which is wrong when duplicates tie with the query.
+Both run on :mod:`tfdml.neighbors`, the package's one search engine: its chunk loop streams
+the queries through the gallery ``chunk_size`` rows at a time, each step computing a
+``(chunk_size, m)`` ranking-score block with one matmul (squared Euclidean distance less the
+row constant ``‖q‖²``; ``"euclidean"`` and ``"squared_euclidean"`` rank identically) and
+reducing it: to the ``k`` nearest (:func:`nearest_neighbors`), or, in an XLA-compiled step
+(fused passes, a two-level smallest-k instead of a full-row top-k), to the ranks of each
+query's positives (:func:`rank_positives`). Peak memory is ``chunk_size × m`` floats (256 MB
+for 1024 × 60,502), not ``n × m``. A query that is also in the gallery is excluded from its
+own results by index (``self_index``), never by dropping the first neighbour.
 
 Ties. Ranks are *pessimistic*: a gallery item at exactly the same score as a
 positive is ranked before it (ties count against the query), so a collapsed
@@ -36,98 +30,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdml.distances import METRICS
+from tfdml.distances import as_embeddings
+from tfdml.masks import label_array
+from tfdml.neighbors import BLOCK, chunk_scores, check_metric, map_chunks, ranking_operands, search
 
 #: Rank stored for a positive that lies beyond the search depth (it cannot count for any metric).
 UNRANKED = np.iinfo(np.int64).max
-#: Gallery columns per block of the two-level smallest-k search (see ``_smallest``).
-BLOCK = 64
-#: Score of the gallery's padding columns: above any real score, finite so comparisons stay exact.
-PADDING_SCORE = 1e30
 
 
-def as_embeddings(embeddings, name="embeddings"):
-    """A finite float32 ``(n, d)`` NumPy array from an array or tensor, or a ``ValueError`` naming ``name``."""
-    array = np.asarray(embeddings, dtype=np.float32)
-    if array.ndim != 2 or array.shape[0] == 0:
-        raise ValueError(f"{name} must have shape (n, d) with n >= 1; got {array.shape}.")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or inf values.")
-    return array
-
-
-def as_labels(labels, count, name="labels"):
-    """An int64 ``(count,)`` label array from ``(n,)`` or ``(n, 1)`` input, or a ``ValueError`` naming ``name``."""
-    array = np.asarray(labels)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 1 or array.shape[0] != count:
-        raise ValueError(f"{name} must have shape ({count},) to match the embeddings; got {np.shape(labels)}.")
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.equal(np.round(array), array)):
-            raise ValueError(f"{name} must be integer class ids; got non-integer values.")
-    return array.astype(np.int64)
-
-
-def _check_metric(metric):
-    if metric not in METRICS:
-        raise ValueError(f"Unknown distance metric {metric!r}; expected one of {METRICS}.")
-
-
-def _ranking_operands(query, gallery, metric):
-    """``(q_aug, g_aug)`` whose product ``q_aug @ g_augᵀ`` orders each row like the distance.
-
-    The gallery is padded with rows scoring :data:`PADDING_SCORE` up to a multiple of :data:`BLOCK`.
-    """
-    if metric == "cosine":
-        query = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
-        gallery = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
-        query, offset = -query, np.zeros_like(gallery[:, :1])
-    else:
-        query, offset = -2.0 * query, np.sum(np.square(gallery), axis=1, keepdims=True)
-    query_aug = np.concatenate([query, np.ones_like(query[:, :1])], axis=1)
-    padding = np.zeros((-gallery.shape[0] % BLOCK, gallery.shape[1] + 1), np.float32)
-    padding[:, -1] = PADDING_SCORE
-    return query_aug, np.concatenate([np.concatenate([gallery, offset], axis=1), padding])
-
-
-def _scores_to_distances(scores, query, metric):
-    """Distances from ranking scores (adds back the per-row constant dropped in ``_ranking_operands``)."""
-    if metric == "cosine":
-        return 1.0 + scores
-    squared = np.maximum(scores + np.sum(np.square(query), axis=1, keepdims=True), 0.0)
-    return squared if metric == "squared_euclidean" else np.sqrt(squared)
-
-
-def _chunks(count, chunk_size, verbose):
-    """Yield ``(start, stop)`` query ranges, with a ``keras.utils.Progbar`` when ``verbose``."""
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")
-    progress = keras.utils.Progbar(count, unit_name="query", verbose=verbose) if verbose else None
-    for start in range(0, count, chunk_size):
-        stop = min(start + chunk_size, count)
-        yield start, stop
-        if progress is not None:
-            progress.update(stop)
-
-
-def _pad_rows(array, rows, value=0):
-    """Pad ``array`` to ``rows`` rows so every chunk has one static shape (one XLA compilation)."""
-    missing = rows - array.shape[0]
-    if missing == 0:
-        return array
-    return np.concatenate([array, np.full((missing,) + array.shape[1:], value, dtype=array.dtype)])
-
-
-@tf.function
-def _scores(query_chunk, gallery):
-    # Outside XLA on purpose: TF's oneDNN matmul is faster on CPU than XLA's dot.
-    return tf.matmul(query_chunk, gallery, transpose_b=True)
-
-
-def _query_and_gallery(query, gallery, self_index):
+def _query_and_gallery(query, gallery, self_index, chunk_size):
     """Validated float32 ``(query, gallery)`` and int64 ``self_index`` (``-1``: not in the gallery);
     ``gallery=None`` searches the queries themselves, each excluding its own row."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")
     query = as_embeddings(query, "query")
     if gallery is None:
         gallery, self_index = query, np.arange(query.shape[0])
@@ -138,19 +53,9 @@ def _query_and_gallery(query, gallery, self_index):
     return query, gallery, self_index
 
 
-def _score_blocks(query, gallery, metric, chunk_size, verbose):
-    """Yield ``(start, stop, pad, scores)`` per chunk of queries: the ``(chunk_size, m)`` ranking-score
-    block (padding rows past ``stop``) and ``pad(array, value=0)``, which gives the chunk's rows of
-    a per-query array padded the same way, as a tensor."""
-    query_aug, gallery_aug = _ranking_operands(query, gallery, metric)
-    gallery_aug = tf.constant(gallery_aug)
-    size = min(chunk_size, query.shape[0])
-    for start, stop in _chunks(query.shape[0], size, verbose):
-
-        def pad(array, value=0, start=start, stop=stop):
-            return tf.constant(_pad_rows(array[start:stop], size, value))
-
-        yield start, stop, pad, _scores(pad(query_aug), gallery_aug)
+def _progress(count, verbose):
+    """A ``keras.utils.Progbar`` update over ``count`` queries when ``verbose``, else ``None``."""
+    return keras.utils.Progbar(count, unit_name="query", verbose=verbose).update if verbose else None
 
 
 def _self_scores(scores, self_index):
@@ -158,18 +63,6 @@ def _self_scores(scores, self_index):
     rows = tf.range(tf.shape(scores)[0], dtype=self_index.dtype)
     own = tf.gather_nd(scores, tf.stack([rows, tf.maximum(self_index, 0)], axis=1))
     return tf.where(self_index >= 0, own, np.inf)
-
-
-def _mask_self(scores, self_index):
-    """``scores`` with each query's own gallery column set to +inf."""
-    columns = tf.range(tf.shape(scores)[1], dtype=self_index.dtype)
-    return tf.where(columns[tf.newaxis, :] == self_index[:, tf.newaxis], np.inf, scores)
-
-
-@tf.function(jit_compile=True)
-def _top_k_step(scores, self_index, k):
-    negated, indices = tf.math.top_k(-_mask_self(scores, self_index), k=k)
-    return -negated, indices
 
 
 def nearest_neighbors(query, gallery=None, *, k, metric="euclidean", self_index=None, chunk_size=1024, verbose=0):
@@ -189,18 +82,15 @@ def nearest_neighbors(query, gallery=None, *, k, metric="euclidean", self_index=
         ``(distances, indices)``: float32 and int64 arrays of shape ``(n, k)``, nearest
         first; ties in gallery-index order.
     """
-    _check_metric(metric)
-    query, gallery, self_index = _query_and_gallery(query, gallery, self_index)
+    check_metric(metric)
+    query, gallery, self_index = _query_and_gallery(query, gallery, self_index, chunk_size)
     available = gallery.shape[0] - int(np.any(self_index >= 0))
     if not 1 <= k <= available:
         raise ValueError(f"k must be in [1, {available}] for a gallery of {gallery.shape[0]} items; got {k}.")
-    own = self_index.astype(np.int32)
-    distances, indices = [], []
-    for start, stop, pad, scores in _score_blocks(query, gallery, metric, chunk_size, verbose):
-        nearest, neighbours = _top_k_step(scores, pad(own, -1), k)
-        distances.append(_scores_to_distances(nearest.numpy()[: stop - start], query[start:stop], metric))
-        indices.append(neighbours.numpy()[: stop - start].astype(np.int64))
-    return np.concatenate(distances).astype(np.float32), np.concatenate(indices)
+    distances, indices = search(
+        query, gallery, k, metric, self_index=self_index, chunk_rows=chunk_size, progress=_progress(len(query), verbose)
+    )
+    return distances.numpy(), indices.numpy().astype(np.int64)
 
 
 @dataclasses.dataclass
@@ -361,12 +251,12 @@ def rank_positives(
     Returns:
         :class:`PositiveRanks`.
     """
-    _check_metric(metric)
+    check_metric(metric)
     if gallery is None:
         gallery_labels = query_labels
-    query, gallery, self_index = _query_and_gallery(query, gallery, self_index)
-    query_labels = as_labels(query_labels, query.shape[0], "query_labels")
-    gallery_labels = as_labels(gallery_labels, gallery.shape[0], "gallery_labels")
+    query, gallery, self_index = _query_and_gallery(query, gallery, self_index, chunk_size)
+    query_labels = label_array(query_labels, "query_labels", count=query.shape[0])
+    gallery_labels = label_array(gallery_labels, "gallery_labels", count=gallery.shape[0])
     positive_index, positive_valid = _positive_columns(query_labels, gallery_labels, self_index)
     num_positives = positive_valid.sum(axis=1).astype(np.int64)
     ranked = max(int(num_positives.max(initial=0)), 1)
@@ -376,15 +266,21 @@ def rank_positives(
     depth = min(ranked if depth is None else int(depth), candidates)
     if depth < 1:
         raise ValueError(f"depth must be >= 1; got {depth}.")
-    own = self_index.astype(np.int32)
-    firsts, ranks = [], []
-    for start, stop, pad, scores in _score_blocks(query, gallery, metric, chunk_size, verbose):
-        first, positive_ranks = _ranks_of_chunk(
-            scores, pad(own, -1), pad(positive_index), pad(positive_valid, False), depth
-        )
-        firsts.append(first[: stop - start])
-        ranks.append(positive_ranks[: stop - start, :ranked])
-    first = np.where(num_positives > 0, np.concatenate(firsts), 0)
+    query_operand, gallery_operand, _ = ranking_operands(query, gallery, metric, block=BLOCK)
+
+    def step(chunk, own, chunk_positives, chunk_valid):
+        first, ranks = _ranks_of_chunk(chunk_scores(chunk, gallery_operand), own, chunk_positives, chunk_valid, depth)
+        return first, ranks[:, :ranked]
+
+    per_query = ((query_operand, 0.0), (self_index.astype(np.int32), -1), (positive_index, 0), (positive_valid, False))
+    first, positives = (
+        part.numpy()
+        for part in map_chunks(step, per_query, chunk_size, (tf.int64, tf.int64), _progress(len(query), verbose))
+    )
     return PositiveRanks(
-        first=first, positives=np.concatenate(ranks), num_positives=num_positives, labels=query_labels, depth=depth
+        first=np.where(num_positives > 0, first, 0),
+        positives=positives,
+        num_positives=num_positives,
+        labels=query_labels,
+        depth=depth,
     )

@@ -44,7 +44,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdml.evaluation.knn import BLOCK, PADDING_SCORE
+from tfdml.neighbors import BLOCK, PADDING_SCORE
 
 #: Scores held at once (64 MB of float32); sets the rows of each matmul block.
 BLOCK_SCORES = 1 << 24

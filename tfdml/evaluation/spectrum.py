@@ -27,8 +27,9 @@ import scipy.linalg
 import scipy.stats
 
 from tfdml import distances
-from tfdml.evaluation.knn import as_embeddings, as_labels
+from tfdml.distances import as_embeddings
 from tfdml.evaluation.verification import paired_distances
+from tfdml.masks import label_array
 
 #: Pairs per step when averaging intra-class distances (bounds memory for very large classes).
 PAIR_CHUNK = 1 << 20
@@ -81,7 +82,7 @@ def _intra_class_pairs(labels):
 def class_distance_statistics(embeddings, labels, *, metric="euclidean"):
     """``{"pi_intra", "pi_inter", "pi_ratio"}`` (``nan`` where a mean has no pair)."""
     embeddings = as_embeddings(embeddings).astype(np.float64)
-    labels = as_labels(labels, embeddings.shape[0])
+    labels = label_array(labels, count=embeddings.shape[0])
     first, second = _intra_class_pairs(labels)
     intra_sum = sum(
         paired_distances(embeddings[first[s : s + PAIR_CHUNK]], embeddings[second[s : s + PAIR_CHUNK]], metric).sum()

@@ -22,6 +22,8 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from tfdml.masks import flatten_labels
+
 
 class Triplets(NamedTuple):
     """Index tuples ``(anchors[k], positives[k], negatives[k])`` into the batch."""
@@ -96,7 +98,12 @@ class Miner:
 
     Args:
         seed: seed of the miner's random numbers (``None``: a random seed).
+
+    No miner takes arguments derived from a recipe's data (``data_arguments``, as for samplers):
+    a recipe run gives it only its ``seed``.
     """
+
+    data_arguments = ()
 
     def __init__(self, seed=None):
         self.seed = seed
@@ -109,7 +116,7 @@ class Miner:
 
     def mine_masked(self, embeddings, labels):
         """Fixed-size tuples with a validity mask, for losses and XLA."""
-        mined = self.mine(tf.cast(embeddings, tf.float32), tf.reshape(tf.cast(labels, tf.int32), [-1]))
+        mined = self.mine(tf.cast(embeddings, tf.float32), flatten_labels(labels, type(self).__name__))
         return as_masked(mined) if isinstance(mined, Triplets) else mined
 
     def mine(self, embeddings, labels):

@@ -12,17 +12,7 @@ epoch reproducible on its own, so training can resume mid-run with ``initial_epo
 import numpy as np
 import tensorflow as tf
 
-
-def as_label_array(values, name, sampler):
-    """``values`` as an int64 ``(n,)`` array, or a ``ValueError`` naming ``name`` and ``sampler``."""
-    array = np.asarray(values)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"{sampler}: {name} must be a non-empty 1-D array; got shape {array.shape}.")
-    if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"{sampler}: {name} must hold integers; got dtype {array.dtype}.")
-    return array.astype(np.int64)
+from tfdml.masks import label_array
 
 
 class LabelGroups:
@@ -111,14 +101,20 @@ class BatchSampler:
         categories: optional int ``(n,)`` category of each sample (``-1`` = unknown).
         batch_size: samples per batch.
         seed: integer seed; the same seed gives the same batches, epoch by epoch.
+
+    ``data_arguments`` names the further constructor arguments a recipe run supplies from its
+    data or its ``sampler`` section (``samples_per_class``, the memory ``bank``), so the runner
+    passes exactly those.
     """
+
+    data_arguments = ()
 
     def __init__(self, labels, categories=None, *, batch_size, seed=0):
         name = type(self).__name__
-        self.labels = as_label_array(labels, "labels", name)
+        self.labels = label_array(labels, "labels", who=name, integral_floats=False)
         self.categories = None
         if categories is not None:
-            self.categories = as_label_array(categories, "categories", name)
+            self.categories = label_array(categories, "categories", who=name, integral_floats=False)
             if self.categories.shape != self.labels.shape:
                 raise ValueError(
                     f"{name}: categories has {self.categories.size} entries but labels has {self.labels.size}."

@@ -150,6 +150,8 @@ class BatchMatchingSampler(BatchSampler):
         seed: integer seed.
     """
 
+    data_arguments = ("bank", "samples_per_class")
+
     def __init__(
         self,
         labels,

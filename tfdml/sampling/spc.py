@@ -47,6 +47,8 @@ class SPCSampler(BatchSampler):
     >>> indices = next(iter(sampler.index_dataset()))  # int64 (32,): 8 classes × 4
     """
 
+    data_arguments = ("samples_per_class",)
+
     def __init__(
         self,
         labels,

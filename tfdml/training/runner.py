@@ -1,10 +1,8 @@
 """Run one recipe end to end: data → sampler → model + loss → ``fit`` → evaluate → export.
 
-A run writes ``<run_dir>/<name>/``: ``config.yaml`` (the resolved recipe),
-``metrics.jsonl`` (one JSON object per finished epoch), TensorBoard logs under
-``logs/``, per-epoch weights under ``checkpoints/``, Keras ``BackupAndRestore``
-state under ``backup/`` and, once training has finished, ``final.weights.h5`` and
-the ``done.json`` marker.
+A run lives in ``<run_dir>/<name>/`` (see :mod:`tfdml.training.run_directory`); the recipe's
+parts are built by :mod:`tfdml.training.factory`, and :mod:`tfdml.training.callbacks` records,
+backs up and finishes the training.
 
 Rerunning the same recipe after an interruption (even ``kill -9`` mid-epoch) resumes
 from the last finished epoch, and with a fixed seed the resumed run equals the
@@ -17,7 +15,6 @@ in the same directory is refused, except that the ``export`` section may change
 run never finished an epoch does not block its name.
 """
 
-import inspect
 import json
 import os
 import time
@@ -27,193 +24,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfdml import data as tfdml_data
-from tfdml import evaluation, losses, mining, sampling
+from tfdml import evaluation, sampling
 from tfdml.export import check_export_settings, export_embedding_model, export_retrieval_model
 from tfdml.index import GalleryIndex
-from tfdml.io import save_file_atomically, write_file_atomically
-from tfdml.models import build_embedding_model
-from tfdml.training.config import ConfigError, dump_config, read_config
+from tfdml.training.callbacks import AtomicBackupAndRestore, EpochJSONLogger, FinishTraining, external_state
+from tfdml.training.config import ConfigError
+from tfdml.training.distribute import distribute_batches, is_chief, make_strategy
+from tfdml.training.factory import build_embedder, build_loss, build_optimizer, build_sampler, needs_memory_bank
 from tfdml.training.model import MetricLearningModel, resolve_jit_compile
-
-
-class EpochJSONLogger(keras.callbacks.Callback):
-    """Keeps ``{"epoch": e, **logs}`` per finished epoch in a JSON-lines file.
-
-    The file is rewritten atomically after every epoch, replacing any record of this or a
-    later epoch: a resumed run that repeats an epoch (its backup was lost to a kill during
-    the write) leaves one record per epoch, never a half-written line.
-    """
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-
-    def on_epoch_end(self, epoch, logs=None):
-        records = []
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                records = [json.loads(line) for line in f if line.strip()]
-        records = [r for r in records if r["epoch"] < epoch + 1]
-        records.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-        write_file_atomically(self.path, "".join(json.dumps(r) + "\n" for r in records))
-
-
-def save_weights_atomically(model, path):
-    """``model.save_weights(path)`` through a file beside it and a rename (Keras writes in place)."""
-    return save_file_atomically(path, lambda tmp: model.save_weights(tmp, overwrite=True))
-
-
-def external_state(loss):
-    """Variables of ``loss`` (and its miners) that ``save_weights`` does not save, by attribute path.
-
-    The miners' random counters are plain variables of tfdml objects, not Keras weights; a
-    resumed run needs them to draw the tuples the uninterrupted run would have drawn. Keras
-    layers are not searched: their variables are saved with the model's weights.
-    """
-    found = {}
-
-    def visit(value, path, seen):
-        if id(value) in seen or isinstance(value, keras.layers.Layer):
-            return
-        seen.add(id(value))
-        if isinstance(value, (tf.Variable, keras.Variable)):
-            found[path] = value
-        elif isinstance(value, tf.random.Generator):
-            found[f"{path}.state"] = value.state
-        elif isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                visit(item, f"{path}.{i}", seen)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                visit(item, f"{path}.{key}", seen)
-        elif type(value).__module__.startswith("tfdml.") and hasattr(value, "__dict__"):
-            for key, item in vars(value).items():
-                visit(item, f"{path}.{key}", seen)
-
-    visit(loss, "loss", set())
-    return found
-
-
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras ``BackupAndRestore`` whose backup files are replaced atomically and which also
-    backs up ``state``: variables outside the model's weights (see :func:`external_state`).
-
-    Keras writes the backup in place, so a ``kill -9`` during the write leaves a corrupt file
-    and the rerun cannot resume. Here each file is written beside its target and renamed
-    over it. A kill between the two renames pairs the new weights with the previous epoch
-    number: the rerun repeats that epoch from its end state, losing nothing.
-
-    Args:
-        backup_dir: the backup folder.
-        state: ``{name: variable}`` saved in the metadata after each epoch and restored with the weights.
-    """
-
-    def __init__(self, backup_dir, state=None, **kwargs):
-        super().__init__(backup_dir, **kwargs)
-        self.state = dict(state or {})
-
-    @staticmethod
-    def finished_epochs(backup_dir):
-        """Epochs the backup in ``backup_dir`` holds (0 without one): where a rerun resumes."""
-        path = os.path.join(backup_dir, "training_metadata.json")
-        if not os.path.exists(path):
-            return 0
-        with open(path) as f:
-            return int(json.load(f)["epoch"])
-
-    def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        save_weights_atomically(self.model, self._weights_path)
-        metadata = {
-            "epoch": self._current_epoch,
-            "batch": self._last_batch_seen,
-            "state": {name: np.asarray(variable.numpy()).tolist() for name, variable in self.state.items()},
-        }
-        write_file_atomically(self._training_metadata_path, json.dumps(metadata))
-
-    def _load_model(self):
-        super()._load_model()
-        if not os.path.exists(self._training_metadata_path):
-            return
-        with open(self._training_metadata_path) as f:
-            saved = json.load(f).get("state", {})
-        unknown = sorted(set(saved) - set(self.state))
-        if unknown:
-            raise ConfigError(f"The backup in {self.backup_dir} holds state this run does not have: {unknown}.")
-        for name, value in saved.items():
-            variable = self.state[name]
-            variable.assign(np.asarray(value, variable.dtype.as_numpy_dtype))
-
-
-class FinishTraining(keras.callbacks.Callback):
-    """At the end of ``fit``: save the embedder's final weights, then write the ``done`` marker.
-
-    Runs before :class:`AtomicBackupAndRestore` removes its backup, so at every moment either
-    the backup or the marker (with the final weights) exists: a run killed after its last
-    epoch resumes straight to evaluation and export instead of training again.
-    """
-
-    def __init__(self, run_dir, embedder, select_by=None):
-        """``select_by``: a logged validation key; the final weights are then those of its best epoch."""
-        super().__init__()
-        self.run_dir = run_dir
-        self.embedder = embedder
-        self.select_by = select_by
-
-    def on_train_end(self, logs=None):
-        done = {"finished": time.time()}
-        if self.select_by:
-            epoch = best_epoch(os.path.join(self.run_dir, "metrics.jsonl"), self.select_by)
-            self.model.load_weights(os.path.join(self.run_dir, CHECKPOINTS.format(epoch=epoch)))
-            done.update(best_epoch=epoch, select_by=self.select_by)
-        save_weights_atomically(self.embedder, os.path.join(self.run_dir, FINAL_WEIGHTS))
-        write_file_atomically(os.path.join(self.run_dir, DONE_FILE), json.dumps(done))
-
-
-FINAL_WEIGHTS = "final.weights.h5"
-CHECKPOINTS = os.path.join("checkpoints", "epoch{epoch:03d}.weights.h5")
-DONE_FILE = "done.json"
-# Sections that do not change what is trained: a finished run may be exported again with other settings.
-EXPORT_SECTIONS = ("export",)
-
-
-def make_strategy(name):
-    """The recipe's ``distribute.strategy``; create it before any other TF work (collectives need that)."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
-
-
-def distribute_batches(strategy, batches, global_batch_size):
-    """Give each replica its consecutive slice of every global batch (replica order = all-gather order).
-
-    Samplers build whole global batches (the class structure is a property of the global
-    batch), so every input pipeline builds the same global batches from the same seed and
-    keeps its own part; ``all_gather`` in the loss reassembles the batch in order.
-    """
-    if strategy.num_replicas_in_sync == 1:
-        return batches
-
-    def pipeline(context):
-        per_pipeline = global_batch_size // context.num_input_pipelines
-        start = context.input_pipeline_id * per_pipeline
-        sliced = batches.map(lambda images, labels: (images[start : start + per_pipeline], labels[start : start + per_pipeline]))
-        return sliced.unbatch().batch(context.get_per_replica_batch_size(global_batch_size), drop_remainder=True)
-
-    if global_batch_size % strategy.num_replicas_in_sync:
-        raise ConfigError(
-            f"sampler.batch_size={global_batch_size} must be divisible by the {strategy.num_replicas_in_sync} replicas."
-        )
-    return strategy.distribute_datasets_from_function(pipeline)
+from tfdml.training.run_directory import CHECKPOINTS, DONE_FILE, FINAL_WEIGHTS, prepare_run_dir
 
 
 def load_split(config, split):
@@ -229,7 +48,7 @@ def load_split(config, split):
     )
 
 
-def training_classes(config, train):
+def training_classes(config, split):
     """``(fit, validation)``: the training split less its held-out validation classes (``None``
     without ``data.validation``), with rotation classes added to ``fit`` only, so that no rotated
     copy of a validation class is trained on."""
@@ -237,12 +56,12 @@ def training_classes(config, train):
     validation = None
     if data_config["validation"] is not None:
         try:
-            train, validation = tfdml_data.hold_out_validation(train, data_config["validation"], seed=config["seed"])
+            split, validation = tfdml_data.hold_out_validation(split, data_config["validation"], seed=config["seed"])
         except ValueError as error:
             raise ConfigError(f"data.validation: {error}") from None
     if data_config["rotations"]:
-        train = tfdml_data.with_rotations(train)
-    return train, validation
+        split = tfdml_data.with_rotations(split)
+    return split, validation
 
 
 def eval_transform(protocol, size):
@@ -252,102 +71,6 @@ def eval_transform(protocol, size):
     if protocol == "affine":
         return lambda image: tf.image.resize(image, [size, size], method="area")
     return tfdml_data.augmentation("eval", size=size)
-
-
-def best_epoch(metrics_file, key):
-    """The epoch with the highest ``key`` among the records of ``metrics_file`` (the first on ties)."""
-    records = []
-    if os.path.exists(metrics_file):
-        with open(metrics_file) as f:
-            records = [json.loads(line) for line in f if line.strip()]
-    scored = [r for r in records if key in r and np.isfinite(r[key])]
-    if not scored:
-        raise ConfigError(
-            f"evaluation.select_by={key!r}: no epoch in {metrics_file} logged it; name a key the validation "
-            "evaluation logs (e.g. val_recall_at_1) and evaluate at least once (evaluation.every_n_epochs)."
-        )
-    return max(scored, key=lambda r: (r[key], -r["epoch"]))["epoch"]
-
-
-def _construct(module, section, kind, **available):
-    """Instantiate ``module.<section['class']>`` with ``section['params']``; fill ``available``
-    arguments the class accepts but the recipe left out (e.g. ``num_classes``)."""
-    name = section["class"]
-    cls = getattr(module, name, None)
-    if cls is None or not inspect.isclass(cls):
-        raise ConfigError(f"{kind}.class={name!r} is not a class of {module.__name__}.")
-    params = dict(section.get("params") or {})
-    accepted = inspect.signature(cls).parameters
-    for key, value in available.items():
-        if key in accepted and key not in params and value is not None:
-            params[key] = value
-    try:
-        return cls(**params)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{kind} ({name}): {error}") from None
-
-
-def build_loss(config, num_classes, num_images):
-    miner = None
-    if config["miner"]["class"]:
-        miner = _construct(mining, config["miner"], "miner", seed=config["seed"])
-    return _construct(
-        losses,
-        config["loss"],
-        "loss",
-        miner=miner,
-        num_classes=num_classes,
-        num_images=num_images,
-        embedding_dim=config["model"]["embedding_dim"],
-    )
-
-
-def build_sampler(config, train, bank=None):
-    sampler_config = config["sampler"]
-    return _construct(
-        sampling,
-        {"class": sampler_config["class"], "params": sampler_config["params"]},
-        "sampler",
-        labels=train.labels,
-        categories=train.categories,
-        batch_size=sampler_config["batch_size"],
-        samples_per_class=sampler_config["samples_per_class"],
-        bank=bank,
-        seed=config["seed"],
-    )
-
-
-def needs_memory_bank(config):
-    """Whether the recipe's sampler chooses batches from a memory bank (coreset, DDM, FRD)."""
-    cls = getattr(sampling, config["sampler"]["class"] or "", None)
-    return inspect.isclass(cls) and "bank" in inspect.signature(cls).parameters
-
-
-def build_embedder(config, image_shape, synchronized_batchnorm=False):
-    """The recipe's embedding model for images of ``image_shape``."""
-    model_config = config["model"]
-    return build_embedding_model(
-        model_config["backbone"],
-        input_shape=image_shape,
-        embedding_dim=model_config["embedding_dim"],
-        pooling=model_config["pooling"],
-        normalize=model_config["normalize"],
-        weights=model_config["weights"],
-        freeze_batchnorm=model_config["freeze_batchnorm"],
-        filters=model_config["filters"],
-        blocks=model_config["blocks"],
-        synchronized_batchnorm=synchronized_batchnorm,
-    )
-
-
-def build_optimizer(config):
-    opt = config["optimizer"]
-    name = opt["name"].lower()
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=opt["learning_rate"], weight_decay=opt["weight_decay"] or None)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=opt["learning_rate"], momentum=0.9, weight_decay=opt["weight_decay"] or None)
-    raise ConfigError(f"optimizer.name must be 'adam' or 'sgd'; got {opt['name']!r}.")
 
 
 def raw_pixels(images):
@@ -360,50 +83,6 @@ def evaluate_embeddings(embeddings, labels, config, categories=None):
         embeddings, labels, metrics=config["evaluation"]["metrics"], k=config["evaluation"]["recall_k"],
         categories=categories,
     )
-
-
-def training_part(config):
-    """``config`` without the sections that only concern exporting."""
-    return {key: value for key, value in config.items() if key not in EXPORT_SECTIONS}
-
-
-def has_progress(run_dir):
-    """Whether ``run_dir`` holds a finished epoch or a finished training (something a rerun resumes)."""
-    metrics = os.path.join(run_dir, "metrics.jsonl")
-    return (
-        os.path.exists(os.path.join(run_dir, DONE_FILE))
-        or os.path.isdir(os.path.join(run_dir, "backup"))
-        or (os.path.exists(metrics) and os.path.getsize(metrics) > 0)
-    )
-
-
-def prepare_run_dir(config, chief=True, task_id=0):
-    """The run's folder, checked against and then holding ``config``.
-
-    A folder with progress (see :func:`has_progress`) under a config that differs in more
-    than its ``export`` section is refused; one without progress (the run failed before its
-    first epoch ended) is taken over by the new config.
-    """
-    run_dir = os.path.join(config["run_dir"], config["name"])
-    if not chief:
-        # Workers other than the chief keep their own backups and logs beside the chief's.
-        run_dir = os.path.join(run_dir, f"worker-{task_id}")
-    saved = os.path.join(run_dir, "config.yaml")
-    if os.path.exists(saved) and has_progress(run_dir):
-        if training_part(read_config(saved)) != training_part(config):
-            raise ConfigError(
-                f"{run_dir} holds a run of a different config ({saved}); resume it with the same recipe and "
-                "overrides (only export.* may differ), or choose another name (--set name=...) or delete the "
-                "directory."
-            )
-    os.makedirs(run_dir, exist_ok=True)
-    dump_config(config, saved)
-    if not os.path.isdir(os.path.join(run_dir, "backup")) and not os.path.exists(os.path.join(run_dir, DONE_FILE)):
-        # Nothing to resume: this is a fresh start, so earlier epochs' records do not belong to it.
-        metrics_file = os.path.join(run_dir, "metrics.jsonl")
-        if os.path.exists(metrics_file):
-            os.remove(metrics_file)
-    return run_dir
 
 
 def format_table(rows):
@@ -425,11 +104,11 @@ class Setup:
         """``splits``: optional already loaded ``(train, test)`` data of this config, to skip reading it again."""
         self.config = config
         strategy = strategy or make_strategy(config["distribute"]["strategy"])
-        train, self.test_data = splits or (
+        train_split, self.test_data = splits or (
             load_split(config, config["data"]["train_split"]),
             load_split(config, config["data"]["test_split"]),
         )
-        self.train_data, self.validation_data = training_classes(config, train)
+        self.train_data, self.validation_data = training_classes(config, train_split)
         self.bank = None
         if needs_memory_bank(config):
             self.bank = sampling.MemoryBank(len(self.train_data), config["model"]["embedding_dim"], seed=config["seed"])

@@ -1,0 +1,44 @@
+"""``tf.distribute`` for a recipe run: the strategy, which worker is the chief, per-replica input."""
+
+import tensorflow as tf
+
+from tfdml.training.config import ConfigError
+
+
+def make_strategy(name):
+    """The recipe's ``distribute.strategy``; create it before any other TF work (collectives need that)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def distribute_batches(strategy, batches, global_batch_size):
+    """Give each replica its consecutive slice of every global batch (replica order = all-gather order).
+
+    Samplers build whole global batches (the class structure is a property of the global
+    batch), so every input pipeline builds the same global batches from the same seed and
+    keeps its own part; ``all_gather`` in the loss reassembles the batch in order.
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return batches
+
+    def pipeline(context):
+        per_pipeline = global_batch_size // context.num_input_pipelines
+        start = context.input_pipeline_id * per_pipeline
+        sliced = batches.map(lambda images, labels: (images[start : start + per_pipeline], labels[start : start + per_pipeline]))
+        return sliced.unbatch().batch(context.get_per_replica_batch_size(global_batch_size), drop_remainder=True)
+
+    if global_batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(
+            f"sampler.batch_size={global_batch_size} must be divisible by the {strategy.num_replicas_in_sync} replicas."
+        )
+    return strategy.distribute_datasets_from_function(pipeline)

@@ -1,0 +1,123 @@
+"""Build a recipe's parts: its loss (with its miner), sampler, optimizer and embedding model.
+
+A recipe names classes (``loss.class``, ``miner.class``, ``sampler.class``) by their Keras
+serialization name under the package ``"tfdml"``, the name ``keras.saving`` saves them
+under. Arguments come from the section's ``params``; the arguments a run derives from its
+data or from other recipe keys (``num_classes``, ``num_images``, ``embedding_dim``, the
+memory ``bank``, ``samples_per_class``) are passed to the classes that declare them in
+their ``data_arguments`` attribute, unless ``params`` sets them.
+"""
+
+import inspect
+
+import keras
+
+from tfdml import losses, mining, sampling
+from tfdml.models import build_embedding_model
+from tfdml.training.config import ConfigError
+
+#: Recipe section → (base class of its classes, module that exports them).
+KINDS = {
+    "loss": (losses.DMLLoss, losses),
+    "miner": (mining.Miner, mining),
+    "sampler": (sampling.BatchSampler, sampling),
+}
+
+
+def resolve_class(kind, name):
+    """The class registered as ``tfdml>{name}`` that is a ``kind`` (a ``ConfigError`` otherwise)."""
+    base, module = KINDS[kind]
+    cls = keras.saving.get_registered_object(f"tfdml>{name}")
+    if not (inspect.isclass(cls) and issubclass(cls, base)):
+        raise ConfigError(f"{kind}.class={name!r} is not a class of {module.__name__}.")
+    return cls
+
+
+def data_arguments(cls):
+    """The data-derived constructor arguments ``cls`` takes: its ``data_arguments`` declaration.
+
+    Loss classes (``tfdml/losses``) do not declare theirs yet; until they do, their constructor's
+    parameters stand in for the declaration.
+    """
+    declared = getattr(cls, "data_arguments", None)
+    return tuple(inspect.signature(cls).parameters) if declared is None else declared
+
+
+def construct(kind, section, always=None, derived=None):
+    """``section['class']`` built with ``section['params']``; ``always`` (arguments every class of
+    ``kind`` takes) and those ``derived`` arguments the class declares fill what ``params`` leaves out."""
+    cls = resolve_class(kind, section["class"])
+    params = dict(section.get("params") or {})
+    wanted = data_arguments(cls)
+    supplied = dict(always or {})
+    supplied.update({key: value for key, value in (derived or {}).items() if key in wanted and value is not None})
+    for key, value in supplied.items():
+        params.setdefault(key, value)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{kind} ({section['class']}): {error}") from None
+
+
+def build_miner(config):
+    """The recipe's miner, or ``None`` without ``miner.class``."""
+    if not config["miner"]["class"]:
+        return None
+    return construct("miner", config["miner"], always={"seed": config["seed"]})
+
+
+def build_loss(config, num_classes, num_images):
+    """The recipe's loss with its miner, for training data of ``num_classes`` classes and ``num_images`` images."""
+    derived = {
+        "miner": build_miner(config),
+        "num_classes": num_classes,
+        "num_images": num_images,
+        "embedding_dim": config["model"]["embedding_dim"],
+    }
+    return construct("loss", config["loss"], derived=derived)
+
+
+def needs_memory_bank(config):
+    """Whether the recipe's sampler chooses batches from a memory bank (coreset, DDM, FRD)."""
+    return "bank" in data_arguments(resolve_class("sampler", config["sampler"]["class"]))
+
+
+def build_sampler(config, train_data, bank=None):
+    """The recipe's sampler over ``train_data``'s labels (and categories); ``bank``: its memory bank, if it reads one."""
+    sampler_config = config["sampler"]
+    always = {
+        "labels": train_data.labels,
+        "categories": train_data.categories,
+        "batch_size": sampler_config["batch_size"],
+        "seed": config["seed"],
+    }
+    derived = {"samples_per_class": sampler_config["samples_per_class"], "bank": bank}
+    return construct("sampler", sampler_config, always=always, derived=derived)
+
+
+def build_embedder(config, image_shape, synchronized_batchnorm=False):
+    """The recipe's embedding model for images of ``image_shape``."""
+    model_config = config["model"]
+    return build_embedding_model(
+        model_config["backbone"],
+        input_shape=image_shape,
+        embedding_dim=model_config["embedding_dim"],
+        pooling=model_config["pooling"],
+        normalize=model_config["normalize"],
+        weights=model_config["weights"],
+        freeze_batchnorm=model_config["freeze_batchnorm"],
+        filters=model_config["filters"],
+        blocks=model_config["blocks"],
+        synchronized_batchnorm=synchronized_batchnorm,
+    )
+
+
+def build_optimizer(config):
+    """The recipe's optimizer: Adam or SGD with momentum 0.9, with the recipe's weight decay."""
+    opt = config["optimizer"]
+    name = opt["name"].lower()
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=opt["learning_rate"], weight_decay=opt["weight_decay"] or None)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=opt["learning_rate"], momentum=0.9, weight_decay=opt["weight_decay"] or None)
+    raise ConfigError(f"optimizer.name must be 'adam' or 'sgd'; got {opt['name']!r}.")
