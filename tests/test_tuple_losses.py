@@ -100,12 +100,11 @@ def test_margin_loss_with_class_and_image_betas_and_nu_matches_reference(rng):
     image_beta = rng.normal(scale=0.2, size=40).astype(np.float32)
     loss.class_beta.assign(class_beta)
     loss.image_beta.assign(image_beta)
-    loss.attached_to_model = True
     y_true = np.stack([labels, image_ids], axis=1)
     expected = ref.margin_loss(
         x, labels, tuples, beta=0.9, beta_class=class_beta, beta_image=image_beta, image_ids=image_ids, nu=0.1
     )
-    np.testing.assert_allclose(float(loss(y_true, x)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(loss.value(y_true, x)), expected, rtol=1e-5)
 
 
 def test_quadruplet_loss_matches_reference_when_the_fourth_sample_is_forced(rng):
@@ -259,9 +258,8 @@ def test_learnable_margin_refuses_plain_compile(rng):
 def test_label_beyond_num_classes_raises_a_clear_error(rng):
     x, labels = unit_batch(rng)
     loss = MarginLoss(beta_class=True, num_classes=3)
-    loss.attached_to_model = True
     with pytest.raises(tf.errors.InvalidArgumentError, match="num_classes=3"):
-        loss(labels, x)  # labels go up to 3
+        loss.value(labels, x)  # labels go up to 3
 
 
 def test_bad_margin_arguments_raise_clear_errors(rng):
@@ -270,12 +268,11 @@ def test_bad_margin_arguments_raise_clear_errors(rng):
     with pytest.raises(ValueError, match="num_images"):
         MarginLoss(beta_image=True)
     loss = MarginLoss(beta_image=True, num_images=10)
-    loss.attached_to_model = True
     x, labels = unit_batch(rng)
     with pytest.raises(ValueError, match=r"\(batch, 2\)"):
-        loss(labels, x)
+        loss.value(labels, x)
     with pytest.raises(tf.errors.InvalidArgumentError, match="num_images=10"):
-        loss(np.stack([labels, np.arange(len(labels))], axis=1), x)
+        loss.value(np.stack([labels, np.arange(len(labels))], axis=1), x)
     with pytest.raises(TypeError, match="Miner"):
         TripletLoss(miner="semihard")
 

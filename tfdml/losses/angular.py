@@ -81,6 +81,3 @@ class AngularLoss(NPairLoss):
             tf.reduce_sum(tf.where(valid, tuple_losses, 0.0)),
             tf.reduce_sum(tf.cast(positives, similarity.dtype)),
         )
-
-    def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "angular_weight": self.angular_weight}

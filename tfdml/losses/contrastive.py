@@ -7,7 +7,6 @@ from tfdml.losses.base import DMLLoss
 from tfdml.distances import euclidean
 from tfdml.losses.pairs import check_pairs, contrastive_all_pairs
 from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
-from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -57,12 +56,3 @@ class ContrastiveLoss(DMLLoss):
         negative_terms = tf.nn.relu(self.margin - tuple_distances(distances, triplets.anchors, triplets.negatives))
         # Each valid tuple holds one positive and one negative pair.
         return masked_mean(positive_terms + negative_terms, triplets.valid) / 2.0
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin": self.margin,
-            "positive_margin": self.positive_margin,
-            "miner": serialize_miner(self.miner),
-            "pairs": self.pairs,
-        }

@@ -69,6 +69,3 @@ class HistogramLoss(DMLLoss):
             tf.math.unsorted_segment_sum(weight * upper_share, lower_index + 1, self.num_bins)
         )
         return tf.math.divide_no_nan(counts, tf.reduce_sum(weight))
-
-    def get_config(self):
-        return {**super().get_config(), "num_bins": self.num_bins}

@@ -54,6 +54,3 @@ class GeneralizedLiftedStructureLoss(DMLLoss):
         anchor_losses = tf.where(valid, tf.nn.relu(positive_lse + negative_lse), 0.0)
         ranking = tf.math.divide_no_nan(tf.reduce_sum(anchor_losses), tf.reduce_sum(tf.cast(valid, distances.dtype)))
         return ranking + self.nu * squared_norm_regularizer(embeddings)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "nu": self.nu}

@@ -8,7 +8,6 @@ from tfdml.distances import euclidean
 from tfdml.losses.pairs import check_pairs, margin_loss_all_pairs
 from tfdml.losses.tuples import mine_triplets, resolve_miner, tuple_distances
 from tfdml.masks import flatten_labels
-from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -192,19 +191,3 @@ class MarginLoss(ParametricDMLLoss):
         )
         total = tf.reduce_sum(positive_terms) + tf.reduce_sum(negative_terms) + self.nu * 2.0 * tf.reduce_sum(beta)
         return tf.math.divide_no_nan(total, num_active)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin": self.margin,
-            "beta": self.beta,
-            "learn_beta": self.learn_beta,
-            "beta_class": self.beta_class,
-            "num_classes": self.num_classes,
-            "beta_image": self.beta_image,
-            "num_images": self.num_images,
-            "nu": self.nu,
-            "beta_learning_rate": self.beta_learning_rate,
-            "miner": serialize_miner(self.miner),
-            "pairs": self.pairs,
-        }

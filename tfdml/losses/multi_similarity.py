@@ -7,7 +7,7 @@ from tfdml.losses.base import DMLLoss
 from tfdml.losses.npair import log1p_sum_exp
 from tfdml.losses.pairs import check_pairs, multi_similarity_all_pairs
 from tfdml.losses.tuples import resolve_miner
-from tfdml.mining.base import MaskedTriplets, serialize_miner
+from tfdml.mining.base import MaskedTriplets
 from tfdml.mining.multi_similarity import MultiSimilarityMiner, PairMasks
 
 
@@ -94,13 +94,3 @@ class MultiSimilarityLoss(DMLLoss):
             f"MultiSimilarityLoss: miner {type(self.miner).__name__} returned {type(mined).__name__}; "
             "expected PairMasks or Triplets."
         )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "threshold": self.threshold,
-            "miner": serialize_miner(self.miner),
-            "pairs": self.pairs,
-        }

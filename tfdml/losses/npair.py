@@ -84,6 +84,3 @@ class NPairLoss(DMLLoss):
             tf.reduce_sum(tf.cast(positives, similarity.dtype)),
         )
         return ranking + self.nu * squared_norm_regularizer(embeddings)
-
-    def get_config(self):
-        return {**super().get_config(), "nu": self.nu}

@@ -6,7 +6,6 @@ import tensorflow as tf
 from tfdml.losses.base import DMLLoss
 from tfdml.distances import euclidean
 from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
-from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -114,11 +113,3 @@ class QuadrupletLoss(DMLLoss):
         return masked_mean(triplet_terms, triplets.valid) + masked_mean(
             quadruplet_terms, tf.logical_and(triplets.valid, has_fourth)
         )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin_1": self.margin_1,
-            "margin_2": self.margin_2,
-            "miner": serialize_miner(self.miner),
-        }

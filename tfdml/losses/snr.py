@@ -5,7 +5,6 @@ import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
 from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
-from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -81,11 +80,3 @@ class SNRLoss(DMLLoss):
         ranking = masked_mean(tf.nn.relu(anchor_positive - anchor_negative + self.margin), triplets.valid)
         zero_mean = tf.reduce_mean(tf.abs(tf.reduce_sum(normalized, axis=1)))
         return ranking + self.regularization * zero_mean
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin": self.margin,
-            "regularization": self.regularization,
-            "miner": serialize_miner(self.miner),
-        }

@@ -6,7 +6,6 @@ import tensorflow as tf
 from tfdml.losses.base import DMLLoss
 from tfdml.distances import euclidean, squared_euclidean
 from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
-from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -44,11 +43,3 @@ class TripletLoss(DMLLoss):
         anchor_positive = tuple_distances(distances, triplets.anchors, triplets.positives)
         anchor_negative = tuple_distances(distances, triplets.anchors, triplets.negatives)
         return masked_mean(tf.nn.relu(anchor_positive - anchor_negative + self.margin), triplets.valid)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin": self.margin,
-            "squared": self.squared,
-            "miner": serialize_miner(self.miner),
-        }
