@@ -4,8 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.losses.npair import log1p_sum_exp
-from tfdml.losses.pairs import check_pairs, multi_similarity_all_pairs
+from tfdml.losses.pairs import check_pairs, multi_similarity_all_pairs, multi_similarity_terms
 from tfdml.losses.tuples import resolve_miner
 from tfdml.mining.base import MaskedTriplets
 from tfdml.mining.multi_similarity import MultiSimilarityMiner, PairMasks
@@ -21,6 +20,15 @@ def pair_masks_from_triplets(triplets, batch_size):
         return tf.scatter_nd(indices, valid, shape) > 0
 
     return PairMasks(scatter(triplets.anchors, triplets.positives), scatter(triplets.anchors, triplets.negatives))
+
+
+def multi_similarity_loss(embeddings, pairs, alpha=2.0, beta=40.0, threshold=0.5):
+    """Multi-similarity loss of a batch (see :class:`MultiSimilarityLoss`) on the mined ``pairs``
+    (:class:`~tfdml.mining.multi_similarity.PairMasks`): the mean over anchors of
+    :func:`tfdml.losses.pairs.multi_similarity_terms` on the cosine similarity of the embeddings."""
+    normalized = tf.math.l2_normalize(embeddings, axis=1)
+    similarity = tf.matmul(normalized, normalized, transpose_b=True)
+    return tf.reduce_mean(multi_similarity_terms(similarity, pairs.positives, pairs.negatives, alpha, beta, threshold))
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -76,12 +84,8 @@ class MultiSimilarityLoss(DMLLoss):
     def compute(self, labels, embeddings):
         if self.pairs == "all":
             return multi_similarity_all_pairs(labels, embeddings, self.alpha, self.beta, self.threshold)
-        normalized = tf.math.l2_normalize(embeddings, axis=1)
-        similarity = tf.matmul(normalized, normalized, transpose_b=True)
-        masks = self.mine(normalized, labels)
-        positive_terms = log1p_sum_exp(-self.alpha * (similarity - self.threshold), masks.positives) / self.alpha
-        negative_terms = log1p_sum_exp(self.beta * (similarity - self.threshold), masks.negatives) / self.beta
-        return tf.reduce_mean(positive_terms + negative_terms)
+        mined = self.mine(tf.math.l2_normalize(embeddings, axis=1), labels)
+        return multi_similarity_loss(embeddings, mined, self.alpha, self.beta, self.threshold)
 
     def mine(self, normalized, labels):
         """The pairs entering the sums, as :class:`PairMasks`."""
