@@ -14,9 +14,10 @@ Losses with trainable parameters (margin β, proxies, class centres) keep them i
 a :class:`LossParameters` layer. ``keras.Model.compile`` does not train variables
 that live in a loss, so such losses are trained through
 ``tfdml.training.MetricLearningModel``, which optimises them with their own
-learning rate and no weight decay and keeps them out of the exported model. Calling such a loss (what ``compile(loss=...)``
-does) is refused while it has trainable parameters; :meth:`DMLLoss.value` is the
-explicit entry point for a caller that trains them itself or only reads the loss.
+learning rate and no weight decay and keeps them out of the exported model.
+Calling such a loss (what ``compile(loss=...)`` does) is refused while it has
+trainable parameters; :meth:`DMLLoss.value` is the explicit entry point for a
+caller that trains them itself or only reads the loss.
 
 There is no ``reduction`` and no ``sample_weight``: a DML loss's terms are pairs,
 tuples or anchors drawn from several samples of the batch and normalised by
@@ -24,10 +25,12 @@ batch-wide counts (active pairs, valid tuples, queries with positives), so a
 per-sample weight has no defined meaning and there is no per-sample vector for
 Keras to reduce. A ``sample_weight`` (a third element in the dataset) raises an error.
 
-Every loss is a function of explicit inputs (labels, embeddings, mined tuples,
-parameters) holding the formula, next to a thin serialisable class that mines,
-gathers per-anchor parameters and calls it. The classes store each constructor
-argument under its own name, from which :meth:`DMLLoss.get_config` builds the config.
+Every loss is a function of explicit inputs (labels or mined tuples, embeddings,
+parameters, hyperparameters), e.g. ``margin_loss(embeddings, triplets, anchor_betas,
+margin=0.2, nu=0.0)``, next to a thin serialisable class that mines, gathers
+per-anchor parameters, calls the function and documents the formula. The classes
+store each constructor argument under its own name, from which
+:meth:`DMLLoss.get_config` builds the config.
 """
 
 import inspect

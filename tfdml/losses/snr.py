@@ -4,7 +4,8 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
+from tfdml.losses.math import masked_mean
+from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -24,6 +25,16 @@ def snr_distances(embeddings):
     noise = tf.linalg.set_diag(noise, tf.zeros_like(means))
     signal = tf.math.reduce_variance(embeddings, axis=1)
     return tf.math.divide_no_nan(noise, signal[:, tf.newaxis])
+
+
+def snr_loss(embeddings, triplets, margin=0.2, regularization=0.005):
+    """SNR triplet loss (see :class:`SNRLoss`) of the ``triplets`` (:class:`~tfdml.mining.base.MaskedTriplets`)
+    mined on the L2-normalised ``embeddings``, which are normalised here."""
+    normalized = tf.math.l2_normalize(embeddings, axis=1)
+    anchor_positive, anchor_negative = anchor_distances(snr_distances(normalized), triplets)
+    ranking = masked_mean(tf.nn.relu(anchor_positive - anchor_negative + margin), triplets.valid)
+    zero_mean = tf.reduce_mean(tf.abs(tf.reduce_sum(normalized, axis=1)))
+    return ranking + regularization * zero_mean
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -72,11 +83,5 @@ class SNRLoss(DMLLoss):
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):
-        normalized = tf.math.l2_normalize(embeddings, axis=1)
-        triplets = mine_triplets(self.miner, normalized, labels)
-        distances = snr_distances(normalized)
-        anchor_positive = tuple_distances(distances, triplets.anchors, triplets.positives)
-        anchor_negative = tuple_distances(distances, triplets.anchors, triplets.negatives)
-        ranking = masked_mean(tf.nn.relu(anchor_positive - anchor_negative + self.margin), triplets.valid)
-        zero_mean = tf.reduce_mean(tf.abs(tf.reduce_sum(normalized, axis=1)))
-        return ranking + self.regularization * zero_mean
+        triplets = mine_triplets(self.miner, tf.math.l2_normalize(embeddings, axis=1), labels)
+        return snr_loss(embeddings, triplets, self.margin, self.regularization)
