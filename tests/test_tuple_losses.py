@@ -4,9 +4,18 @@ import pytest
 import tensorflow as tf
 
 from tests import reference_tuple as ref
-from tfdml.losses import ContrastiveLoss, MarginLoss, QuadrupletLoss, TripletLoss
+from tfdml.losses import (
+    ContrastiveLoss,
+    MarginLoss,
+    QuadrupletLoss,
+    TripletLoss,
+    contrastive_loss,
+    margin_loss,
+    quadruplet_loss,
+    triplet_loss,
+)
 from tfdml.mining import BatchHardMiner, DistanceWeightedMiner, RandomMiner, SemiHardMiner, SoftHardMiner
-from tfdml.mining.base import Miner, ReplicaConsistentRandom, Triplets
+from tfdml.mining.base import MaskedTriplets, Miner, ReplicaConsistentRandom, Triplets
 
 
 class FixedMiner(Miner):
@@ -208,6 +217,30 @@ def test_float16_embeddings_are_handled_in_float32(name, rng):
     assert gradient.dtype == tf.float16 and np.all(np.isfinite(tf.convert_to_tensor(gradient).numpy()))
     reference_value = LOSSES[name](DistanceWeightedMiner(seed=0))(labels, x.astype(np.float16).astype(np.float32))
     np.testing.assert_allclose(float(value), float(reference_value), rtol=1e-5)
+
+
+def test_loss_functions_take_explicit_tuples_and_ignore_invalid_ones(rng):
+    x, labels = unit_batch(rng)
+    tuples = [(0, 1, 3), (4, 5, 0), (7, 6, 10), (9, 11, 2)]
+    # A fifth, invalid tuple must change nothing.
+    columns = np.array(tuples + [(1, 2, 3)], np.int32).T
+    triplets = MaskedTriplets(*(tf.constant(c) for c in columns), tf.constant([True] * 4 + [False]))
+    np.testing.assert_allclose(float(triplet_loss(x, triplets)), ref.triplet_loss(x, tuples), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(triplet_loss(x, triplets, squared=True)), ref.triplet_loss(x, tuples, squared=True), rtol=1e-5
+    )
+    np.testing.assert_allclose(float(contrastive_loss(x, triplets)), ref.contrastive_loss(x, tuples), rtol=1e-5)
+    betas = tf.fill([5], 0.9)
+    np.testing.assert_allclose(
+        float(margin_loss(x, triplets, betas, nu=0.1)), ref.margin_loss(x, labels, tuples, beta=0.9, nu=0.1), rtol=1e-5
+    )
+    fourth = tf.constant([6, 9, 0, 3, 0])
+    quadruplets = [(a, p, n, int(l)) for (a, p, n), l in zip(tuples, fourth.numpy())]
+    np.testing.assert_allclose(
+        float(quadruplet_loss(x, triplets, fourth, tf.constant([True] * 5))),
+        ref.quadruplet_loss(x, quadruplets),
+        rtol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
