@@ -143,10 +143,11 @@ def test_loss_functions_take_explicit_inputs_in_float64(rng):
     np.testing.assert_allclose(generalized_lifted_structure_loss(y, e, 0.5, 0.0).numpy(), expected, rtol=1e-10)
     np.testing.assert_allclose(histogram_loss(y, e, num_bins=11).numpy(), ref.histogram(labels, x, 11), rtol=1e-10)
     masks = PairMasks(*(tf.constant(m) for m in ref.multi_similarity_masks(labels, x)))
-    np.testing.assert_allclose(multi_similarity_loss(e, masks).numpy(), ref.multi_similarity(labels, x), rtol=1e-10)
+    unit = tf.math.l2_normalize(e, axis=1)
+    np.testing.assert_allclose(multi_similarity_loss(unit, masks).numpy(), ref.multi_similarity(labels, x), rtol=1e-10)
     columns = [tf.constant(t, tf.int32) for t in SNR_TRIPLETS]
     triplets = MaskedTriplets(*columns, tf.ones_like(columns[0], tf.bool))
-    np.testing.assert_allclose(snr_loss(e, triplets).numpy(), ref.snr(x, *SNR_TRIPLETS), rtol=1e-10)
+    np.testing.assert_allclose(snr_loss(unit, triplets).numpy(), ref.snr(x, *SNR_TRIPLETS), rtol=1e-10)
 
 
 def test_npair_hand_built_batch():

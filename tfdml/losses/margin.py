@@ -156,7 +156,7 @@ class MarginLoss(ParametricDMLLoss):
         return self.checked_compute(y_true[:, 0], y_pred, image_ids=flatten_labels(y_true[:, 1]))
 
     def anchor_betas(self, labels, anchors, image_ids=None, dtype=tf.float32):
-        """``β(i) = β⁽⁰⁾ + β_class(c(i)) + β_img(i)`` for each anchor index; ``image_ids``: each sample's image."""
+        """``β(i) = β⁽⁰⁾ + β_class(c(i)) + β_img(i)`` per anchor index; ``image_ids``: each sample's image."""
         beta = tf.fill(tf.shape(anchors), tf.cast(self.global_beta, dtype))
         if self.class_beta is not None:
             beta = beta + tf.cast(

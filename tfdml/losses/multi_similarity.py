@@ -22,11 +22,10 @@ def pair_masks_from_triplets(triplets, batch_size):
     return PairMasks(scatter(triplets.anchors, triplets.positives), scatter(triplets.anchors, triplets.negatives))
 
 
-def multi_similarity_loss(embeddings, pairs, alpha=2.0, beta=40.0, threshold=0.5):
-    """Multi-similarity loss of a batch (see :class:`MultiSimilarityLoss`) on the mined ``pairs``
-    (:class:`~tfdml.mining.multi_similarity.PairMasks`): the mean over anchors of
-    :func:`tfdml.losses.pairs.multi_similarity_terms` on the cosine similarity of the embeddings."""
-    normalized = tf.math.l2_normalize(embeddings, axis=1)
+def multi_similarity_loss(normalized, pairs, alpha=2.0, beta=40.0, threshold=0.5):
+    """Multi-similarity loss (see :class:`MultiSimilarityLoss`) of L2-normalised embeddings ``normalized``
+    ``(b, d)`` on the ``pairs`` mined on them (:class:`~tfdml.mining.multi_similarity.PairMasks`): the mean
+    over anchors of :func:`tfdml.losses.pairs.multi_similarity_terms` on their cosine similarity."""
     similarity = tf.matmul(normalized, normalized, transpose_b=True)
     return tf.reduce_mean(multi_similarity_terms(similarity, pairs.positives, pairs.negatives, alpha, beta, threshold))
 
@@ -84,8 +83,8 @@ class MultiSimilarityLoss(DMLLoss):
     def compute(self, labels, embeddings):
         if self.pairs == "all":
             return multi_similarity_all_pairs(labels, embeddings, self.alpha, self.beta, self.threshold)
-        mined = self.mine(tf.math.l2_normalize(embeddings, axis=1), labels)
-        return multi_similarity_loss(embeddings, mined, self.alpha, self.beta, self.threshold)
+        normalized = tf.math.l2_normalize(embeddings, axis=1)
+        return multi_similarity_loss(normalized, self.mine(normalized, labels), self.alpha, self.beta, self.threshold)
 
     def mine(self, normalized, labels):
         """The pairs entering the sums, as :class:`PairMasks`."""
