@@ -81,7 +81,6 @@ def main():
     for name in ("ProxyNCA", "SoftTriple", "NormalizedSoftmax", "ArcFace"):
         for num_classes in args.classes:
             ours, peer, comparable = build_pair(name, num_classes, args.dim)
-            ours.attached_to_model = True
             labels = rng.integers(0, num_classes, size=args.batch)
             embeddings = rng.normal(size=(args.batch, args.dim)).astype(np.float32)
             embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
@@ -105,7 +104,7 @@ def main():
     for (name, num_classes, ours, _, comparable, labels, embeddings), (peer_ms, peer_value) in zip(cases, peer_results):
         tf_labels, tf_embeddings = tf.constant(labels, tf.int32), tf.constant(embeddings)
         graph_step, xla_step = (
-            loss_and_gradient(ours, jit_compile=xla, variables=ours.trainable_variables) for xla in (False, True)
+            loss_and_gradient(ours.value, jit_compile=xla, variables=ours.trainable_variables) for xla in (False, True)
         )
         graph_ms = 1e3 * best_seconds(lambda: graph_step(tf_labels, tf_embeddings)[0].numpy(), args.repeats)
         xla_ms = 1e3 * best_seconds(lambda: xla_step(tf_labels, tf_embeddings)[0].numpy(), args.repeats)

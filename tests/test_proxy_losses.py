@@ -133,11 +133,6 @@ def _class_vector_shape(loss_class, num_classes, dim, kwargs):
     return (num_classes, dim)
 
 
-def _attached(loss):
-    loss.attached_to_model = True
-    return loss
-
-
 @pytest.fixture(params=sorted(LOSSES))
 def case(request):
     return request.param
@@ -243,7 +238,7 @@ def _value_and_gradients(loss, labels, embeddings):
     embeddings = tf.convert_to_tensor(embeddings)
     with tf.GradientTape() as tape:
         tape.watch(embeddings)
-        value = loss(labels, embeddings)
+        value = loss.value(labels, embeddings)
     return (value, *tape.gradient(value, [embeddings, *loss.trainable_variables]))
 
 
@@ -254,13 +249,13 @@ def _assert_all_finite(*tensors):
 
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_one_class_in_the_batch(name, rng):
-    loss = _attached(CLASSES[name](num_classes=3, embedding_dim=4, seed=0))
+    loss = CLASSES[name](num_classes=3, embedding_dim=4, seed=0)
     _assert_all_finite(*_value_and_gradients(loss, tf.zeros(5, tf.int32), rng.normal(size=(5, 4)).astype(np.float32)))
 
 
 @pytest.mark.parametrize("name", ["soft_triple", "normalized_softmax", "arcface"])
 def test_single_class_problem_is_defined(name):
-    loss = _attached(CLASSES[name](num_classes=1, embedding_dim=4, seed=0))
+    loss = CLASSES[name](num_classes=1, embedding_dim=4, seed=0)
     _assert_all_finite(*_value_and_gradients(loss, tf.zeros(3, tf.int32), tf.ones((3, 4))))
 
 
@@ -273,7 +268,7 @@ def test_proxy_nca_needs_two_classes():
 def test_identical_embeddings_on_a_class_vector(name):
     # Every embedding equals the first class vector and all class vectors of a class coincide:
     # zero distances and zero angles, where square roots and arccos have unbounded derivatives.
-    loss = _attached(CLASSES[name](num_classes=3, embedding_dim=4, seed=0))
+    loss = CLASSES[name](num_classes=3, embedding_dim=4, seed=0)
     class_vectors = loss.trainable_variables[0]
     class_vectors.assign(tf.ones_like(class_vectors))
     embeddings = tf.ones((6, 4))
@@ -283,18 +278,18 @@ def test_identical_embeddings_on_a_class_vector(name):
 
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_labels_of_shape_b_by_1(name, rng):
-    loss = _attached(CLASSES[name](num_classes=4, embedding_dim=5, seed=0))
+    loss = CLASSES[name](num_classes=4, embedding_dim=5, seed=0)
     labels = rng.integers(0, 4, size=6)
     x = rng.normal(size=(6, 5)).astype(np.float32)
-    np.testing.assert_allclose(loss(labels[:, None], x).numpy(), loss(labels, x).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(loss(labels, x).numpy(), loss.compute(tf.constant(labels, tf.int32), x).numpy())
+    np.testing.assert_allclose(loss.value(labels[:, None], x).numpy(), loss.value(labels, x).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(loss.value(labels, x).numpy(), loss.compute(tf.constant(labels, tf.int32), x).numpy())
 
 
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_float16_embeddings_under_mixed_precision(name, rng):
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        loss = _attached(CLASSES[name](num_classes=4, embedding_dim=8, seed=0))
+        loss = CLASSES[name](num_classes=4, embedding_dim=8, seed=0)
         assert loss.trainable_variables[0].dtype == "float32"
         embeddings = tf.constant(rng.normal(size=(6, 8)), tf.float16)
         value, *gradients = _value_and_gradients(loss, tf.constant([0, 1, 2, 3, 0, 1]), embeddings)
@@ -307,17 +302,17 @@ def test_float16_embeddings_under_mixed_precision(name, rng):
 
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_out_of_range_label_is_named_eagerly(name):
-    loss = _attached(CLASSES[name](num_classes=4, embedding_dim=3, seed=0))
+    loss = CLASSES[name](num_classes=4, embedding_dim=3, seed=0)
     with pytest.raises(ValueError, match=r"label 4 is out of range for num_classes=4"):
-        loss(tf.constant([0, 4, 1]), tf.ones((3, 3)))
+        loss.value(tf.constant([0, 4, 1]), tf.ones((3, 3)))
     with pytest.raises(ValueError, match=r"label -1 is out of range for num_classes=4"):
-        loss(tf.constant([0, -1, 1]), tf.ones((3, 3)))
+        loss.value(tf.constant([0, -1, 1]), tf.ones((3, 3)))
 
 
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_out_of_range_label_is_named_in_graph(name):
-    loss = _attached(CLASSES[name](num_classes=4, embedding_dim=3, seed=0))
-    step = tf.function(lambda labels, embeddings: loss(labels, embeddings))
+    loss = CLASSES[name](num_classes=4, embedding_dim=3, seed=0)
+    step = tf.function(lambda labels, embeddings: loss.value(labels, embeddings))
     labels = tf.Variable([0, 1, 7])
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)num_classes=4\).*out-of-range label.*\] \[7\]"):
         step(labels, tf.ones((3, 3)))
@@ -329,9 +324,9 @@ def test_out_of_range_label_is_named_in_graph(name):
 
 
 def test_wrong_embedding_dimension_is_named():
-    loss = _attached(ArcFaceLoss(num_classes=4, embedding_dim=3))
+    loss = ArcFaceLoss(num_classes=4, embedding_dim=3)
     with pytest.raises(ValueError, match="dimension 5 .* embedding_dim=3"):
-        loss(tf.constant([0, 1]), tf.ones((2, 5)))
+        loss.value(tf.constant([0, 1]), tf.ones((2, 5)))
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,15 @@ from tfdml.losses import (
     MultiSimilarityLoss,
     NPairLoss,
     SNRLoss,
+    angular_loss,
+    generalized_lifted_structure_loss,
+    histogram_loss,
+    multi_similarity_loss,
+    npair_loss,
+    snr_loss,
 )
 from tfdml.mining import DistanceWeightedMiner, Miner, MultiSimilarityMiner, PairMasks, Triplets
+from tfdml.mining.base import MaskedTriplets
 
 
 @keras.saving.register_keras_serializable(package="tfdml_tests")
@@ -123,6 +130,24 @@ def test_float64_gradient_matches_finite_differences(case, rng):
     x = tf.constant(embeddings(rng, labels, dim=4, cluster=1.0), tf.float64)
     theoretical, numerical = tf.test.compute_gradient(lambda e: loss.compute(tf.constant(labels, tf.int32), e), [x], delta=1e-6)
     np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-5, atol=1e-6)
+
+
+def test_loss_functions_take_explicit_inputs_in_float64(rng):
+    labels = SPC3
+    x = embeddings(rng, labels, dim=4, cluster=1.0)
+    y, e = tf.constant(labels), tf.constant(x, tf.float64)
+    np.testing.assert_allclose(npair_loss(y, e, nu=0.01).numpy(), ref.npair(labels, x, 0.01), rtol=1e-10)
+    expected = ref.angular(labels, x, 30.0, 1.0, 0.01)
+    np.testing.assert_allclose(angular_loss(y, e, 30.0, 1.0, 0.01).numpy(), expected, rtol=1e-10)
+    expected = ref.generalized_lifted_structure(labels, x, 0.5, 0.0)
+    np.testing.assert_allclose(generalized_lifted_structure_loss(y, e, 0.5, 0.0).numpy(), expected, rtol=1e-10)
+    np.testing.assert_allclose(histogram_loss(y, e, num_bins=11).numpy(), ref.histogram(labels, x, 11), rtol=1e-10)
+    masks = PairMasks(*(tf.constant(m) for m in ref.multi_similarity_masks(labels, x)))
+    unit = tf.math.l2_normalize(e, axis=1)
+    np.testing.assert_allclose(multi_similarity_loss(unit, masks).numpy(), ref.multi_similarity(labels, x), rtol=1e-10)
+    columns = [tf.constant(t, tf.int32) for t in SNR_TRIPLETS]
+    triplets = MaskedTriplets(*columns, tf.ones_like(columns[0], tf.bool))
+    np.testing.assert_allclose(snr_loss(unit, triplets).numpy(), ref.snr(x, *SNR_TRIPLETS), rtol=1e-10)
 
 
 def test_npair_hand_built_batch():

@@ -71,6 +71,33 @@ def test_compile_rejects_a_loss_argument(rng):
         MetricLearningModel(embedder(), SpreadLoss()).compile(optimizer="adam", loss="mse")
 
 
+@pytest.mark.parametrize("through_model", [False, True], ids=["compile", "MetricLearningModel"])
+def test_sample_weights_are_refused_because_dml_losses_are_batch_global(through_model, rng):
+    images, labels = toy_data(rng, 16)
+    if through_model:
+        model = MetricLearningModel(embedder(), SpreadLoss())
+        model.compile(optimizer="sgd")
+    else:
+        model = embedder()
+        model.compile(optimizer="sgd", loss=SpreadLoss())
+    with pytest.raises(ValueError, match="sample_weight is not supported"):
+        model.fit(images, labels, sample_weight=np.ones(16), batch_size=16, epochs=1, verbose=0)
+
+
+def test_a_loss_has_no_reduction_argument():
+    with pytest.raises(TypeError, match="reduction"):
+        SpreadLoss(reduction="sum")
+    assert "reduction" not in SpreadLoss().get_config()
+
+
+def test_value_evaluates_a_parametric_loss_that_a_call_refuses():
+    loss = CentreLoss()
+    labels, embeddings = np.array([0, 1]), np.ones((2, 4), "float32")
+    with pytest.raises(ValueError, match="MetricLearningModel"):
+        loss(labels, embeddings)
+    assert float(loss.value(labels, embeddings)) == pytest.approx(4.0)
+
+
 def batchnorm_free_embedder():
     # Per-replica BatchNorm statistics would differ from the global batch's; the loss path is what is tested.
     inputs = keras.Input((8, 8, 1))

@@ -4,9 +4,18 @@ import pytest
 import tensorflow as tf
 
 from tests import reference_tuple as ref
-from tfdml.losses import ContrastiveLoss, MarginLoss, QuadrupletLoss, TripletLoss
+from tfdml.losses import (
+    ContrastiveLoss,
+    MarginLoss,
+    QuadrupletLoss,
+    TripletLoss,
+    contrastive_loss,
+    margin_loss,
+    quadruplet_loss,
+    triplet_loss,
+)
 from tfdml.mining import BatchHardMiner, DistanceWeightedMiner, RandomMiner, SemiHardMiner, SoftHardMiner
-from tfdml.mining.base import Miner, ReplicaConsistentRandom, Triplets
+from tfdml.mining.base import MaskedTriplets, Miner, ReplicaConsistentRandom, Triplets
 
 
 class FixedMiner(Miner):
@@ -100,12 +109,11 @@ def test_margin_loss_with_class_and_image_betas_and_nu_matches_reference(rng):
     image_beta = rng.normal(scale=0.2, size=40).astype(np.float32)
     loss.class_beta.assign(class_beta)
     loss.image_beta.assign(image_beta)
-    loss.attached_to_model = True
     y_true = np.stack([labels, image_ids], axis=1)
     expected = ref.margin_loss(
         x, labels, tuples, beta=0.9, beta_class=class_beta, beta_image=image_beta, image_ids=image_ids, nu=0.1
     )
-    np.testing.assert_allclose(float(loss(y_true, x)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(loss.value(y_true, x)), expected, rtol=1e-5)
 
 
 def test_quadruplet_loss_matches_reference_when_the_fourth_sample_is_forced(rng):
@@ -211,6 +219,30 @@ def test_float16_embeddings_are_handled_in_float32(name, rng):
     np.testing.assert_allclose(float(value), float(reference_value), rtol=1e-5)
 
 
+def test_loss_functions_take_explicit_tuples_and_ignore_invalid_ones(rng):
+    x, labels = unit_batch(rng)
+    tuples = [(0, 1, 3), (4, 5, 0), (7, 6, 10), (9, 11, 2)]
+    # A fifth, invalid tuple must change nothing.
+    columns = np.array(tuples + [(1, 2, 3)], np.int32).T
+    triplets = MaskedTriplets(*(tf.constant(c) for c in columns), tf.constant([True] * 4 + [False]))
+    np.testing.assert_allclose(float(triplet_loss(x, triplets)), ref.triplet_loss(x, tuples), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(triplet_loss(x, triplets, squared=True)), ref.triplet_loss(x, tuples, squared=True), rtol=1e-5
+    )
+    np.testing.assert_allclose(float(contrastive_loss(x, triplets)), ref.contrastive_loss(x, tuples), rtol=1e-5)
+    betas = tf.fill([5], 0.9)
+    np.testing.assert_allclose(
+        float(margin_loss(x, triplets, betas, nu=0.1)), ref.margin_loss(x, labels, tuples, beta=0.9, nu=0.1), rtol=1e-5
+    )
+    fourth = tf.constant([6, 9, 0, 3, 0])
+    quadruplets = [(a, p, n, int(l)) for (a, p, n), l in zip(tuples, fourth.numpy())]
+    np.testing.assert_allclose(
+        float(quadruplet_loss(x, triplets, fourth, tf.constant([True] * 5))),
+        ref.quadruplet_loss(x, quadruplets),
+        rtol=1e-5,
+    )
+
+
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_losses_round_trip_through_keras_serialization(name, rng):
     x, labels = unit_batch(rng)
@@ -259,9 +291,8 @@ def test_learnable_margin_refuses_plain_compile(rng):
 def test_label_beyond_num_classes_raises_a_clear_error(rng):
     x, labels = unit_batch(rng)
     loss = MarginLoss(beta_class=True, num_classes=3)
-    loss.attached_to_model = True
     with pytest.raises(tf.errors.InvalidArgumentError, match="num_classes=3"):
-        loss(labels, x)  # labels go up to 3
+        loss.value(labels, x)  # labels go up to 3
 
 
 def test_bad_margin_arguments_raise_clear_errors(rng):
@@ -270,12 +301,11 @@ def test_bad_margin_arguments_raise_clear_errors(rng):
     with pytest.raises(ValueError, match="num_images"):
         MarginLoss(beta_image=True)
     loss = MarginLoss(beta_image=True, num_images=10)
-    loss.attached_to_model = True
     x, labels = unit_batch(rng)
     with pytest.raises(ValueError, match=r"\(batch, 2\)"):
-        loss(labels, x)
+        loss.value(labels, x)
     with pytest.raises(tf.errors.InvalidArgumentError, match="num_images=10"):
-        loss(np.stack([labels, np.arange(len(labels))], axis=1), x)
+        loss.value(np.stack([labels, np.arange(len(labels))], axis=1), x)
     with pytest.raises(TypeError, match="Miner"):
         TripletLoss(miner="semihard")
 

@@ -99,9 +99,8 @@ def value_and_gradient(loss, labels, x, jit_compile):
     return [t.numpy() for t in step(tf.constant(x))]
 
 
-def attached(loss):
-    loss.attached_to_model = True  # evaluated directly, as MetricLearningModel would
-    return loss
+def value_of(loss):
+    return loss.value  # evaluated directly, as MetricLearningModel does (a call refuses trainable parameters)
 
 
 def fit_one_step(loss, through_model, jit_compile=True):
@@ -135,8 +134,8 @@ DETERMINISTIC = {
 def test_xla_value_and_gradient_equal_the_graph_ones(name):
     x, labels = batch()
     x = unit(x)
-    graph_value, graph_gradient = value_and_gradient(attached(DETERMINISTIC[name]()), labels, x, jit_compile=False)
-    xla_value, xla_gradient = value_and_gradient(attached(DETERMINISTIC[name]()), labels, x, jit_compile=True)
+    graph_value, graph_gradient = value_and_gradient(value_of(DETERMINISTIC[name]()), labels, x, jit_compile=False)
+    xla_value, xla_gradient = value_and_gradient(value_of(DETERMINISTIC[name]()), labels, x, jit_compile=True)
     assert np.isfinite(xla_value) and np.all(np.isfinite(xla_gradient))
     assert np.any(xla_gradient != 0.0)
     np.testing.assert_allclose(xla_value, graph_value, rtol=1e-4, atol=1e-6)
@@ -240,7 +239,7 @@ def test_non_finite_embeddings_give_a_nan_loss(name, bad_value, jit_compile):
     x, labels = batch()
     x = unit(x)
     x[3, 1] = bad_value
-    loss = attached(all_losses()[name]())
+    loss = value_of(all_losses()[name]())
     call = loss if jit_compile is None else tf.function(loss, jit_compile=jit_compile)
     assert np.isnan(float(call(labels, x)))
 
@@ -261,7 +260,7 @@ def test_fractional_labels_are_rejected(name):
     x, labels = batch()
     fractional = labels.astype(np.float32)
     fractional[2] = 2.5
-    loss = attached(all_losses()[name]())
+    loss = value_of(all_losses()[name]())
     with pytest.raises(ValueError, match="fractional label 2.5"):
         loss(fractional, unit(x))
     with pytest.raises(tf.errors.InvalidArgumentError, match="fractional labels"):
@@ -276,13 +275,13 @@ def test_fractional_labels_are_rejected(name):
 def test_string_labels_are_rejected_with_a_clear_error(name):
     x, labels = batch()
     with pytest.raises(TypeError, match="integer class ids"):
-        attached(all_losses()[name]())(labels.astype(str), unit(x))
+        value_of(all_losses()[name]())(labels.astype(str), unit(x))
 
 
 @pytest.mark.parametrize("name", sorted(all_losses()))
 def test_batch_size_mismatch_is_reported_statically_with_both_sizes(name):
     x, labels = batch()
-    loss = attached(all_losses()[name]())
+    loss = value_of(all_losses()[name]())
     with pytest.raises(ValueError, match="12 labels but y_pred has 16 embeddings"):
         tf.function(loss).get_concrete_function(
             tf.TensorSpec((12,), tf.int32), tf.TensorSpec((BATCH, DIM), tf.float32)

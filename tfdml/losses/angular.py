@@ -6,12 +6,42 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdml.losses.npair import NPairLoss
+from tfdml.losses.base import DMLLoss
+from tfdml.losses.math import mean_over_positive_pairs
+from tfdml.losses.npair import npair_loss
 from tfdml.masks import negative_mask, positive_mask
 
 
+def angular_term(labels, normalized, alpha=45.0):
+    """``mean_{(a,p)} log(1 + Σ_n exp(f_apn))`` (see :class:`AngularLoss`) on L2-normalised embeddings,
+    ``alpha`` in degrees."""
+    tan_sq = math.tan(math.radians(alpha)) ** 2
+    similarity = tf.matmul(normalized, normalized, transpose_b=True)
+    negatives = negative_mask(labels)
+    has_negative = tf.reduce_any(negatives, axis=1)
+    # Σ_n exp(c S_an + c S_pn) = Σ_n W_an W_pn · exp(m_a + m_p) with W = exp(c S − m) over
+    # negatives; p shares a's class, so a's negative mask is also p's.
+    scaled = 4.0 * tan_sq * similarity
+    row_max = tf.where(has_negative, tf.reduce_max(tf.where(negatives, scaled, scaled.dtype.min), axis=1), 0.0)
+    # Masked before exp: a same-class entry above the row max would overflow and poison the gradient.
+    weights = tf.exp(tf.where(negatives, scaled - row_max[:, tf.newaxis], -np.inf))
+    # Floored so a fully underflowed sum (α near 90°) gives a finite log with zero gradient.
+    smallest_normal = np.finfo(similarity.dtype.as_numpy_dtype).tiny
+    pair_sums = tf.maximum(tf.matmul(weights, weights, transpose_b=True), smallest_normal)
+    negative_lse = tf.math.log(pair_sums) + row_max[:, tf.newaxis] + row_max[tf.newaxis, :]
+    tuple_losses = tf.math.softplus(negative_lse - 2.0 * (1.0 + tan_sq) * similarity)
+    return mean_over_positive_pairs(tuple_losses, positive_mask(labels), has_negative)
+
+
+def angular_loss(labels, embeddings, alpha=45.0, angular_weight=2.0, nu=0.005):
+    """Angular loss of a batch (see :class:`AngularLoss`): the N-pair loss of the unnormalised
+    ``embeddings`` plus ``angular_weight`` times :func:`angular_term` of their L2-normalised form."""
+    angular = angular_term(labels, tf.math.l2_normalize(embeddings, axis=1), alpha)
+    return npair_loss(labels, embeddings, nu) + angular_weight * angular
+
+
 @keras.saving.register_keras_serializable(package="tfdml")
-class AngularLoss(NPairLoss):
+class AngularLoss(DMLLoss):
     """N-pair loss on unnormalised embeddings plus the angular constraint on normalised ones.
 
     For every ordered positive pair ``(a, p)`` and negatives ``n`` (``y_n ≠ y_a``), with
@@ -46,41 +76,16 @@ class AngularLoss(NPairLoss):
     """
 
     def __init__(self, alpha=45.0, angular_weight=2.0, nu=0.005, name="angular_loss", **kwargs):
-        super().__init__(nu=nu, name=name, **kwargs)
+        super().__init__(name=name, **kwargs)
         if not 0.0 < alpha < 90.0:
             raise ValueError(f"AngularLoss: alpha is an angle in degrees in (0, 90); got {alpha}.")
         if angular_weight < 0:
             raise ValueError(f"AngularLoss: angular_weight must be >= 0; got {angular_weight}.")
+        if nu < 0:
+            raise ValueError(f"AngularLoss: nu must be >= 0; got {nu}.")
         self.alpha = float(alpha)
         self.angular_weight = float(angular_weight)
+        self.nu = float(nu)
 
     def compute(self, labels, embeddings):
-        npair = super().compute(labels, embeddings)
-        return npair + self.angular_weight * self.angular_term(labels, tf.math.l2_normalize(embeddings, axis=1))
-
-    def angular_term(self, labels, normalized):
-        """``mean_{(a,p)} log(1 + Σ_n exp(f_apn))`` on L2-normalised embeddings."""
-        tan_sq = math.tan(math.radians(self.alpha)) ** 2
-        similarity = tf.matmul(normalized, normalized, transpose_b=True)
-        negatives = negative_mask(labels)
-        positives = positive_mask(labels)
-        has_negative = tf.reduce_any(negatives, axis=1)
-        # Σ_n exp(c S_an + c S_pn) = Σ_n W_an W_pn · exp(m_a + m_p) with W = exp(c S − m) over
-        # negatives; p shares a's class, so a's negative mask is also p's.
-        scaled = 4.0 * tan_sq * similarity
-        row_max = tf.where(has_negative, tf.reduce_max(tf.where(negatives, scaled, scaled.dtype.min), axis=1), 0.0)
-        # Masked before exp: a same-class entry above the row max would overflow and poison the gradient.
-        weights = tf.exp(tf.where(negatives, scaled - row_max[:, tf.newaxis], -np.inf))
-        # Floored so a fully underflowed sum (α near 90°) gives a finite log with zero gradient.
-        smallest_normal = np.finfo(similarity.dtype.as_numpy_dtype).tiny
-        pair_sums = tf.maximum(tf.matmul(weights, weights, transpose_b=True), smallest_normal)
-        negative_lse = tf.math.log(pair_sums) + row_max[:, tf.newaxis] + row_max[tf.newaxis, :]
-        tuple_losses = tf.math.softplus(negative_lse - 2.0 * (1.0 + tan_sq) * similarity)
-        valid = tf.logical_and(positives, has_negative[:, tf.newaxis])
-        return tf.math.divide_no_nan(
-            tf.reduce_sum(tf.where(valid, tuple_losses, 0.0)),
-            tf.reduce_sum(tf.cast(positives, similarity.dtype)),
-        )
-
-    def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "angular_weight": self.angular_weight}
+        return angular_loss(labels, embeddings, self.alpha, self.angular_weight, self.nu)

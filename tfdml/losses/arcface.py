@@ -73,9 +73,8 @@ class ArcFaceLoss(ClassParametersLoss):
         learning_rate=5e-4,
         seed=None,
         name=None,
-        reduction="sum_over_batch_size",
     ):
-        super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name, reduction=reduction)
+        super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name)
         if not 0 <= margin < math.pi / 2:
             raise ValueError(f"ArcFaceLoss: margin must be an angle in radians in [0, π/2); got {margin!r}.")
         if not scale > 0:
@@ -86,6 +85,3 @@ class ArcFaceLoss(ClassParametersLoss):
 
     def loss_from_class_vectors(self, labels, embeddings):
         return arcface_loss(labels, embeddings, self.centers, margin=self.margin, scale=self.scale)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "scale": self.scale}

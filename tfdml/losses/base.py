@@ -15,12 +15,34 @@ a :class:`LossParameters` layer. ``keras.Model.compile`` does not train variable
 that live in a loss, so such losses are trained through
 ``tfdml.training.MetricLearningModel``, which optimises them with their own
 learning rate and no weight decay and keeps them out of the exported model.
+Calling such a loss (what ``compile(loss=...)`` does) is refused while it has
+trainable parameters; :meth:`DMLLoss.value` is the explicit entry point for a
+caller that trains them itself or only reads the loss.
+
+There is no ``reduction`` and no ``sample_weight``: a DML loss's terms are pairs,
+tuples or anchors drawn from several samples of the batch and normalised by
+batch-wide counts (active pairs, valid tuples, queries with positives), so a
+per-sample weight has no defined meaning and there is no per-sample vector for
+Keras to reduce. A ``sample_weight`` (a third element in the dataset) raises an error.
+
+Every loss is a function of explicit inputs (labels or mined tuples, embeddings,
+parameters, hyperparameters), e.g. ``margin_loss(embeddings, triplets, anchor_betas,
+margin=0.2, nu=0.0)``, next to a thin serialisable class that mines, gathers
+per-anchor parameters, calls the function and documents the formula. The classes
+store each constructor argument under its own name, from which
+:meth:`DMLLoss.get_config` builds the config.
 """
+
+import inspect
 
 import keras
 import tensorflow as tf
 
 from tfdml.masks import check_label_dtype, flatten_labels, labels_are_integral
+from tfdml.mining.base import Miner, serialize_miner
+
+# Constructor arguments that are not part of a loss's config: Keras' own dtype (losses compute in float32).
+_NOT_IN_CONFIG = ("self", "name", "dtype")
 
 
 class DMLLoss(keras.losses.Loss):
@@ -42,15 +64,39 @@ class DMLLoss(keras.losses.Loss):
       ``ValueError`` naming both sizes) where the shapes are known, at run time otherwise.
     """
 
-    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+    def __init__(self, name=None, dtype=None):
+        # The loss is already the batch's scalar: nothing is left for Keras to reduce.
+        super().__init__(name=name, reduction=None, dtype=dtype)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        """What ``compile(loss=...)`` calls: :meth:`value`."""
+        return self.value(y_true, y_pred, sample_weight)
+
+    def value(self, y_true, y_pred, sample_weight=None):
+        """The batch's scalar loss; ``sample_weight`` must be ``None`` (DML losses are batch-global).
+
+        Unlike calling a :class:`ParametricDMLLoss`, this accepts trainable loss
+        parameters: the caller trains them itself (``MetricLearningModel``) or only reads the loss.
+        """
+        if sample_weight is not None:
+            raise ValueError(
+                f"{type(self).__name__}: sample_weight is not supported. A DML loss is batch-global: its terms "
+                "are pairs or tuples of several samples normalised by batch-wide counts, so a per-sample weight "
+                "has no defined meaning. Drop the weights from the dataset, or sample the batch accordingly."
+            )
         # Keras casts y_true to float before call(); a string dtype must be caught first.
         check_label_dtype(y_true, f"{type(self).__name__}: y_true")
-        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        return super().__call__(y_true, y_pred)
 
     def call(self, y_true, y_pred):
+        return self.checked_compute(y_true, y_pred)
+
+    def checked_compute(self, y_true, y_pred, **inputs):
+        """:meth:`compute` behind the input checks and the NaN policy.
+
+        ``inputs`` are further per-sample tensors that a loss reads from ``y_true`` besides the
+        class labels (``MarginLoss(beta_image=True)``'s image ids); they go to :meth:`compute`.
+        """
         loss_name = type(self).__name__
         labels = flatten_labels(y_true, f"{loss_name}: y_true")
         embeddings = tf.cast(y_pred, tf.float32)
@@ -73,7 +119,7 @@ class DMLLoss(keras.losses.Loss):
         ]
         with tf.control_dependencies(checks):
             labels = tf.identity(labels)
-        loss = self.compute(labels, embeddings)
+        loss = self.compute(labels, embeddings, **inputs)
         valid = tf.logical_and(integral, tf.reduce_all(tf.math.is_finite(embeddings)))
         return tf.where(valid, loss, tf.constant(float("nan"), loss.dtype))
 
@@ -82,8 +128,17 @@ class DMLLoss(keras.losses.Loss):
         raise NotImplementedError
 
     def get_config(self):
-        config = super().get_config()
-        config.pop("dtype", None)
+        """``name`` and each constructor argument, read from the attribute of the same name (miners serialised).
+
+        Losses store their arguments normalised (``float(margin)``, the resolved default miner), so
+        ``type(loss).from_config(loss.get_config())`` rebuilds an equal loss.
+        """
+        config = {"name": self.name}
+        for parameter in inspect.signature(type(self).__init__).parameters.values():
+            if parameter.name in _NOT_IN_CONFIG or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            value = getattr(self, parameter.name)
+            config[parameter.name] = serialize_miner(value) if isinstance(value, Miner) else value
         return config
 
 
@@ -110,6 +165,10 @@ class ParametricDMLLoss(DMLLoss):
     Subclasses create ``self.parameters`` in ``__init__`` and add variables to it
     with ``self.parameters.add_weight`` (eagerly, or in :meth:`build_parameters`
     when a shape is only known from data).
+
+    Calling the loss (``compile(loss=...)``'s path) raises while it has trainable
+    parameters, since nothing would train them; ``MetricLearningModel`` trains them
+    and computes the loss with :meth:`DMLLoss.value`, as does a caller that only reads it.
     """
 
     parameters: LossParameters
@@ -118,11 +177,11 @@ class ParametricDMLLoss(DMLLoss):
     def trainable_variables(self):
         return self.parameters.trainable_variables
 
-    def call(self, y_true, y_pred):
-        if not getattr(self, "attached_to_model", False) and self.parameters.trainable_variables:
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if self.parameters.trainable_variables:
             raise ValueError(
                 f"{type(self).__name__} has trainable parameters, which model.compile(loss=...) alone "
                 "does not train. Wrap the embedding model: "
                 "tfdml.training.MetricLearningModel(embedding_model, loss=...).compile(optimizer); model.fit(...)."
             )
-        return super().call(y_true, y_pred)
+        return super().__call__(y_true, y_pred, sample_weight)

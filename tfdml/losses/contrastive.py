@@ -6,9 +6,19 @@ import tensorflow as tf
 from tfdml.losses.base import DMLLoss
 from tfdml.distances import euclidean
 from tfdml.losses.pairs import check_pairs, contrastive_all_pairs
-from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
-from tfdml.mining.base import serialize_miner
+from tfdml.losses.math import masked_mean
+from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
+
+
+def contrastive_loss(embeddings, triplets, margin=1.0, positive_margin=0.0):
+    """Contrastive loss (see :class:`ContrastiveLoss`) of the ``(anchor, positive)`` and
+    ``(anchor, negative)`` pairs of the mined ``triplets`` (:class:`~tfdml.mining.base.MaskedTriplets`)."""
+    anchor_positive, anchor_negative = anchor_distances(euclidean(embeddings), triplets)
+    positive_terms = tf.nn.relu(anchor_positive - positive_margin)
+    negative_terms = tf.nn.relu(margin - anchor_negative)
+    # Each valid tuple holds one positive and one negative pair.
+    return masked_mean(positive_terms + negative_terms, triplets.valid) / 2.0
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -50,19 +60,4 @@ class ContrastiveLoss(DMLLoss):
         if self.pairs == "all":
             return contrastive_all_pairs(labels, embeddings, self.margin, self.positive_margin)
         triplets = mine_triplets(self.miner, embeddings, labels)
-        distances = euclidean(embeddings)
-        positive_terms = tf.nn.relu(
-            tuple_distances(distances, triplets.anchors, triplets.positives) - self.positive_margin
-        )
-        negative_terms = tf.nn.relu(self.margin - tuple_distances(distances, triplets.anchors, triplets.negatives))
-        # Each valid tuple holds one positive and one negative pair.
-        return masked_mean(positive_terms + negative_terms, triplets.valid) / 2.0
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin": self.margin,
-            "positive_margin": self.positive_margin,
-            "miner": serialize_miner(self.miner),
-            "pairs": self.pairs,
-        }
+        return contrastive_loss(embeddings, triplets, self.margin, self.positive_margin)

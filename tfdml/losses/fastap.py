@@ -277,6 +277,3 @@ class FastAPLoss(DMLLoss):
 
     def compute(self, labels, embeddings):
         return fastap_loss(labels, embeddings, num_bins=self.num_bins)
-
-    def get_config(self):
-        return {**super().get_config(), "num_bins": self.num_bins}

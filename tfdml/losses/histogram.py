@@ -7,6 +7,36 @@ from tfdml.losses.base import DMLLoss
 from tfdml.masks import same_label_mask
 
 
+def soft_histogram(lower_index, upper_share, pairs, num_bins):
+    """``h(r)``: the pairs' similarities split between their two neighbouring nodes, summing to 1."""
+    weight = tf.reshape(tf.cast(pairs, upper_share.dtype), [-1])
+    counts = tf.math.unsorted_segment_sum(weight * (1.0 - upper_share), lower_index, num_bins) + (
+        tf.math.unsorted_segment_sum(weight * upper_share, lower_index + 1, num_bins)
+    )
+    return tf.math.divide_no_nan(counts, tf.reduce_sum(weight))
+
+
+def histogram_loss(labels, embeddings, num_bins=65):
+    """Histogram loss of a batch (see :class:`HistogramLoss`): int ``labels`` ``(b,)``, ``embeddings``
+    ``(b, d)`` (normalised here), ``num_bins`` nodes ``R``."""
+    normalized = tf.math.l2_normalize(embeddings, axis=1)
+    similarity = tf.clip_by_value(tf.matmul(normalized, normalized, transpose_b=True), -1.0, 1.0)
+    same = same_label_mask(labels)
+    upper = tf.linalg.band_part(tf.ones_like(same, dtype=tf.bool), 0, -1)
+    unique_pairs = tf.logical_and(upper, tf.logical_not(tf.eye(tf.shape(same)[0], dtype=tf.bool)))
+    positive_pairs = tf.logical_and(unique_pairs, same)
+    negative_pairs = tf.logical_and(unique_pairs, tf.logical_not(same))
+
+    step = 2.0 / (num_bins - 1)
+    position = tf.reshape((similarity + 1.0) / step, [-1])
+    lower_node = tf.minimum(tf.floor(position), num_bins - 2.0)
+    upper_share = position - lower_node
+    lower_index = tf.cast(lower_node, tf.int32)
+    histogram_positive = soft_histogram(lower_index, upper_share, positive_pairs, num_bins)
+    histogram_negative = soft_histogram(lower_index, upper_share, negative_pairs, num_bins)
+    return tf.reduce_sum(histogram_negative * tf.cumsum(histogram_positive))
+
+
 @keras.saving.register_keras_serializable(package="tfdml")
 class HistogramLoss(DMLLoss):
     """Probability that a random negative pair is more similar than a random positive pair.
@@ -45,30 +75,4 @@ class HistogramLoss(DMLLoss):
         self.num_bins = int(num_bins)
 
     def compute(self, labels, embeddings):
-        normalized = tf.math.l2_normalize(embeddings, axis=1)
-        similarity = tf.clip_by_value(tf.matmul(normalized, normalized, transpose_b=True), -1.0, 1.0)
-        same = same_label_mask(labels)
-        upper = tf.linalg.band_part(tf.ones_like(same, dtype=tf.bool), 0, -1)
-        unique_pairs = tf.logical_and(upper, tf.logical_not(tf.eye(tf.shape(same)[0], dtype=tf.bool)))
-        positive_pairs = tf.logical_and(unique_pairs, same)
-        negative_pairs = tf.logical_and(unique_pairs, tf.logical_not(same))
-
-        step = 2.0 / (self.num_bins - 1)
-        position = tf.reshape((similarity + 1.0) / step, [-1])
-        lower_node = tf.minimum(tf.floor(position), self.num_bins - 2.0)
-        upper_share = position - lower_node
-        lower_index = tf.cast(lower_node, tf.int32)
-        histogram_positive = self.soft_histogram(lower_index, upper_share, positive_pairs)
-        histogram_negative = self.soft_histogram(lower_index, upper_share, negative_pairs)
-        return tf.reduce_sum(histogram_negative * tf.cumsum(histogram_positive))
-
-    def soft_histogram(self, lower_index, upper_share, pairs):
-        """``h(r)``: the pairs' similarities split between their two neighbouring nodes, summing to 1."""
-        weight = tf.reshape(tf.cast(pairs, upper_share.dtype), [-1])
-        counts = tf.math.unsorted_segment_sum(weight * (1.0 - upper_share), lower_index, self.num_bins) + (
-            tf.math.unsorted_segment_sum(weight * upper_share, lower_index + 1, self.num_bins)
-        )
-        return tf.math.divide_no_nan(counts, tf.reduce_sum(weight))
-
-    def get_config(self):
-        return {**super().get_config(), "num_bins": self.num_bins}
+        return histogram_loss(labels, embeddings, self.num_bins)

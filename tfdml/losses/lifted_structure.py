@@ -5,8 +5,18 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean
 from tfdml.losses.base import DMLLoss
-from tfdml.losses.npair import masked_logsumexp, squared_norm_regularizer
+from tfdml.losses.math import masked_logsumexp, masked_mean, squared_norm_regularizer
 from tfdml.masks import negative_mask, positive_mask
+
+
+def generalized_lifted_structure_loss(labels, embeddings, margin=1.0, nu=0.005):
+    """Generalized lifted structure loss of a batch (see :class:`GeneralizedLiftedStructureLoss`):
+    int ``labels`` ``(b,)``, unnormalised ``embeddings`` ``(b, d)``, margin ``γ``, regulariser weight ``ν``."""
+    distances = euclidean(embeddings)
+    positive_lse, has_positive = masked_logsumexp(distances, positive_mask(labels))
+    negative_lse, has_negative = masked_logsumexp(margin - distances, negative_mask(labels))
+    ranking = masked_mean(tf.nn.relu(positive_lse + negative_lse), tf.logical_and(has_positive, has_negative))
+    return ranking + nu * squared_norm_regularizer(embeddings)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -47,13 +57,4 @@ class GeneralizedLiftedStructureLoss(DMLLoss):
         self.nu = float(nu)
 
     def compute(self, labels, embeddings):
-        distances = euclidean(embeddings)
-        positive_lse, has_positive = masked_logsumexp(distances, positive_mask(labels))
-        negative_lse, has_negative = masked_logsumexp(self.margin - distances, negative_mask(labels))
-        valid = tf.logical_and(has_positive, has_negative)
-        anchor_losses = tf.where(valid, tf.nn.relu(positive_lse + negative_lse), 0.0)
-        ranking = tf.math.divide_no_nan(tf.reduce_sum(anchor_losses), tf.reduce_sum(tf.cast(valid, distances.dtype)))
-        return ranking + self.nu * squared_norm_regularizer(embeddings)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "nu": self.nu}
+        return generalized_lifted_structure_loss(labels, embeddings, self.margin, self.nu)

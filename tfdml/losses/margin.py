@@ -6,9 +6,8 @@ import tensorflow as tf
 from tfdml.losses.base import LossParameters, ParametricDMLLoss
 from tfdml.distances import euclidean
 from tfdml.losses.pairs import check_pairs, margin_loss_all_pairs
-from tfdml.losses.tuples import mine_triplets, resolve_miner, tuple_distances
+from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
 from tfdml.masks import flatten_labels
-from tfdml.mining.base import serialize_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -21,6 +20,22 @@ def gather_checked(table, ids, anchors, what, bound_name):
     ]
     with tf.control_dependencies(checks):
         return tf.gather(table, tf.gather(ids, anchors))
+
+
+def margin_loss(embeddings, triplets, anchor_betas, margin=0.2, nu=0.0):
+    """Margin loss (see :class:`MarginLoss`) of the ``(anchor, positive)`` and ``(anchor, negative)``
+    pairs of the mined ``triplets`` (:class:`~tfdml.mining.base.MaskedTriplets`), with each tuple's
+    boundary ``β(i)`` of its anchor in ``anchor_betas`` (shape ``(T,)``, trainable or not)."""
+    anchor_positive, anchor_negative = anchor_distances(euclidean(embeddings), triplets)
+    # Invalid tuples: β 0 and both terms 0, so they add nothing to the sums or to the active count.
+    beta = tf.where(triplets.valid, anchor_betas, 0.0)
+    positive_terms = tf.where(triplets.valid, tf.nn.relu(margin + anchor_positive - beta), 0.0)
+    negative_terms = tf.where(triplets.valid, tf.nn.relu(margin - anchor_negative + beta), 0.0)
+    num_active = tf.math.count_nonzero(positive_terms > 0.0, dtype=beta.dtype) + tf.math.count_nonzero(
+        negative_terms > 0.0, dtype=beta.dtype
+    )
+    total = tf.reduce_sum(positive_terms) + tf.reduce_sum(negative_terms) + nu * 2.0 * tf.reduce_sum(beta)
+    return tf.math.divide_no_nan(total, num_active)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -128,7 +143,6 @@ class MarginLoss(ParametricDMLLoss):
             if self.beta_image
             else None
         )
-        self._image_ids = None
 
     def call(self, y_true, y_pred):
         if not self.beta_image:
@@ -139,15 +153,10 @@ class MarginLoss(ParametricDMLLoss):
                 "MarginLoss(beta_image=True) needs y_true of shape (batch, 2) = (class label, image index); "
                 f"got {y_true.shape}."
             )
-        # compute() only receives class labels; the image column rides along for this call.
-        self._image_ids = flatten_labels(y_true[:, 1])
-        try:
-            return super().call(y_true[:, 0], y_pred)
-        finally:
-            self._image_ids = None
+        return self.checked_compute(y_true[:, 0], y_pred, image_ids=flatten_labels(y_true[:, 1]))
 
-    def anchor_betas(self, labels, anchors, dtype=tf.float32):
-        """``β(i) = β⁽⁰⁾ + β_class(c(i)) + β_img(i)`` for each anchor index."""
+    def anchor_betas(self, labels, anchors, image_ids=None, dtype=tf.float32):
+        """``β(i) = β⁽⁰⁾ + β_class(c(i)) + β_img(i)`` per anchor index; ``image_ids``: each sample's image."""
         beta = tf.fill(tf.shape(anchors), tf.cast(self.global_beta, dtype))
         if self.class_beta is not None:
             beta = beta + tf.cast(
@@ -158,7 +167,7 @@ class MarginLoss(ParametricDMLLoss):
             beta = beta + tf.cast(
                 gather_checked(
                     self.image_beta,
-                    self._image_ids,
+                    image_ids,
                     anchors,
                     "MarginLoss(beta_image=True): every image index (y_true[:, 1])",
                     "num_images",
@@ -167,44 +176,12 @@ class MarginLoss(ParametricDMLLoss):
             )
         return beta
 
-    def compute(self, labels, embeddings):
-        if self.image_beta is not None and self._image_ids is None:
+    def compute(self, labels, embeddings, image_ids=None):
+        if self.image_beta is not None and image_ids is None:
             raise ValueError("MarginLoss(beta_image=True) must be called with y_true of shape (batch, 2).")
         if self.pairs == "all":
-            beta = self.anchor_betas(labels, tf.range(tf.shape(labels)[0]), embeddings.dtype)
+            beta = self.anchor_betas(labels, tf.range(tf.shape(labels)[0]), image_ids, embeddings.dtype)
             return margin_loss_all_pairs(labels, embeddings, beta, self.margin, self.nu)
         triplets = mine_triplets(self.miner, embeddings, labels)
-        distances = euclidean(embeddings)
-        # Invalid tuples: β 0 and both terms 0, so they add nothing to the sums or to the active count.
-        beta = tf.where(triplets.valid, self.anchor_betas(labels, triplets.anchors, embeddings.dtype), 0.0)
-        positive_terms = tf.where(
-            triplets.valid,
-            tf.nn.relu(self.margin + tuple_distances(distances, triplets.anchors, triplets.positives) - beta),
-            0.0,
-        )
-        negative_terms = tf.where(
-            triplets.valid,
-            tf.nn.relu(self.margin - tuple_distances(distances, triplets.anchors, triplets.negatives) + beta),
-            0.0,
-        )
-        num_active = tf.math.count_nonzero(positive_terms > 0.0, dtype=beta.dtype) + tf.math.count_nonzero(
-            negative_terms > 0.0, dtype=beta.dtype
-        )
-        total = tf.reduce_sum(positive_terms) + tf.reduce_sum(negative_terms) + self.nu * 2.0 * tf.reduce_sum(beta)
-        return tf.math.divide_no_nan(total, num_active)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin": self.margin,
-            "beta": self.beta,
-            "learn_beta": self.learn_beta,
-            "beta_class": self.beta_class,
-            "num_classes": self.num_classes,
-            "beta_image": self.beta_image,
-            "num_images": self.num_images,
-            "nu": self.nu,
-            "beta_learning_rate": self.beta_learning_rate,
-            "miner": serialize_miner(self.miner),
-            "pairs": self.pairs,
-        }
+        beta = self.anchor_betas(labels, triplets.anchors, image_ids, embeddings.dtype)
+        return margin_loss(embeddings, triplets, beta, self.margin, self.nu)

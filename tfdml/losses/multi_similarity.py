@@ -4,10 +4,9 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.losses.npair import log1p_sum_exp
-from tfdml.losses.pairs import check_pairs, multi_similarity_all_pairs
+from tfdml.losses.pairs import check_pairs, multi_similarity_all_pairs, multi_similarity_terms
 from tfdml.losses.tuples import resolve_miner
-from tfdml.mining.base import MaskedTriplets, serialize_miner
+from tfdml.mining.base import MaskedTriplets
 from tfdml.mining.multi_similarity import MultiSimilarityMiner, PairMasks
 
 
@@ -21,6 +20,14 @@ def pair_masks_from_triplets(triplets, batch_size):
         return tf.scatter_nd(indices, valid, shape) > 0
 
     return PairMasks(scatter(triplets.anchors, triplets.positives), scatter(triplets.anchors, triplets.negatives))
+
+
+def multi_similarity_loss(normalized, pairs, alpha=2.0, beta=40.0, threshold=0.5):
+    """Multi-similarity loss (see :class:`MultiSimilarityLoss`) of L2-normalised embeddings ``normalized``
+    ``(b, d)`` on the ``pairs`` mined on them (:class:`~tfdml.mining.multi_similarity.PairMasks`): the mean
+    over anchors of :func:`tfdml.losses.pairs.multi_similarity_terms` on their cosine similarity."""
+    similarity = tf.matmul(normalized, normalized, transpose_b=True)
+    return tf.reduce_mean(multi_similarity_terms(similarity, pairs.positives, pairs.negatives, alpha, beta, threshold))
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -77,11 +84,7 @@ class MultiSimilarityLoss(DMLLoss):
         if self.pairs == "all":
             return multi_similarity_all_pairs(labels, embeddings, self.alpha, self.beta, self.threshold)
         normalized = tf.math.l2_normalize(embeddings, axis=1)
-        similarity = tf.matmul(normalized, normalized, transpose_b=True)
-        masks = self.mine(normalized, labels)
-        positive_terms = log1p_sum_exp(-self.alpha * (similarity - self.threshold), masks.positives) / self.alpha
-        negative_terms = log1p_sum_exp(self.beta * (similarity - self.threshold), masks.negatives) / self.beta
-        return tf.reduce_mean(positive_terms + negative_terms)
+        return multi_similarity_loss(normalized, self.mine(normalized, labels), self.alpha, self.beta, self.threshold)
 
     def mine(self, normalized, labels):
         """The pairs entering the sums, as :class:`PairMasks`."""
@@ -94,13 +97,3 @@ class MultiSimilarityLoss(DMLLoss):
             f"MultiSimilarityLoss: miner {type(self.miner).__name__} returned {type(mined).__name__}; "
             "expected PairMasks or Triplets."
         )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "threshold": self.threshold,
-            "miner": serialize_miner(self.miner),
-            "pairs": self.pairs,
-        }

@@ -50,9 +50,8 @@ class NormalizedSoftmaxLoss(ClassParametersLoss):
         learning_rate=1e-5,
         seed=None,
         name=None,
-        reduction="sum_over_batch_size",
     ):
-        super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name, reduction=reduction)
+        super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name)
         if not temperature > 0:
             raise ValueError(f"NormalizedSoftmaxLoss: temperature must be > 0; got {temperature!r}.")
         self.temperature = float(temperature)
@@ -60,6 +59,3 @@ class NormalizedSoftmaxLoss(ClassParametersLoss):
 
     def loss_from_class_vectors(self, labels, embeddings):
         return normalized_softmax_loss(labels, embeddings, self.proxies, temperature=self.temperature)
-
-    def get_config(self):
-        return {**super().get_config(), "temperature": self.temperature}

@@ -1,36 +1,22 @@
 """Multi-class N-pair loss (Sohn, 2016) on unnormalised embeddings."""
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
+from tfdml.losses.math import masked_logsumexp, mean_over_positive_pairs, squared_norm_regularizer
 from tfdml.masks import negative_mask, positive_mask
 
 
-def masked_logsumexp(logits, mask, axis=-1):
-    """``(log Σ_{mask} exp(logits), any(mask))`` along ``axis``.
-
-    Rows without a selected entry get a finite placeholder value (and no gradient), so
-    callers must drop them with the returned ``any(mask)``; this keeps ``reduce_logsumexp``
-    away from an all ``-inf`` row, whose gradient is NaN.
-    """
-    has_entry = tf.reduce_any(mask, axis=axis, keepdims=True)
-    masked = tf.where(mask, logits, -np.inf)
-    lse = tf.reduce_logsumexp(tf.where(has_entry, masked, tf.zeros_like(logits)), axis=axis)
-    return lse, tf.squeeze(has_entry, axis=axis)
-
-
-def log1p_sum_exp(logits, mask, axis=-1):
-    """``log(1 + Σ_{mask} exp(logits))`` along ``axis``, overflow-free and 0 for an empty mask."""
-    masked = tf.where(mask, logits, -np.inf)
-    zero = tf.zeros_like(tf.reduce_sum(logits, axis=axis, keepdims=True))
-    return tf.reduce_logsumexp(tf.concat([zero, masked], axis=axis), axis=axis)
-
-
-def squared_norm_regularizer(embeddings):
-    """``(1/b) Σ_i ‖φ*_i‖²``: keeps unnormalised embeddings from growing without bound."""
-    return tf.reduce_mean(tf.reduce_sum(tf.square(embeddings), axis=1))
+def npair_loss(labels, embeddings, nu=0.005):
+    """Multi-class N-pair loss of a batch (see :class:`NPairLoss`): int ``labels`` ``(b,)``,
+    unnormalised ``embeddings`` ``(b, d)``, regulariser weight ``nu``; a scalar of the embeddings' dtype."""
+    similarity = tf.matmul(embeddings, embeddings, transpose_b=True)
+    # log(1 + Σ_n exp(S_an − S_ap)) = softplus(log Σ_n exp(S_an) − S_ap): b×b, not b×b×b.
+    negative_lse, has_negative = masked_logsumexp(similarity, negative_mask(labels))
+    tuple_losses = tf.math.softplus(negative_lse[:, tf.newaxis] - similarity)
+    ranking = mean_over_positive_pairs(tuple_losses, positive_mask(labels), has_negative)
+    return ranking + nu * squared_norm_regularizer(embeddings)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -73,17 +59,4 @@ class NPairLoss(DMLLoss):
         self.nu = float(nu)
 
     def compute(self, labels, embeddings):
-        similarity = tf.matmul(embeddings, embeddings, transpose_b=True)
-        positives = positive_mask(labels)
-        # log(1 + Σ_n exp(S_an − S_ap)) = softplus(log Σ_n exp(S_an) − S_ap): b×b, not b×b×b.
-        negative_lse, has_negative = masked_logsumexp(similarity, negative_mask(labels))
-        tuple_losses = tf.math.softplus(negative_lse[:, tf.newaxis] - similarity)
-        valid = tf.logical_and(positives, has_negative[:, tf.newaxis])
-        ranking = tf.math.divide_no_nan(
-            tf.reduce_sum(tf.where(valid, tuple_losses, 0.0)),
-            tf.reduce_sum(tf.cast(positives, similarity.dtype)),
-        )
-        return ranking + self.nu * squared_norm_regularizer(embeddings)
-
-    def get_config(self):
-        return {**super().get_config(), "nu": self.nu}
+        return npair_loss(labels, embeddings, self.nu)

@@ -25,7 +25,7 @@ Example:
 
 import tensorflow as tf
 
-from tfdml.losses.npair import log1p_sum_exp
+from tfdml.losses.math import log1p_sum_exp
 from tfdml.masks import same_label_mask
 
 PAIRS = ("mined", "all")

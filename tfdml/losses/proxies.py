@@ -81,8 +81,8 @@ class ClassParametersLoss(ParametricDMLLoss):
 
     min_classes = 1
 
-    def __init__(self, num_classes, embedding_dim, learning_rate, seed=None, name=None, reduction="sum_over_batch_size"):
-        super().__init__(name=name, reduction=reduction)
+    def __init__(self, num_classes, embedding_dim, learning_rate, seed=None, name=None):
+        super().__init__(name=name)
         loss_name = type(self).__name__
         if int(num_classes) != num_classes or num_classes < self.min_classes:
             raise ValueError(f"{loss_name}: num_classes must be an integer >= {self.min_classes}; got {num_classes!r}.")
@@ -92,9 +92,10 @@ class ClassParametersLoss(ParametricDMLLoss):
             raise ValueError(f"{loss_name}: learning_rate must be > 0; got {learning_rate!r}.")
         self.num_classes = int(num_classes)
         self.embedding_dim = int(embedding_dim)
+        self.learning_rate = float(learning_rate)
         self.seed = seed
         # float32 under any global policy (mixed_float16 included): the loss math runs in float32.
-        self.parameters = LossParameters(learning_rate, name=f"{self.name}_parameters", dtype="float32")
+        self.parameters = LossParameters(self.learning_rate, name=f"{self.name}_parameters", dtype="float32")
 
     def add_class_vectors(self, name, shape):
         """A trainable float32 variable of ``shape`` (ending in ``embedding_dim``) in ``self.parameters``."""
@@ -118,12 +119,3 @@ class ClassParametersLoss(ParametricDMLLoss):
     def loss_from_class_vectors(self, labels, embeddings):
         """Scalar loss from labels known to be in range and embeddings of dimension ``embedding_dim``."""
         raise NotImplementedError
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "num_classes": self.num_classes,
-            "embedding_dim": self.embedding_dim,
-            "learning_rate": self.parameters.learning_rate,
-            "seed": self.seed,
-        }

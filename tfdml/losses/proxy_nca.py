@@ -68,9 +68,8 @@ class ProxyNCALoss(ClassParametersLoss):
         learning_rate=1e-5,
         seed=None,
         name=None,
-        reduction="sum_over_batch_size",
     ):
-        super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name, reduction=reduction)
+        super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name)
         if metric not in PROXY_NCA_METRICS:
             raise ValueError(f"ProxyNCALoss: metric must be one of {PROXY_NCA_METRICS}; got {metric!r}.")
         if not scale > 0:
@@ -81,6 +80,3 @@ class ProxyNCALoss(ClassParametersLoss):
 
     def loss_from_class_vectors(self, labels, embeddings):
         return proxy_nca_loss(labels, embeddings, self.proxies, metric=self.metric, scale=self.scale)
-
-    def get_config(self):
-        return {**super().get_config(), "metric": self.metric, "scale": self.scale}

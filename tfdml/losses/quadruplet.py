@@ -5,8 +5,8 @@ import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
 from tfdml.distances import euclidean
-from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
-from tfdml.mining.base import serialize_miner
+from tfdml.losses.math import masked_mean
+from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner, tuple_distances
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -69,6 +69,20 @@ def sample_other_class_of_samples(generator, labels, first, second):
     return _draw_outside_ranges(generator, labels, range_of(first), range_of(second), same_class)
 
 
+def quadruplet_loss(embeddings, triplets, fourth, has_fourth, margin_1=1.0, margin_2=0.5):
+    """Quadruplet loss (see :class:`QuadrupletLoss`) of the mined ``triplets``
+    (:class:`~tfdml.mining.base.MaskedTriplets`) and, per tuple, a fourth sample ``fourth`` of a third
+    class (``has_fourth`` false where the batch has none, e.g. from :func:`sample_other_class_of_samples`)."""
+    distances = euclidean(embeddings)
+    anchor_positive, anchor_negative = anchor_distances(distances, triplets)
+    negative_fourth = tuple_distances(distances, triplets.negatives, fourth)
+    triplet_terms = tf.nn.relu(anchor_positive - anchor_negative + margin_1)
+    quadruplet_terms = tf.nn.relu(anchor_positive - negative_fourth + margin_2)
+    return masked_mean(triplet_terms, triplets.valid) + masked_mean(
+        quadruplet_terms, tf.logical_and(triplets.valid, has_fourth)
+    )
+
+
 @keras.saving.register_keras_serializable(package="tfdml")
 class QuadrupletLoss(DMLLoss):
     """Triplet ranking plus a second ranking against a negative pair that excludes the anchor:
@@ -105,20 +119,4 @@ class QuadrupletLoss(DMLLoss):
         fourth, has_fourth = sample_other_class_of_samples(
             self.miner.generator, labels, triplets.anchors, triplets.negatives
         )
-        distances = euclidean(embeddings)
-        anchor_positive = tuple_distances(distances, triplets.anchors, triplets.positives)
-        anchor_negative = tuple_distances(distances, triplets.anchors, triplets.negatives)
-        negative_fourth = tuple_distances(distances, triplets.negatives, fourth)
-        triplet_terms = tf.nn.relu(anchor_positive - anchor_negative + self.margin_1)
-        quadruplet_terms = tf.nn.relu(anchor_positive - negative_fourth + self.margin_2)
-        return masked_mean(triplet_terms, triplets.valid) + masked_mean(
-            quadruplet_terms, tf.logical_and(triplets.valid, has_fourth)
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin_1": self.margin_1,
-            "margin_2": self.margin_2,
-            "miner": serialize_miner(self.miner),
-        }
+        return quadruplet_loss(embeddings, triplets, fourth, has_fourth, self.margin_1, self.margin_2)

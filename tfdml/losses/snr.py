@@ -4,8 +4,8 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
-from tfdml.mining.base import serialize_miner
+from tfdml.losses.math import masked_mean
+from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -25,6 +25,15 @@ def snr_distances(embeddings):
     noise = tf.linalg.set_diag(noise, tf.zeros_like(means))
     signal = tf.math.reduce_variance(embeddings, axis=1)
     return tf.math.divide_no_nan(noise, signal[:, tf.newaxis])
+
+
+def snr_loss(normalized, triplets, margin=0.2, regularization=0.005):
+    """SNR triplet loss (see :class:`SNRLoss`) of L2-normalised embeddings ``normalized`` ``(b, d)``
+    and the ``triplets`` (:class:`~tfdml.mining.base.MaskedTriplets`) mined on them."""
+    anchor_positive, anchor_negative = anchor_distances(snr_distances(normalized), triplets)
+    ranking = masked_mean(tf.nn.relu(anchor_positive - anchor_negative + margin), triplets.valid)
+    zero_mean = tf.reduce_mean(tf.abs(tf.reduce_sum(normalized, axis=1)))
+    return ranking + regularization * zero_mean
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -75,17 +84,4 @@ class SNRLoss(DMLLoss):
     def compute(self, labels, embeddings):
         normalized = tf.math.l2_normalize(embeddings, axis=1)
         triplets = mine_triplets(self.miner, normalized, labels)
-        distances = snr_distances(normalized)
-        anchor_positive = tuple_distances(distances, triplets.anchors, triplets.positives)
-        anchor_negative = tuple_distances(distances, triplets.anchors, triplets.negatives)
-        ranking = masked_mean(tf.nn.relu(anchor_positive - anchor_negative + self.margin), triplets.valid)
-        zero_mean = tf.reduce_mean(tf.abs(tf.reduce_sum(normalized, axis=1)))
-        return ranking + self.regularization * zero_mean
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin": self.margin,
-            "regularization": self.regularization,
-            "miner": serialize_miner(self.miner),
-        }
+        return snr_loss(normalized, triplets, self.margin, self.regularization)

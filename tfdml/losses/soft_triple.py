@@ -90,9 +90,8 @@ class SoftTripleLoss(ClassParametersLoss):
         learning_rate=1e-5,
         seed=None,
         name=None,
-        reduction="sum_over_batch_size",
     ):
-        super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name, reduction=reduction)
+        super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name)
         if int(centers_per_class) != centers_per_class or centers_per_class < 1:
             raise ValueError(f"SoftTripleLoss: centers_per_class must be a positive integer; got {centers_per_class!r}.")
         for arg, value in (("scale", scale), ("gamma", gamma)):
@@ -112,13 +111,3 @@ class SoftTripleLoss(ClassParametersLoss):
         return soft_triple_loss(
             labels, embeddings, self.centers, scale=self.scale, gamma=self.gamma, margin=self.margin, tau=self.tau
         )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "centers_per_class": self.centers_per_class,
-            "scale": self.scale,
-            "gamma": self.gamma,
-            "margin": self.margin,
-            "tau": self.tau,
-        }

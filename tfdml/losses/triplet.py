@@ -5,9 +5,17 @@ import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
 from tfdml.distances import euclidean, squared_euclidean
-from tfdml.losses.tuples import masked_mean, mine_triplets, resolve_miner, tuple_distances
-from tfdml.mining.base import serialize_miner
+from tfdml.losses.math import masked_mean
+from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
+
+
+def triplet_loss(embeddings, triplets, margin=0.2, squared=False):
+    """Triplet loss (see :class:`TripletLoss`) of the mined ``triplets``
+    (:class:`~tfdml.mining.base.MaskedTriplets`) of ``embeddings`` ``(b, d)``."""
+    distances = squared_euclidean(embeddings) if squared else euclidean(embeddings)
+    anchor_positive, anchor_negative = anchor_distances(distances, triplets)
+    return masked_mean(tf.nn.relu(anchor_positive - anchor_negative + margin), triplets.valid)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -39,16 +47,4 @@ class TripletLoss(DMLLoss):
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):
-        triplets = mine_triplets(self.miner, embeddings, labels)
-        distances = squared_euclidean(embeddings) if self.squared else euclidean(embeddings)
-        anchor_positive = tuple_distances(distances, triplets.anchors, triplets.positives)
-        anchor_negative = tuple_distances(distances, triplets.anchors, triplets.negatives)
-        return masked_mean(tf.nn.relu(anchor_positive - anchor_negative + self.margin), triplets.valid)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin": self.margin,
-            "squared": self.squared,
-            "miner": serialize_miner(self.miner),
-        }
+        return triplet_loss(embeddings, mine_triplets(self.miner, embeddings, labels), self.margin, self.squared)

@@ -37,7 +37,9 @@ def tuple_distances(distances, first, second):
     return tf.gather(tf.reshape(distances, [-1]), flat_index)
 
 
-def masked_mean(values, valid):
-    """Mean of ``values`` where ``valid``; 0 (with a zero gradient) when none is."""
-    total = tf.reduce_sum(tf.where(valid, values, tf.zeros_like(values)))
-    return tf.math.divide_no_nan(total, tf.reduce_sum(tf.cast(valid, values.dtype)))
+def anchor_distances(distances, triplets):
+    """``(D_ap, D_an)`` of each tuple of ``triplets`` from the batch's ``(b, b)`` distance matrix."""
+    return (
+        tuple_distances(distances, triplets.anchors, triplets.positives),
+        tuple_distances(distances, triplets.anchors, triplets.negatives),
+    )

@@ -109,7 +109,6 @@ class MetricLearningModel(keras.Model):
             raise ValueError("MetricLearningModel takes its loss in the constructor, not in compile().")
         super().compile(optimizer=optimizer, **kwargs)
         if self.loss_parameters is not None:
-            self.dml_loss.attached_to_model = True
             self.loss_optimizer = loss_optimizer or keras.optimizers.Adam(
                 learning_rate=self.loss_parameters.learning_rate
             )
@@ -127,22 +126,23 @@ class MetricLearningModel(keras.Model):
     def metrics(self):
         return [self.loss_tracker]
 
-    def _global_loss(self, x, y, training):
+    def _global_loss(self, x, y, sample_weight, training):
         embeddings = self(x, training=training)
         labels, embeddings = gather_global_batch(y, embeddings)
-        loss = self.dml_loss(labels, embeddings)
+        # value(), not a call: this model trains the loss parameters that a plain call refuses.
+        loss = self.dml_loss.value(labels, embeddings, sample_weight)
         regularization = self.embedding_model.losses
         if regularization:
             loss = loss + tf.add_n([tf.cast(r, loss.dtype) for r in regularization])
         return loss
 
     def train_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         model_variables = self.embedding_model.trainable_variables
         loss_variables = [] if self.loss_parameters is None else self.loss_parameters.trainable_variables
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape(persistent=bool(loss_variables)) as tape:
-            loss = self._global_loss(x, y, training=True)
+            loss = self._global_loss(x, y, sample_weight, training=True)
             replica_loss = loss / num_replicas
             # scale_loss multiplies by the mixed-precision loss scale, which only `optimizer` undoes.
             scaled_loss = self.optimizer.scale_loss(replica_loss)
@@ -153,8 +153,8 @@ class MetricLearningModel(keras.Model):
         return self._logs()
 
     def test_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        self.loss_tracker.update_state(self._global_loss(x, y, training=False))
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        self.loss_tracker.update_state(self._global_loss(x, y, sample_weight, training=False))
         return self._logs()
 
     def _logs(self):
