@@ -62,7 +62,13 @@ class DMLLoss(keras.losses.Loss):
       labels raise a ``TypeError``.
     - **Batch sizes** of ``y_true`` and ``y_pred`` must match: checked statically (a
       ``ValueError`` naming both sizes) where the shapes are known, at run time otherwise.
+
+    ``data_arguments`` names the constructor arguments a recipe run derives from its data or
+    other recipe keys (``miner``, ``num_classes``, ``num_images``, ``embedding_dim``); the
+    runner passes only the ones a class declares (:mod:`tfdml.training.factory`).
     """
+
+    data_arguments = ()
 
     def __init__(self, name=None, dtype=None):
         # The loss is already the batch's scalar: nothing is left for Keras to reduce.

@@ -49,6 +49,8 @@ class ContrastiveLoss(DMLLoss):
     >>> model.compile(optimizer="adam", loss=loss)   # y_true: int labels, y_pred: embeddings
     """
 
+    data_arguments = ("miner",)
+
     def __init__(self, margin=1.0, positive_margin=0.0, miner=None, pairs="mined", name="contrastive_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.margin = float(margin)

@@ -89,6 +89,8 @@ class MarginLoss(ParametricDMLLoss):
     >>> model.fit(batches)     # trains the embedder and β_class
     """
 
+    data_arguments = ("miner", "num_classes", "num_images")
+
     def __init__(
         self,
         margin=0.2,

@@ -68,6 +68,8 @@ class MultiSimilarityLoss(DMLLoss):
     >>> loss(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
     """
 
+    data_arguments = ("miner",)
+
     def __init__(
         self, alpha=2.0, beta=40.0, threshold=0.5, miner=None, pairs="mined", name="multi_similarity_loss", **kwargs
     ):

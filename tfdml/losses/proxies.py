@@ -79,6 +79,8 @@ class ClassParametersLoss(ParametricDMLLoss):
         seed: seed of the class vectors' initialiser (``None``: nondeterministic).
     """
 
+    data_arguments = ("num_classes", "embedding_dim")
+
     min_classes = 1
 
     def __init__(self, num_classes, embedding_dim, learning_rate, seed=None, name=None):

@@ -108,6 +108,8 @@ class QuadrupletLoss(DMLLoss):
     >>> model.compile(optimizer="adam", loss=loss)
     """
 
+    data_arguments = ("miner",)
+
     def __init__(self, margin_1=1.0, margin_2=0.5, miner=None, name="quadruplet_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.margin_1 = float(margin_1)

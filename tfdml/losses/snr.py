@@ -73,6 +73,8 @@ class SNRLoss(DMLLoss):
     >>> loss(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
     """
 
+    data_arguments = ("miner",)
+
     def __init__(self, margin=0.2, regularization=0.005, miner=None, name="snr_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         if regularization < 0:

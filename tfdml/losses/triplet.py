@@ -40,6 +40,8 @@ class TripletLoss(DMLLoss):
     >>> model.compile(optimizer="adam", loss=loss)
     """
 
+    data_arguments = ("miner",)
+
     def __init__(self, margin=0.2, squared=False, miner=None, name="triplet_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.margin = float(margin)

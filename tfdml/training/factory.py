@@ -33,24 +33,13 @@ def resolve_class(kind, name):
     return cls
 
 
-def data_arguments(cls):
-    """The data-derived constructor arguments ``cls`` takes: its ``data_arguments`` declaration.
-
-    Loss classes (``tfdml/losses``) do not declare theirs yet; until they do, their constructor's
-    parameters stand in for the declaration.
-    """
-    declared = getattr(cls, "data_arguments", None)
-    return tuple(inspect.signature(cls).parameters) if declared is None else declared
-
-
 def construct(kind, section, always=None, derived=None):
     """``section['class']`` built with ``section['params']``; ``always`` (arguments every class of
     ``kind`` takes) and those ``derived`` arguments the class declares fill what ``params`` leaves out."""
     cls = resolve_class(kind, section["class"])
     params = dict(section.get("params") or {})
-    wanted = data_arguments(cls)
     supplied = dict(always or {})
-    supplied.update({key: value for key, value in (derived or {}).items() if key in wanted and value is not None})
+    supplied.update({key: value for key, value in (derived or {}).items() if key in cls.data_arguments and value is not None})
     for key, value in supplied.items():
         params.setdefault(key, value)
     try:
@@ -79,7 +68,7 @@ def build_loss(config, num_classes, num_images):
 
 def needs_memory_bank(config):
     """Whether the recipe's sampler chooses batches from a memory bank (coreset, DDM, FRD)."""
-    return "bank" in data_arguments(resolve_class("sampler", config["sampler"]["class"]))
+    return "bank" in resolve_class("sampler", config["sampler"]["class"]).data_arguments
 
 
 def build_sampler(config, train_data, bank=None):
