@@ -63,3 +63,17 @@ def test_real_omniglot_latin_as_validation(omniglot_dir):
     assert {validation.category_names[c] for c in set(validation.categories)} == {"Latin"}
     assert len(set(validation.labels)) == 26 and len(set(fit.labels)) == 110
     assert not set(fit.labels) & set(validation.labels)
+
+
+@pytest.mark.parametrize(
+    "train_split, test_split, held_out",
+    [("train", "test", True), ("all", "test", False), ("test", "test", False)],
+)
+def test_train_py_table_says_whether_its_classes_were_held_out(train_split, test_split, held_out):
+    from tfdml.training.config import load_config
+    from tfdml.training.runner import test_split_heading
+
+    config = load_config(None, [f"data.train_split={train_split}", f"data.test_split={test_split}"])
+    heading = test_split_heading(config, _collection([0, 0, 1]))
+    assert heading.startswith("Held-out classes (toy, 3 images)") == held_out
+    assert ("NOT held out" in heading) != held_out

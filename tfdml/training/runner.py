@@ -85,6 +85,18 @@ def evaluate_embeddings(embeddings, labels, config, categories=None):
     )
 
 
+def test_split_heading(config, test_data):
+    """The heading of ``train.py``'s table: whether its classes were held out of training."""
+    data_config = config["data"]
+    described = f"{test_data.name}, {len(test_data)} images"
+    if data_config["train_split"] in ("all", data_config["test_split"]):
+        return (
+            f"Test split '{data_config['test_split']}' ({described}): NOT held out - data.train_split="
+            f"'{data_config['train_split']}' trained on these classes, so these scores do not measure generalisation:"
+        )
+    return f"Held-out classes ({described}):"
+
+
 def format_table(rows):
     """``rows``: {row name: {metric: value}} → an aligned text table."""
     metrics = list(next(iter(rows.values())))
@@ -296,7 +308,7 @@ def train(config, verbose=1, callbacks=()):
     if config["export"]["gallery"]:
         search_path = export_gallery_search(setup, config)
         print(f"Exported retrieval SavedModel to {search_path}")
-    print(f"\nHeld-out classes ({setup.test_data.name}, {len(setup.test_data)} images):")
+    print(f"\n{test_split_heading(config, setup.test_data)}")
     print(format_table(rows))
     print(f"\nExported SavedModel to {export_path} ({time.time() - started:.0f} s in all)")
     return {"metrics": rows, "export_path": export_path, "run_dir": run_dir}
