@@ -42,9 +42,12 @@ Run:
     python benchmarks/omniglot_study.py --report-only           # rewrite the report only
 
 ``--experiments wu_beta fastap`` runs a subset, ``--seeds 0 1 2 3`` other seeds (converged: the
-YAML's ``seeds`` by default). The converged study on 2 cores takes days (see README, "The papers'
-claims on Omniglot"): run it in the background, e.g. ``nohup python benchmarks/omniglot_study.py
---protocol converged > runs/omniglot_study.log 2>&1 &``; rerunning the same command resumes it.
+YAML's ``seeds`` by default). The converged study is estimated (from timed 1- and 3-epoch runs,
+not a full run) at about 20 process-hours: 8 for tuning (35 searches of 8 trials × 15 epochs) and
+12 for the final runs (35 configurations × 3 seeds × 60 epochs; a batch-64 run about 5 min on one
+core, a rotation-expanded FastAP run about 30 min), so roughly 10 hours on 2 idle cores with 2
+workers. Run it in the background, e.g. ``nohup python benchmarks/omniglot_study.py --protocol
+converged > runs/omniglot_study.log 2>&1 &``; rerunning the same command resumes it.
 """
 
 import argparse
@@ -65,7 +68,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--protocol", default="ten_epoch", choices=list(PROTOCOLS))
     parser.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS))
-    parser.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2, or the protocol's seeds")
+    parser.add_argument("--seeds", nargs="+", type=int, help="default: the protocol's seeds (0 1 2)")
     parser.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help="folder with the two Omniglot zips")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="runs trained in parallel, each with cpu_count / workers threads")

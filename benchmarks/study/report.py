@@ -53,6 +53,18 @@ def _pyplot():
     return plt
 
 
+def _finish(plt, figure, axis, path, xlabel, ylabel, title, legend_size):
+    """Label, save and close a one-axis figure."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=legend_size)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
 def plot(title, rows, path):
     plt = _pyplot()
     labels = [label for label, _ in rows]
@@ -86,14 +98,8 @@ def plot_rho(summary, rows, path):
                           xytext=(base["rho_train"][0], 100 * base["recall_at_1"][0]),
                           arrowprops={"arrowstyle": "->", "color": "tab:red"})
             axis.annotate(label[2:], (base["rho_train"][0], 100 * base["recall_at_1"][0]), fontsize=8)
-    axis.set_xlabel("spectral decay ρ of the training embedding (lower: less compressed)")
-    axis.set_ylabel("test Recall@1 (%)")
-    axis.set_title("Objective → its R- variant (arrows); all study configurations (gray)", fontsize=9)
-    axis.legend(fontsize=8)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
+    _finish(plt, figure, axis, path, "spectral decay ρ of the training embedding (lower: less compressed)",
+            "test Recall@1 (%)", "Objective → its R- variant (arrows); all study configurations (gray)", legend_size=8)
 
 
 def plot_curves(curves, path, select_by):
@@ -104,14 +110,8 @@ def plot_curves(curves, path, select_by):
         for seed, curve in enumerate(runs):
             axis.plot([point["epoch"] for point in curve], [100 * point[select_by] for point in curve],
                       color=color, alpha=0.8, label=label if seed == 0 else None)
-    axis.set_xlabel("epoch")
-    axis.set_ylabel(f"validation {select_by} (%)")
-    axis.set_title("Validation curves (held-out Latin characters), one line per seed", fontsize=9)
-    axis.legend(fontsize=7)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
+    _finish(plt, figure, axis, path, "epoch", f"validation {select_by} (%)",
+            "Validation curves (held-out Latin characters), one line per seed", legend_size=7)
 
 
 def flattening(curve, select_by, tolerance):
