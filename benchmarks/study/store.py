@@ -1,0 +1,182 @@
+"""Training the study's runs and recording them: one ``.jsonl`` line per finished run.
+
+A run is ``(key, overrides, seed)`` (:func:`benchmarks.study.experiments.planned_runs`); its
+record holds the key and seed, the overrides, the test metrics, ρ and rank of the embedded
+training and test splits, the learned β, the batch composition of label samplers and, when
+the protocol holds out validation classes, the per-epoch validation curve and the selected
+epoch. Records are appended as runs finish, so an interrupted study resumes where it stopped
+(a run interrupted mid-training starts again).
+"""
+
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from benchmarks.study.batches import batch_composition
+from benchmarks.study.experiments import METRICS, REPO, planned_runs, resolved_config
+
+# Loaded data per worker process, by the data section of the config (the configurations share a few).
+_SPLITS = {}
+
+
+def init_worker(threads):
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _learned_beta(loss_object):
+    """Min / mean / max of the learned per-class boundary β⁽⁰⁾ + β_class, when the loss learns one."""
+    if getattr(loss_object, "class_beta", None) is None:
+        return None
+    beta = float(np.asarray(loss_object.global_beta)) + np.asarray(loss_object.class_beta)
+    return {"min": float(beta.min()), "mean": float(beta.mean()), "max": float(beta.max())}
+
+
+def loaded_splits(config):
+    """``(train, test)`` of ``config``'s data, read once per process."""
+    from tfdml.training.runner import load_split
+
+    data_key = json.dumps(config["data"], sort_keys=True)
+    if data_key not in _SPLITS:
+        _SPLITS[data_key] = tuple(load_split(config, config["data"][f"{split}_split"]) for split in ("train", "test"))
+    return _SPLITS[data_key]
+
+
+def run_one(overrides, seed, data_root):
+    """Train one configuration with one seed and return its record (without key and seed).
+
+    With validation classes (``data.validation``) the validation scores are logged every
+    ``evaluation.every_n_epochs`` and the weights of the best ``evaluation.select_by`` epoch (the
+    first on ties, as ``train.py`` exports) are the ones measured on the test split.
+    """
+    import keras
+
+    from tfdml.evaluation import singular_values, spectral_decay
+    from tfdml.sampling import indexed_batches
+    from tfdml.training.runner import Setup
+
+    started = time.perf_counter()
+    config = resolved_config(overrides, seed, data_root)
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    setup = Setup(config, splits=loaded_splits(config))
+    callbacks = setup.sampler_callbacks()
+    selection = None
+    if setup.validation_data is not None:
+        # Never stops early (patience = the whole run); restores the best epoch's weights at the end.
+        selection = keras.callbacks.EarlyStopping(
+            monitor=config["evaluation"]["select_by"], mode="max", patience=config["epochs"], restore_best_weights=True,
+        )
+        callbacks = [setup.evaluation_callback(), selection, *callbacks]
+    history = setup.model.fit(
+        setup.batches,
+        epochs=config["epochs"],
+        steps_per_epoch=setup.steps_per_epoch,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=0,
+    )
+    train_images = indexed_batches(setup.train_data, 256).map(lambda images, indices: images)
+    test_embeddings = setup.embedder.predict(setup.test_images(), verbose=0)
+    train_embeddings = setup.embedder.predict(train_images, verbose=0)
+    metrics = setup.evaluate(test_embeddings)
+    spectra = {split: singular_values(x) for split, x in (("train", train_embeddings), ("test", test_embeddings))}
+    record = {
+        **{metric: float(metrics[metric]) for metric in METRICS},
+        # Dead ReLU channels make the embedding rank-deficient (full ρ = inf): ρ within the spanned subspace, and its rank.
+        "rho_train": spectral_decay(train_embeddings, nonzero_only=True),
+        "rho_test": spectral_decay(test_embeddings, nonzero_only=True),
+        "rank_train": int(np.count_nonzero(spectra["train"])),
+        "rank_test": int(np.count_nonzero(spectra["test"])),
+        "singular_values": {split: values.tolist() for split, values in spectra.items()},
+        "final_loss": float(history.history["loss"][-1]),
+        "learned_beta": _learned_beta(setup.model.dml_loss),
+        "seconds": time.perf_counter() - started,
+    }
+    if setup.bank is None:  # label samplers plan their batches up front; batch-matching ones need the bank
+        record["batch_composition"] = batch_composition(setup.sampler)
+    if selection is not None:
+        epochs = len(history.history["loss"])
+        record["best_epoch"] = selection.best_epoch + 1
+        record["curve"] = [
+            {"epoch": epoch + 1, **{name: float(values[epoch]) for name, values in history.history.items()}}
+            for epoch in range(epochs)
+        ]
+    return record
+
+
+def read_records(path):
+    """The JSON lines of ``path`` (none when it does not exist yet)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def append_record(record, path):
+    """Append one JSON line and flush it to disk: a record is either whole or absent after a crash."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run_jobs(jobs, work, workers, unit, path, record):
+    """Run ``work(job)`` (see :func:`guarded`) for every ``(key, overrides, ...)`` job in ``workers``
+    spawned processes and append ``record(job, result)`` to ``path`` as each finishes; return the
+    number that failed."""
+    import keras
+
+    if not jobs:
+        return 0
+    progress = keras.utils.Progbar(len(jobs), unit_name=unit)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    failures = 0
+    # Leaving the Pool's block terminates its workers, also on Ctrl-C or SIGTERM: none outlive the study.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("omniglot_study: terminated; rerun to resume."))
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=init_worker, initargs=(threads,)) as pool:
+        for count, (job, result) in enumerate(pool.imap_unordered(work, jobs), 1):
+            if isinstance(result, str):
+                failures += 1
+                print(f"\nFAILED {unit}: {' '.join(job[1])}\n  {result}")
+            else:
+                append_record(record(job, result), path)
+            progress.update(count)
+    return failures
+
+
+def guarded(function, job, *arguments):
+    """``(job, function(*arguments))``, or ``(job, error text)``: one failure must not stop the study."""
+    try:
+        return job, function(*arguments)
+    except Exception as error:  # noqa: BLE001
+        return job, f"{type(error).__name__}: {error}"
+
+
+def _train_guarded(job):
+    key, overrides, seed, data_root = job
+    return guarded(run_one, job, overrides, seed, data_root)
+
+
+def run_study(experiments, seeds, data_root, workers, protocol, tuned=None):
+    """Train every planned run of ``protocol`` not yet in its results file; return the number that failed."""
+    recorded = read_records(protocol.results)
+    done = {(record["key"], record["seed"]) for record in recorded}
+    runs = planned_runs(experiments, seeds, data_root, protocol, tuned)
+    pending = [(*run, data_root) for run in runs if (run[0], run[2]) not in done]
+    per_run = float(np.mean([record["seconds"] for record in recorded])) if recorded else 60.0
+    print(
+        f"{protocol.name}: {len(pending)} runs to train ({len(done)} already recorded in "
+        f"{os.path.relpath(protocol.results, REPO)}); estimated {len(pending) * per_run / workers / 60:.0f} min "
+        f"with {workers} worker(s)."
+    )
+    return run_jobs(pending, _train_guarded, workers, "run", protocol.results,
+                    lambda job, result: {"key": job[0], "seed": job[2], "overrides": list(job[1]), **result})
