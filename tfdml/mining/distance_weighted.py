@@ -89,10 +89,11 @@ class DistanceWeightedMiner(TupleMiner):
         batch_size = tf.shape(labels)[:1]
 
         def draw(slot, seed):
-            return distributions.draw(tf.random.stateless_uniform(batch_size, seed)[:, tf.newaxis])[:, 0]
+            thresholds = tf.random.stateless_uniform(batch_size, seed) * distributions.totals
+            return distributions.draw(thresholds[:, tf.newaxis])[:, 0]
 
         negatives = fill_slots(tuples, self.generator.next_seed(), draw)
-        return grid_triplets(tuples, negatives, distributions.has_candidates)
+        return grid_triplets(tuples, negatives, tf.reduce_any(candidates, axis=1))
 
     def get_config(self):
         return {

@@ -6,7 +6,7 @@ import tensorflow as tf
 from tfdml.distances import euclidean, squared_euclidean
 from tfdml.masks import negative_mask, positive_mask
 from tfdml.mining.base import TupleMiner
-from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, slot_values
+from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, row_blocks, slot_values
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -58,29 +58,32 @@ class SemiHardMiner(TupleMiner):
         embeddings = tf.stop_gradient(embeddings)
         distances = squared_euclidean(embeddings) if self.squared else euclidean(embeddings)
         negatives = negative_mask(labels)
-        farthest_negative = tf.argmax(tf.where(negatives, distances, -1.0), axis=1, output_type=tf.int32)
+        # −inf on non-negatives: no bound lies below it, so one comparison tests both.
+        negative_distances = tf.where(negatives, distances, -float("inf"))
+        farthest_negative = tf.argmax(negative_distances, axis=1, output_type=tf.int32)
 
         tuples = construct(self.construction, self.generator, positive_mask(labels))
-        if self.lower_bound is None:
-            lower = tf.gather(distances, tuples.positives, batch_dims=1)
-        else:
-            lower = tf.fill(tf.shape(tuples.positives), self.lower_bound)
 
         def negative_for_slot(slot, seed):
             # One (batch, batch) pass per slot number: a band per (anchor, positive) costs O(slots · b²) time
             # and O(b²) memory, where a per-tuple mask would be (tuples × batch), up to b³.
-            bound = slot_values(tuples, lower, slot)[:, tf.newaxis]
-            beyond = tf.logical_and(negatives, distances > bound)
+            if self.lower_bound is None:
+                positives = slot_values(tuples, tuples.positives, slot)
+                bound = tf.gather(distances, positives[:, tf.newaxis], batch_dims=1)
+            else:
+                bound = tf.fill([tf.shape(distances)[0], 1], self.lower_bound)
+            beyond = negative_distances > bound
             band = beyond if self.margin is None else tf.logical_and(beyond, distances < bound + self.margin)
             # A uniform rank r among the band's members, then the member whose running count passes r:
-            # b uniforms and a cumulative sum instead of b² random numbers.
-            band_members = tf.cumsum(tf.cast(band, tf.int32), axis=1)
-            size = tf.cast(band_members[:, -1:], tf.float32)
+            # b uniforms and a two-level running count instead of b² random numbers.
+            members = row_blocks(tf.cast(band, tf.int32))
+            size = tf.cast(members.totals, tf.float32)
             rank = tf.minimum(tf.floor(tf.random.stateless_uniform(tf.shape(size), seed) * size), size - 1.0)
-            in_band = tf.argmax(tf.cast(band_members, tf.float32) > rank, axis=1, output_type=tf.int32)
+            in_band = members.draw(tf.cast(rank, tf.int32)[:, tf.newaxis])[:, 0]
             closest_beyond = tf.argmin(tf.where(beyond, distances, float("inf")), axis=1, output_type=tf.int32)
-            fallback = tf.where(tf.reduce_any(beyond, axis=1), closest_beyond, farthest_negative)
-            return tf.where(tf.reduce_any(band, axis=1), in_band, fallback)
+            any_beyond = tf.gather(beyond, closest_beyond[:, tf.newaxis], batch_dims=1)[:, 0]
+            fallback = tf.where(any_beyond, closest_beyond, farthest_negative)
+            return tf.where(size > 0.0, in_band, fallback)
 
         columns = fill_slots(tuples, self.generator.next_seed(), negative_for_slot)
         return grid_triplets(tuples, columns, tf.reduce_any(negatives, axis=1))

@@ -34,8 +34,8 @@ class AnchorTuples(NamedTuple):
     """Anchor–positive pairs on a ``(batch, slots)`` grid: cell ``(a, c)`` pairs anchor ``a``
     with ``positives[a, c]`` where ``valid[a, c]``.
 
-    ``slot_index[a, c]`` numbers the valid cells of anchor ``a``; ``num_slots`` (a scalar
-    tensor, data-dependent) bounds it over the batch.
+    ``slot_index[a, c]`` numbers the valid cells of anchor ``a`` (``−1`` on invalid cells);
+    ``num_slots`` (a scalar tensor, data-dependent) bounds it over the batch.
     """
 
     positives: tf.Tensor
@@ -50,19 +50,70 @@ def check_construction(construction):
     return construction
 
 
+# Columns per block of the two-level row scans below: a running sum along a whole row is a slow serial
+# scan in TF and XLA alike, while block totals are a reduction and a block's own scan is short.
+BLOCK = 64
+
+
+def column_blocks(values):
+    """``(rows, cols)`` → ``(rows, ⌈cols / BLOCK⌉, BLOCK)``, the last block zero-padded."""
+    padding = -tf.shape(values)[1] % BLOCK
+    padded = tf.pad(values, [[0, 0], [0, padding]])
+    return tf.reshape(padded, [tf.shape(values)[0], -1, BLOCK])
+
+
+def exclusive_row_counts(mask):
+    """int32 ``(rows, cols)``: per row, how many entries of ``mask`` are true left of each column,
+
+        counts[i, j] = Σ_{j' < j} mask[i, j'],
+
+    as block offsets (a running sum over ``cols / BLOCK`` block totals) plus a strictly triangular
+    ``BLOCK × BLOCK`` matmul inside each block (exact: float32 holds these integers)."""
+    blocks = column_blocks(tf.cast(mask, tf.float32))
+    strictly_upper = tf.linalg.band_part(tf.ones([BLOCK, BLOCK]), 0, -1) - tf.eye(BLOCK)
+    within = tf.reshape(tf.matmul(tf.reshape(blocks, [-1, BLOCK]), strictly_upper), tf.shape(blocks))
+    offsets = tf.cumsum(tf.reduce_sum(blocks, axis=2), axis=1, exclusive=True)
+    counts = tf.reshape(within + offsets[:, :, tf.newaxis], [tf.shape(mask)[0], -1])
+    return tf.cast(counts[:, : tf.shape(mask)[1]], tf.int32)
+
+
 class RowDistributions(NamedTuple):
-    """Per-row categorical distributions over the columns, as cumulative weights."""
+    """Per-row categorical distributions over the columns, ``Pr(j) = w_j / Σ w``, kept in blocks of
+    ``BLOCK`` columns for a two-level inverse-CDF draw.
 
-    cumulative: tf.Tensor  # (rows, cols), non-decreasing per row
-    last_candidate: tf.Tensor  # (rows,) int32: the last column with weight, the target of rounding overflow
-    has_candidates: tf.Tensor  # (rows,) bool
+    A draw of threshold ``t ∈ [0, Σ w)`` is the first column ``j`` with ``W_j = Σ_{j' ≤ j} w_j' > t``:
+    first the block where the running block totals pass ``t``, then the column inside that block,
+    ``O(cols / BLOCK + BLOCK)`` per draw instead of a running sum over the whole row. It is the
+    full-row draw in exact arithmetic (integer weights: the same column), and never a zero-weight
+    column of a row with weight, rounding included.
+    """
 
-    def draw(self, uniforms):
-        """Columns ``(rows, n)`` for uniforms ``(rows, n)`` in ``[0, 1)``: the first column whose
-        cumulative weight exceeds ``u · total`` (zero-weight columns are never drawn)."""
-        thresholds = uniforms * self.cumulative[:, -1:]
+    blocks: tf.Tensor  # (rows, num_blocks, BLOCK) weights >= 0, zero-padded
+    cumulative: tf.Tensor  # (rows, num_blocks) running block totals; the last is the row's total
+
+    @property
+    def totals(self):
+        return self.cumulative[:, -1]
+
+    def draw(self, thresholds):
+        """Columns ``(rows, n)`` for thresholds ``(rows, n)`` in ``[0, total)`` of the weights' dtype."""
         below = tf.cast(self.cumulative[:, tf.newaxis, :] <= thresholds[:, :, tf.newaxis], tf.int32)
-        return tf.minimum(tf.reduce_sum(below, axis=2), self.last_candidate[:, tf.newaxis])
+        # Capped at the last block with weight, where rounding lets the threshold reach the total.
+        last_block = tf.reduce_sum(tf.cast(self.cumulative < self.totals[:, tf.newaxis], tf.int32), axis=1)
+        block = tf.minimum(tf.reduce_sum(below, axis=2), last_block[:, tf.newaxis])
+        running = tf.cumsum(tf.gather(self.blocks, block, batch_dims=1), axis=2)
+        before = tf.gather(self.cumulative, block, batch_dims=1) - running[:, :, -1]
+        offset = tf.maximum(thresholds - before, 0)
+        # Capped at the block's last column with weight, for the same reason.
+        last_column = tf.reduce_sum(tf.cast(running < running[:, :, -1:], tf.int32), axis=2)
+        column = tf.reduce_sum(tf.cast(running <= offset[:, :, tf.newaxis], tf.int32), axis=2)
+        return block * BLOCK + tf.minimum(column, last_column)
+
+
+def row_blocks(weights):
+    """:class:`RowDistributions` of non-negative ``weights`` ``(rows, cols)``."""
+    blocks = column_blocks(weights)
+    return RowDistributions(blocks, tf.cumsum(tf.reduce_sum(blocks, axis=2), axis=1))
 
 
 def row_distributions(log_weights, mask):
@@ -78,24 +129,22 @@ def row_distributions(log_weights, mask):
     row_max = tf.reduce_max(masked, axis=1, keepdims=True)
     row_max = tf.where(tf.math.is_finite(row_max), row_max, 0.0)
     weights = tf.where(mask, tf.exp(masked - row_max), 0.0)
-    num_columns = tf.shape(mask)[1]
-    last = num_columns - 1 - tf.argmax(tf.reverse(tf.cast(mask, tf.int32), axis=[1]), axis=1, output_type=tf.int32)
-    return RowDistributions(tf.cumsum(weights, axis=1), last, tf.reduce_any(mask, axis=1))
+    return row_blocks(weights)
 
 
 def sample_columns(generator, log_weights, mask, num_samples):
     """Per row ``i``, ``num_samples`` draws (with replacement) of a column ``j`` with
     ``Pr(j) ∝ exp(log_weights[i, j])`` over the columns where ``mask[i]`` is true
     (see :func:`row_distributions`); the uniforms come from ``generator``, so draws are
-    reproducible. Costs ``rows × num_samples × cols``: for few draws per row.
+    reproducible. Costs ``rows × num_samples × (cols / BLOCK + BLOCK)``.
 
     Returns:
         ``(columns, has_candidates)``: int32 ``(rows, num_samples)`` and bool
         ``(rows,)``. Draws of rows without candidates are in range but meaningless.
     """
     distributions = row_distributions(log_weights, mask)
-    rows = tf.shape(distributions.cumulative)[0]
-    return distributions.draw(generator.uniform(tf.stack([rows, num_samples]))), distributions.has_candidates
+    uniforms = generator.uniform(tf.stack([tf.shape(distributions.cumulative)[0], num_samples]))
+    return distributions.draw(uniforms * distributions.totals[:, tf.newaxis]), tf.reduce_any(mask, axis=1)
 
 
 def sample_column(generator, log_weights, mask):
@@ -108,18 +157,16 @@ def all_positive_pairs(positive_mask):
     """Wu's construction: a cell per ``(a, p)``, valid where ``positive_mask[a, p]``."""
     batch_size = tf.shape(positive_mask)[0]
     positives = tf.broadcast_to(tf.range(batch_size)[tf.newaxis, :], tf.shape(positive_mask))
-    counts = tf.cast(positive_mask, tf.int32)
-    slot_index = tf.cumsum(counts, axis=1, exclusive=True)
-    num_slots = tf.reduce_max(tf.concat([tf.reduce_sum(counts, axis=1), [0]], axis=0))
+    slot_index = tf.where(positive_mask, exclusive_row_counts(positive_mask), -1)
+    num_slots = tf.reduce_max(tf.concat([tf.reduce_sum(tf.cast(positive_mask, tf.int32), axis=1), [0]], axis=0))
     return AnchorTuples(positives, positive_mask, slot_index, num_slots)
 
 
 def one_positive_per_anchor(generator, positive_mask):
     """Roth's construction: a cell per anchor, valid where it has a positive, with one uniformly drawn positive."""
     positives, has_positive = sample_column(generator, 0.0, positive_mask)
-    return AnchorTuples(
-        positives[:, tf.newaxis], has_positive[:, tf.newaxis], tf.zeros_like(positives)[:, tf.newaxis], tf.constant(1)
-    )
+    slot_index = tf.where(has_positive, 0, -1)[:, tf.newaxis]
+    return AnchorTuples(positives[:, tf.newaxis], has_positive[:, tf.newaxis], slot_index, tf.constant(1))
 
 
 def construct(construction, generator, positive_mask):
@@ -149,8 +196,7 @@ def fill_slots(tuples, seed, choose):
 
 def slot_values(tuples, grid, slot):
     """``(batch,)``: per anchor, ``grid``'s value in the valid cell of slot number ``slot`` (0 if none)."""
-    cells = tf.logical_and(tuples.valid, tf.equal(tuples.slot_index, slot))
-    return tf.reduce_sum(tf.where(cells, grid, tf.zeros_like(grid)), axis=1)
+    return tf.reduce_sum(tf.where(tf.equal(tuples.slot_index, slot), grid, tf.zeros_like(grid)), axis=1)
 
 
 def grid_triplets(tuples, negatives, keep):
