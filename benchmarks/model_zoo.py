@@ -83,8 +83,8 @@ def zoo_config(entry, seed):
 def epoch_seconds_callback(path):
     """A Keras callback keeping each epoch's wall and process CPU seconds in ``path``
     (``{"wall": {epoch: s}, "cpu": {epoch: s}}``), across interruptions. CPU seconds count
-    every thread of the process, so on a machine shared with other jobs CPU seconds / 2 estimates
-    the wall time on 2 dedicated cores better than the wall time does."""
+    every thread of the process: on a machine shared with other jobs, the wall time on 2 dedicated cores
+    lies between half the CPU seconds and the CPU seconds."""
     import keras
 
     class EpochSeconds(keras.callbacks.Callback):
@@ -178,7 +178,7 @@ def mean_sd(values):
 
 def table(records):
     columns = ("recall_at_1", "map_at_r", "nmi", "fewshot_20way_1shot_within", "fewshot_5way_5shot")
-    header = ("| recipe | training data | epochs (selected) | train time, 2 cores: wall (CPU time / 2) | R@1 | MAP@R | NMI "
+    header = ("| recipe | training data | epochs (selected) | train time, 2 cores: wall (CPU time) | R@1 | MAP@R | NMI "
               "| 20-way 1-shot | 5-way 5-shot | MAP@R of raw pixels | seeds |")
     lines = [header, "|" + "---|" * 11]
     for entry in ZOO:
@@ -190,7 +190,7 @@ def table(records):
         minutes = f"{np.mean([r['train_seconds'] for r in runs]) / 60:.1f} min"
         cpu = [r["train_cpu_seconds"] for r in runs if "train_cpu_seconds" in r]
         if cpu:
-            minutes += f" ({np.mean(cpu) / 120:.1f})"
+            minutes += f" ({np.mean(cpu) / 60:.1f} CPU)"
         cells = []
         for column in columns:
             values = [r["test"][column] for r in runs if column in r.get("test", {})]

@@ -56,6 +56,11 @@ def as_masked(triplets):
     return MaskedTriplets(*triplets, tf.ones(tf.shape(triplets.anchors), tf.bool))
 
 
+# Philox, named: "auto_select" means ThreeFry inside XLA on CPU, ~40x slower for large draws; Philox is
+# what "auto_select" picks without XLA, so graph-mode draws are unchanged.
+RANDOM_ALGORITHM = "philox"
+
+
 class ReplicaConsistentRandom:
     """Stateless random numbers from ``(seed, counter)``, identical on every replica.
 
@@ -83,10 +88,14 @@ class ReplicaConsistentRandom:
 
     def make_seeds(self, count=1):
         """``(2, count)`` int64 seeds for ``tf.random.stateless_*`` ops (as ``tf.random.Generator.make_seeds``)."""
-        return tf.random.stateless_uniform([2, count], seed=self.next_seed(), minval=None, maxval=None, dtype=tf.int64)
+        return tf.random.stateless_uniform(
+            [2, count], seed=self.next_seed(), minval=None, maxval=None, dtype=tf.int64, alg=RANDOM_ALGORITHM
+        )
 
     def uniform(self, shape, minval=0.0, maxval=1.0, dtype=tf.float32):
-        return tf.random.stateless_uniform(shape, seed=self.next_seed(), minval=minval, maxval=maxval, dtype=dtype)
+        return tf.random.stateless_uniform(
+            shape, seed=self.next_seed(), minval=minval, maxval=maxval, dtype=dtype, alg=RANDOM_ALGORITHM
+        )
 
 
 class Miner:
