@@ -11,6 +11,7 @@ from tests.reference_tuple import distance_matrix
 from tfdml.losses import ContrastiveLoss, MarginLoss, MultiSimilarityLoss
 from tfdml.losses.pairs import (
     batch_distances,
+    symmetric_batch_distances,
     contrastive_all_pairs,
     margin_loss_all_pairs,
     multi_similarity_all_pairs,
@@ -91,6 +92,20 @@ def test_batch_distances_and_their_hand_written_gradient(rng):
         value = tf.reduce_sum(weights * batch_distances(variable))
     gradient = tape.gradient(value, variable).numpy()
     assert np.all(np.isfinite(gradient))
+
+
+def test_symmetric_batch_distances_gradient_for_a_symmetric_loss(rng):
+    x = tf.constant(rng.normal(size=(6, 3)))
+    weights = rng.normal(size=(6, 6))
+    weights = tf.constant(weights + weights.T)  # L(D) = L(Dᵀ)
+    gradients = []
+    for distances_of in (batch_distances, symmetric_batch_distances):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = tf.reduce_sum(weights * distances_of(x))
+        gradients.append(tape.gradient(value, x).numpy())
+    np.testing.assert_allclose(symmetric_batch_distances(x).numpy(), batch_distances(x).numpy())
+    np.testing.assert_allclose(gradients[1], gradients[0], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("average", ["pairs", "nonzero"])

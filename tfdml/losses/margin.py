@@ -182,7 +182,10 @@ class MarginLoss(ParametricDMLLoss):
         if self.image_beta is not None and image_ids is None:
             raise ValueError("MarginLoss(beta_image=True) must be called with y_true of shape (batch, 2).")
         if self.pairs == "all":
-            beta = self.anchor_betas(labels, tf.range(tf.shape(labels)[0]), image_ids, embeddings.dtype)
+            if self.class_beta is None and self.image_beta is None:
+                beta = tf.cast(self.global_beta, embeddings.dtype)  # one β: the cheaper symmetric gradient
+            else:
+                beta = self.anchor_betas(labels, tf.range(tf.shape(labels)[0]), image_ids, embeddings.dtype)
             return margin_loss_all_pairs(labels, embeddings, beta, self.margin, self.nu)
         triplets = mine_triplets(self.miner, embeddings, labels)
         beta = self.anchor_betas(labels, triplets.anchors, image_ids, embeddings.dtype)

@@ -46,14 +46,15 @@ def nan_unless_finite(loss, embeddings):
     return tf.where(tf.reduce_all(tf.math.is_finite(embeddings)), loss, tf.constant(float("nan"), loss.dtype))
 
 
-@tf.custom_gradient
-def batch_distances(embeddings):
-    """``D_ij = ‖x_i − x_j‖₂`` within one batch, ``D_ii = 0``, with a hand-written gradient.
+def distances_and_gradient(embeddings, symmetric):
+    """``D_ij = ‖x_i − x_j‖₂`` within one batch, ``D_ii = 0``, and its hand-written gradient.
 
     Autodiff through :func:`tfdml.distances.euclidean` walks back through a dozen ``b × b``
     element-wise operations and two matmuls; with ``W = G / D`` (0 where ``D = 0``, the
     subgradient there) for the upstream gradient ``G``, the gradient is one matmul:
     ``∂L/∂x_i = Σ_j (W + Wᵀ)_ij (x_i − x_j) = rowsum(W + Wᵀ)_i x_i − ((W + Wᵀ) X)_i``.
+    With ``symmetric``, ``G`` is symmetric and ``W + Wᵀ = 2W``: no ``b × b`` transpose, which
+    XLA on CPU fuses into a strided copy costing more than the step's matmuls.
     """
     squared_norms = tf.reduce_sum(tf.square(embeddings), axis=1)
     products = tf.matmul(-2.0 * embeddings, embeddings, transpose_b=True)
@@ -62,10 +63,23 @@ def batch_distances(embeddings):
 
     def gradient(upstream):
         weights = tf.math.divide_no_nan(upstream, distances)
-        weights = weights + tf.transpose(weights)
+        weights = 2.0 * weights if symmetric else weights + tf.transpose(weights)
         return tf.reduce_sum(weights, axis=1, keepdims=True) * embeddings - tf.matmul(weights, embeddings)
 
     return distances, gradient
+
+
+@tf.custom_gradient
+def batch_distances(embeddings):
+    """The batch's ``(b, b)`` Euclidean distances with a one-matmul gradient (:func:`distances_and_gradient`)."""
+    return distances_and_gradient(embeddings, symmetric=False)
+
+
+@tf.custom_gradient
+def symmetric_batch_distances(embeddings):
+    """:func:`batch_distances` for a loss symmetric in the distances, ``L(D) = L(Dᵀ)`` (so ``∂L/∂D`` is
+    symmetric): a loss of its terms ``ℓ(D_ij)`` with symmetric masks, for example."""
+    return distances_and_gradient(embeddings, symmetric=True)
 
 
 def count_active(terms):
@@ -106,7 +120,7 @@ def contrastive_all_pairs(labels, embeddings, margin=1.0, positive_margin=0.0, a
     if average not in AVERAGES:
         raise ValueError(f"contrastive_all_pairs: average must be one of {AVERAGES}; got {average!r}.")
     embeddings = tf.convert_to_tensor(embeddings)
-    distances = batch_distances(embeddings)
+    distances = symmetric_batch_distances(embeddings)
     same = same_label_mask(labels)
     positive_terms = tf.nn.relu(distances - positive_margin)
     negative_terms = tf.nn.relu(margin - distances)
@@ -140,8 +154,11 @@ def margin_loss_all_pairs(labels, embeddings, beta=1.2, margin=0.2, nu=0.0):
     >>> margin_loss_all_pairs(tf.constant([0, 0, 1]), tf.eye(3), beta=tf.constant([1.2, 1.2, 1.0]))
     """
     embeddings = tf.convert_to_tensor(embeddings)
-    distances = batch_distances(embeddings)
-    beta = tf.broadcast_to(tf.cast(beta, distances.dtype), tf.shape(distances)[:1])
+    beta = tf.cast(beta, embeddings.dtype)
+    # One β makes the loss symmetric in D; per-anchor β keep the transpose in the gradient, which costs
+    # less than symmetrising the terms without XLA (the default on CPU).
+    distances = (symmetric_batch_distances if beta.shape.rank == 0 else batch_distances)(embeddings)
+    beta = tf.broadcast_to(beta, tf.shape(distances)[:1])
     offset = distances - beta[:, tf.newaxis]
     terms = without_diagonal(tf.nn.relu(margin + tf.where(same_label_mask(labels), offset, -offset)))
     pairs_per_anchor = tf.cast(tf.shape(distances)[0] - 1, distances.dtype)
