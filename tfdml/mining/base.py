@@ -56,9 +56,11 @@ def as_masked(triplets):
     return MaskedTriplets(*triplets, tf.ones(tf.shape(triplets.anchors), tf.bool))
 
 
-# Philox, named: "auto_select" means ThreeFry inside XLA on CPU, ~40x slower for large draws; Philox is
-# what "auto_select" picks without XLA, so graph-mode draws are unchanged.
-RANDOM_ALGORITHM = "philox"
+def stateless_uniform(shape, seed, **kwargs):
+    """``tf.random.stateless_uniform`` with Philox, the one random algorithm of the miners."""
+    # Named: "auto_select" means ThreeFry inside XLA on CPU, ~40x slower for large draws; Philox is what
+    # "auto_select" picks without XLA, so graph-mode draws are unchanged.
+    return tf.random.stateless_uniform(shape, seed, alg="philox", **kwargs)
 
 
 class ReplicaConsistentRandom:
@@ -88,14 +90,10 @@ class ReplicaConsistentRandom:
 
     def make_seeds(self, count=1):
         """``(2, count)`` int64 seeds for ``tf.random.stateless_*`` ops (as ``tf.random.Generator.make_seeds``)."""
-        return tf.random.stateless_uniform(
-            [2, count], seed=self.next_seed(), minval=None, maxval=None, dtype=tf.int64, alg=RANDOM_ALGORITHM
-        )
+        return stateless_uniform([2, count], self.next_seed(), minval=None, maxval=None, dtype=tf.int64)
 
     def uniform(self, shape, minval=0.0, maxval=1.0, dtype=tf.float32):
-        return tf.random.stateless_uniform(
-            shape, seed=self.next_seed(), minval=minval, maxval=maxval, dtype=dtype, alg=RANDOM_ALGORITHM
-        )
+        return stateless_uniform(shape, self.next_seed(), minval=minval, maxval=maxval, dtype=dtype)
 
 
 class Miner:

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import RANDOM_ALGORITHM, TupleMiner
+from tfdml.mining.base import TupleMiner, stateless_uniform
 from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, row_distributions
 
 # 1 − d²/4 is clamped here so that d → 2 (antipodal points, or rounding) stays finite.
@@ -89,7 +89,7 @@ class DistanceWeightedMiner(TupleMiner):
         batch_size = tf.shape(labels)[:1]
 
         def draw(slot, seed):
-            thresholds = tf.random.stateless_uniform(batch_size, seed, alg=RANDOM_ALGORITHM) * distributions.totals
+            thresholds = stateless_uniform(batch_size, seed) * distributions.totals
             return distributions.draw(thresholds[:, tf.newaxis])[:, 0]
 
         negatives = fill_slots(tuples, self.generator.next_seed(), draw)

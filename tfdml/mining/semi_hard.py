@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean, squared_euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import RANDOM_ALGORITHM, TupleMiner
+from tfdml.mining.base import TupleMiner, stateless_uniform
 from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, row_blocks, slot_values
 
 
@@ -78,7 +78,7 @@ class SemiHardMiner(TupleMiner):
             # b uniforms and a two-level running count instead of b² random numbers.
             members = row_blocks(tf.cast(band, tf.int32))
             size = tf.cast(members.totals, tf.float32)
-            uniforms = tf.random.stateless_uniform(tf.shape(size), seed, alg=RANDOM_ALGORITHM)
+            uniforms = stateless_uniform(tf.shape(size), seed)
             rank = tf.minimum(tf.floor(uniforms * size), size - 1.0)
             in_band = members.draw(tf.cast(rank, tf.int32)[:, tf.newaxis])[:, 0]
             closest_beyond = tf.argmin(tf.where(beyond, distances, float("inf")), axis=1, output_type=tf.int32)

@@ -39,7 +39,9 @@ def construct(kind, section, always=None, derived=None):
     cls = resolve_class(kind, section["class"])
     params = dict(section.get("params") or {})
     supplied = dict(always or {})
-    supplied.update({key: value for key, value in (derived or {}).items() if key in cls.data_arguments and value is not None})
+    supplied.update(
+        {key: value for key, value in (derived or {}).items() if key in cls.data_arguments and value is not None}
+    )
     for key, value in supplied.items():
         params.setdefault(key, value)
     try:
