@@ -106,9 +106,9 @@ def pair_claims(rows, pairs, metric="recall_at_1"):
 
 
 def pair_group(claim, rows, pairs):
-    """A claim over several pairs: ``held/pairs`` first, then each pair."""
+    """A claim over several pairs: ``held/pairs`` first, then each pair; nothing while no pair has both rows run."""
     held, findings = pair_claims(rows, pairs)
-    return [Finding(claim, f"{held}/{len(findings)}"), *findings]
+    return [Finding(claim, f"{held}/{len(findings)}"), *findings] if findings else []
 
 
 def _wu_table1(rows, summary):
@@ -160,6 +160,8 @@ def _roth_rho(rows, summary):
     pairs = [(base, entries[base], entries[f"R-{base}"]) for base in bases if base in entries and f"R-{base}" in entries]
     for measure, change, better in (("rho_train", "lowers ρ of the training embedding (less compression)", -1),
                                     ("rank_train", "raises the rank of the training embedding (more directions)", 1)):
+        if not pairs:
+            break
         moved = sum(better * (r[measure][0] - b[measure][0]) > 0 for _, b, r in pairs)
         digits = 1 if measure.startswith("rank") else 3
         details = "; ".join(f"{name} {b[measure][0]:.{digits}f} → {r[measure][0]:.{digits}f}" for name, b, r in pairs)
