@@ -144,8 +144,12 @@ def _roth_sampling(rows, summary):
         out += [Finding(f"{loss_name}: SPC-2 outperforms SPC-4", pair.outcome) for pair in pairs]
         ranking = sorted(group, key=lambda item: -item[1]["recall_at_1"][0])
         places = {name: i + 1 for i, (name, _) in enumerate(ranking)}
-        out.append(Finding(f"{loss_name}: SPC-2 and FRD perform very well", f"ranks {places.get('SPC-2')} and "
-                           f"{places.get('FRD')} of {len(group)} by R@1 (order: {', '.join(n for n, _ in ranking)})."))
+        # Like a pair claim, a claim whose rows have not all run has no finding yet.
+        if "SPC-2" in places and "FRD" in places:
+            out.append(Finding(f"{loss_name}: SPC-2 and FRD perform very well", f"ranks {places['SPC-2']} and "
+                               f"{places['FRD']} of {len(group)} by R@1 (order: {', '.join(n for n, _ in ranking)})."))
+        if len(ranking) < 2:
+            continue
         spread = 100.0 * (ranking[0][1]["recall_at_1"][0] - ranking[-1][1]["recall_at_1"][0])
         out.append(Finding(f"{loss_name}: sampling changes mean R@1 by up to", f"{spread:.1f} pts (Roth: up to 1.5%).", separator=" "))
     return out
