@@ -140,9 +140,13 @@ def protocol_state(protocol, data_root):
 
 
 def experiment_sections(protocol, summary, data_root, tuned, image_prefix=""):
-    """``(markdown lines, {experiment: findings})`` of every experiment with results."""
+    """``(markdown lines, {experiment: findings}, {experiment: rows run})`` of every experiment with results.
+
+    An experiment's claims are judged only once all its rows have run: "best of all" or a ranking
+    over the rows run so far would be a different claim. A partly run one shows its table alone.
+    """
     results_dir = os.path.join(os.path.dirname(REPORT), "results")
-    parts, findings = [], {}
+    parts, findings, partial = [], {}, {}
     for experiment, spec in EXPERIMENTS.items():
         rows = rows_of(experiment, summary, protocol, data_root, tuned)
         if not rows:
@@ -150,8 +154,13 @@ def experiment_sections(protocol, summary, data_root, tuned, image_prefix=""):
         columns = (*METRICS, "rho_train", "rho_test", "rank_train") if experiment == "roth_rho" else METRICS
         image = f"results/{image_prefix}{experiment}.png"
         plot(spec["title"], rows, os.path.join(results_dir, f"{image_prefix}{experiment}.png"))
-        findings[experiment] = claims(experiment, rows, summary)
-        parts += [f"## {spec['title']}", "", table(rows, columns), "", *(f.line for f in findings[experiment]), ""]
+        parts += [f"## {spec['title']}", "", table(rows, columns), ""]
+        if len(rows) < len(spec["rows"]):
+            partial[experiment] = f"{len(rows)}/{len(spec['rows'])} rows"
+            parts += [f"Claims are judged once all {len(spec['rows'])} rows have run: {len(rows)} so far.", ""]
+        else:
+            findings[experiment] = claims(experiment, rows, summary)
+            parts += [*(f.line for f in findings[experiment]), ""]
         compositions = [(label, entry["batch_composition"]) for label, entry in rows if "batch_composition" in entry]
         if experiment == "fastap" and compositions:
             parts += ["Batch composition (the sampler's first 3 epochs, no training): "
@@ -162,7 +171,7 @@ def experiment_sections(protocol, summary, data_root, tuned, image_prefix=""):
         if experiment == "roth_rho":
             plot_rho(summary, rows, os.path.join(results_dir, f"{image_prefix}rho_vs_recall.png"))
             parts += [f"![ρ vs Recall@1](results/{image_prefix}rho_vs_recall.png)", ""]
-    return parts, findings
+    return parts, findings, partial
 
 
 def ten_epoch_part(data_root, protocol):
@@ -188,7 +197,7 @@ def ten_epoch_part(data_root, protocol):
         "error (√(s₁²/n₁ + s₂²/n₂)): below 2 the ordering is within seed noise. Bold: best in the column.",
         "",
     ]
-    sections, findings = experiment_sections(protocol, summary, data_root, tuned)
+    sections, findings, _ = experiment_sections(protocol, summary, data_root, tuned)
     return parts + sections, findings
 
 
@@ -229,8 +238,9 @@ def curves_part(protocol, summary, data_root, tuned):
     return parts
 
 
-def side_by_side(before, after):
-    """Both protocols' verdicts per claim, and the claims whose verdict changed."""
+def side_by_side(before, after, partial):
+    """Both protocols' verdicts per claim, and the claims whose verdict changed; ``partial``: the
+    experiments with some rows run, as ``{experiment: "k/n rows"}``."""
     lines = ["## 10 epochs vs converged: every claim side by side", "",
              "| experiment | claim | 10 epochs | converged |", "|---|---|---|---|"]
     changed = []
@@ -241,11 +251,12 @@ def side_by_side(before, after):
             lines.append(f"| {experiment} | {finding.claim} | {finding.outcome} | {now.outcome if now else NOT_RUN} |")
             if now and finding.verdict and now.verdict and finding.verdict != now.verdict:
                 changed.append(f"- {experiment}: {finding.claim}: {finding.verdict} → {now.verdict}")
-    waiting = [experiment for experiment in EXPERIMENTS if experiment not in after]
+    waiting = [f"{experiment} ({partial[experiment]})" if experiment in partial else experiment
+               for experiment in EXPERIMENTS if experiment not in after]
     parts = [*lines, "", "## What changed from the 10-epoch study", ""]
     parts += changed or ["- No verdict changed among the claims with converged results."]
     if waiting:
-        parts += [f"- Not yet run under the converged protocol: {', '.join(waiting)}."]
+        parts += [f"- Not yet judged under the converged protocol (not all rows run): {', '.join(waiting)}."]
     return parts + [""]
 
 
@@ -275,8 +286,8 @@ def converged_part(data_root, protocol, before):
         "",
         *curves_part(protocol, summary, data_root, tuned),
     ]
-    sections, after = experiment_sections(protocol, summary, data_root, tuned, image_prefix="converged_")
-    return parts + sections + side_by_side(before, after)
+    sections, after, partial = experiment_sections(protocol, summary, data_root, tuned, image_prefix="converged_")
+    return parts + sections + side_by_side(before, after, partial)
 
 
 def write_report(data_root, protocols=PROTOCOLS):

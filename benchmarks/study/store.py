@@ -112,6 +112,35 @@ def run_one(overrides, seed, data_root):
     return record
 
 
+def _images_trained(overrides, data_root):
+    """Images one run of ``overrides`` trains on (epochs × steps × batch), or None when its epoch is
+    the sampler's own (``steps_per_epoch: null``), which only the loaded data tells."""
+    config = resolved_config(overrides, 0, data_root)
+    if config["steps_per_epoch"] is None:
+        return None
+    return config["epochs"] * config["steps_per_epoch"] * config["sampler"]["batch_size"]
+
+
+def estimated_minutes(pending, recorded, data_root, workers):
+    """Wall time of the ``pending`` overrides' jobs, as text, from the ``seconds`` of the ``recorded`` ones.
+
+    Scaled by images trained when every job states its budget, so a 4×-longer FastAP run is
+    estimated 4× longer; otherwise the recorded mean per job. Unknown before anything is recorded.
+    """
+    if not pending:
+        return "0 min"
+    if not recorded:
+        return "an unknown time (nothing recorded yet to time it by)"
+    images = [_images_trained(overrides, data_root) for overrides in pending]
+    done = [_images_trained(record["overrides"], data_root) for record in recorded]
+    seconds = [record["seconds"] for record in recorded]
+    if None in images or None in done:
+        total = len(pending) * float(np.mean(seconds))
+    else:
+        total = sum(images) * sum(seconds) / sum(done)
+    return f"{total / workers / 60:.0f} min"
+
+
 def read_records(path):
     """The JSON lines of ``path`` (none when it does not exist yet)."""
     if not os.path.exists(path):
@@ -172,11 +201,10 @@ def run_study(experiments, seeds, data_root, workers, protocol, tuned=None):
     done = {(record["key"], record["seed"]) for record in recorded}
     runs = planned_runs(experiments, seeds, data_root, protocol, tuned)
     pending = [(*run, data_root) for run in runs if (run[0], run[2]) not in done]
-    per_run = float(np.mean([record["seconds"] for record in recorded])) if recorded else 60.0
+    minutes = estimated_minutes([run[1] for run in pending], recorded, data_root, workers)
     print(
         f"{protocol.name}: {len(pending)} runs to train ({len(done)} already recorded in "
-        f"{os.path.relpath(protocol.results, REPO)}); estimated {len(pending) * per_run / workers / 60:.0f} min "
-        f"with {workers} worker(s)."
+        f"{os.path.relpath(protocol.results, REPO)}); estimated {minutes} with {workers} worker(s)."
     )
     return run_jobs(pending, _train_guarded, workers, "run", protocol.results,
                     lambda job, result: {"key": job[0], "seed": job[2], "overrides": list(job[1]), **result})

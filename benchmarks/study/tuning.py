@@ -12,7 +12,7 @@ import os
 import time
 
 from benchmarks.study.experiments import REPO, configurations, resolved_config
-from benchmarks.study.store import guarded, read_records, run_jobs
+from benchmarks.study.store import estimated_minutes, guarded, read_records, run_jobs
 
 TUNE_RUNS = os.path.join(REPO, "runs", "omniglot_study", "tune")
 
@@ -68,7 +68,9 @@ def tune_study(experiments, data_root, workers, protocol):
     untuned = configurations(experiments, protocol, data_root)
     pending = [(key, overrides, data_root, protocol.tuning) for key, (_, _, overrides) in untuned.items()
                if key not in tuned]
+    # Every search has the same trials and epochs: a search's cost scales like one run of its configuration.
+    minutes = estimated_minutes([job[1] for job in pending], read_records(protocol.tuned), data_root, workers)
     print(f"{protocol.name}: {len(pending)} configurations to tune ({len(tuned)} already tuned in "
-          f"{os.path.relpath(protocol.tuned, REPO)}).")
+          f"{os.path.relpath(protocol.tuned, REPO)}); estimated {minutes} with {workers} worker(s).")
     return run_jobs(pending, _tune_guarded, workers, "search", protocol.tuned,
                     lambda job, result: {"key": job[0], "overrides": list(job[1]), **result})
