@@ -133,7 +133,8 @@ def test_compare_and_verdict():
     assert difference == pytest.approx(10.0) and ratio == pytest.approx(0.10 / np.sqrt(2 * 0.01**2 / 3))
     assert claims.verdict(difference, ratio).startswith("**held**")
     assert claims.verdict(0.5, 1.0).startswith("**held, within noise**")
-    assert claims.verdict(-1.0, 3.0).startswith("**did not hold**")
+    assert claims.verdict(-1.0, -3.0) == "**did not hold** (-1.0 pts, -3.0 SE)"
+    assert claims.verdict(-1.0, float("nan")) == "**did not hold** (-1.0 pts, one seed: no SE)"
     assert claims.Finding("c", claims.verdict(0.5, 1.0)).verdict == "held, within noise"
     assert claims.Finding("c", "5/6").verdict == "5/6" and claims.Finding("c", "ranks 1 and 2").verdict is None
 
@@ -194,10 +195,34 @@ def test_report_sets_both_protocols_side_by_side_and_names_changed_verdicts(tmp_
     assert ("Not yet judged under the converged protocol (not all rows run): roth_sampling (1/14 rows), "
             "roth_rho (3/8 rows), fastap.") in changed
     assert "Claims are judged once all 8 rows have run: 3 so far." in text
-    assert next(line for line in side.splitlines() if "| R-triplet (D) > triplet (D) |" in line).endswith("| not yet run |")
+    assert next(line for line in side.splitlines()
+                if "| R-triplet (D) > triplet (D) |" in line).endswith("| not yet judged (3/8 rows run) |")
     assert "| distance-weighted / margin | 10 | 8.0 |" in text and "3/3 seeds" in text
     assert (tmp_path / "results" / "converged_curves.png").stat().st_size > 1000
     assert (tmp_path / "results" / "converged_wu_table1.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("bonus, extra", [(0.0, True), (0.1, False)])
+def test_decisive_comparisons_within_2_se_after_3_seeds_get_seeds_3_and_4(bonus, extra):
+    """wu_beta's learned β against its closest fixed β: R@1 0.5 ± 0.01 noise on both (well within
+    2 SE) asks for seeds 3 and 4 of both rows, a 10-point lead (≈ 10 SE) for none; a partly run
+    experiment is not looked at, and 5 recorded seeds end the asking."""
+    untuned = experiments.configurations(list(EXPERIMENTS), CONVERGED, ROOT)
+    tuned = {untuned_key: {"optimizer.learning_rate": 1e-3} for untuned_key in untuned}
+    recorded = records(CONVERGED, bonus, experiment_names=["wu_beta"], tuned=tuned)
+    runs = claims.extra_runs(["wu_beta", "roth_rho"], CONVERGED, ROOT, recorded, tuned)
+    rows = experiments.row_runs("wu_beta", CONVERGED, ROOT, tuned)
+    summary = claims.summarize(recorded)
+    entries = dict(claims.rows_of("wu_beta", summary, CONVERGED, ROOT, tuned))
+    rival = claims.closest_rival(entries, "learned β⁽⁰⁾ + β_class")
+    expected = {(rows[label][0], seed) for label in ("learned β⁽⁰⁾ + β_class", rival) for seed in (3, 4)}
+    assert {(run_key, seed) for run_key, _, seed in runs} == (expected if extra else set())
+    overrides_of = dict(rows.values())
+    assert all(overrides == overrides_of[run_key] for run_key, overrides, _ in runs)
+    partial = [record for record in recorded if record["key"] != rows["fixed β = 1.2"][0]]
+    assert claims.extra_runs(["wu_beta"], CONVERGED, ROOT, partial, tuned) == []
+    five = recorded + [{**record, "seed": seed} for record in recorded for seed in (3, 4) if record["seed"] == 0]
+    assert claims.extra_runs(["wu_beta"], CONVERGED, ROOT, five, tuned) == []
 
 
 def test_flattening_follows_the_budget_rule():

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from benchmarks.study.experiments import METRIC_NAMES, METRICS
+from benchmarks.study.experiments import EXPERIMENTS, METRIC_NAMES, METRICS, row_runs
 
 VERDICTS = ("**held**", "**held, within noise**", "**did not hold**")
 
@@ -72,13 +72,19 @@ def compare(a, b, metric="recall_at_1"):
 
 
 def verdict(difference, ratio):
-    if difference <= 0:
-        return f"**did not hold** ({difference:+.1f} pts)"
     if math.isnan(ratio):
-        return f"**held** ({difference:+.1f} pts, one seed: no SE)"
+        return f"**{'held' if difference > 0 else 'did not hold'}** ({difference:+.1f} pts, one seed: no SE)"
+    if difference <= 0:
+        return f"**did not hold** ({difference:+.1f} pts, {ratio:.1f} SE)"
     if ratio < 2:
         return f"**held, within noise** ({difference:+.1f} pts, {ratio:.1f} SE)"
     return f"**held** ({difference:+.1f} pts, {ratio:.1f} SE)"
+
+
+def closest_rival(entries, label, highest=True, metric="recall_at_1"):
+    """The row other than ``label`` with the highest (or lowest) mean ``metric``."""
+    pick = max if highest else min
+    return pick((other for other in entries if other != label), key=lambda other: entries[other][metric][0])
 
 
 def extreme_claim(rows, label, highest=True, metric="recall_at_1"):
@@ -86,8 +92,7 @@ def extreme_claim(rows, label, highest=True, metric="recall_at_1"):
     entries = dict(rows)
     if label not in entries or len(entries) < 2:
         return "not enough results"
-    pick = max if highest else min
-    closest = pick((other for other in entries if other != label), key=lambda other: entries[other][metric][0])
+    closest = closest_rival(entries, label, highest, metric)
     if highest:
         return verdict(*compare(entries[label], entries[closest], metric)) + f" vs {closest}"
     return verdict(*compare(entries[closest], entries[label], metric)) + f" ({closest} is next)"
@@ -134,9 +139,12 @@ def _wu_beta(rows, summary):
     return out
 
 
+SAMPLING_LOSSES = ("margin (D)", "multi-similarity")
+
+
 def _roth_sampling(rows, summary):
     out = []
-    for loss_name in ("margin (D)", "multi-similarity"):
+    for loss_name in SAMPLING_LOSSES:
         group = [(label.split(" / ")[1], entry) for label, entry in rows if label.startswith(loss_name)]
         if not group:
             continue
@@ -155,13 +163,16 @@ def _roth_sampling(rows, summary):
     return out
 
 
+RHO_BASES = ("contrastive (D)", "triplet (D)", "margin (D)", "SNR (D)")
+
+
 def _roth_rho(rows, summary):
     import scipy.stats
 
-    bases = ("contrastive (D)", "triplet (D)", "margin (D)", "SNR (D)")
-    out = pair_group("ρ-regularisation improves R@1 of every ranking objective", rows, [(f"R-{base}", base) for base in bases])
+    out = pair_group("ρ-regularisation improves R@1 of every ranking objective", rows,
+                     [(f"R-{base}", base) for base in RHO_BASES])
     entries = dict(rows)
-    pairs = [(base, entries[base], entries[f"R-{base}"]) for base in bases if base in entries and f"R-{base}" in entries]
+    pairs = [(base, entries[base], entries[f"R-{base}"]) for base in RHO_BASES if base in entries and f"R-{base}" in entries]
     for measure, change, better in (("rho_train", "lowers ρ of the training embedding (less compression)", -1),
                                     ("rank_train", "raises the rank of the training embedding (more directions)", 1)):
         if not pairs:
@@ -195,3 +206,65 @@ def claims(experiment, rows, summary):
     """The :class:`Finding` of each claim of ``experiment`` on its ``[(label, entry)]`` rows (R@1 unless said);
     ``summary``: every configuration of the protocol (ρ's correlation spans them all)."""
     return CLAIMS[experiment](rows, summary)
+
+
+def _sampling_pairs(entries):
+    pairs = []
+    for loss_name in SAMPLING_LOSSES:
+        group = sorted((label for label in entries if label.startswith(loss_name)), key=lambda l: -entries[l]["recall_at_1"][0])
+        pairs += [(f"{loss_name} / SPC-2", f"{loss_name} / SPC-4"), (group[0], group[-1])]
+    return pairs
+
+
+# Issue 17's decisive comparisons, as (row, row) pairs of a fully run experiment: Wu's best combination and
+# learned β against their closest rival, SPC-2 vs SPC-4 and the best vs worst sampler (the spread), each
+# R- variant against its base, category-hard against random batches.
+DECISIVE = {
+    "wu_table1": lambda entries: [("distance-weighted / margin", closest_rival(entries, "distance-weighted / margin"))],
+    "wu_beta": lambda entries: [("learned β⁽⁰⁾ + β_class", closest_rival(entries, "learned β⁽⁰⁾ + β_class"))],
+    "roth_sampling": _sampling_pairs,
+    "roth_rho": lambda entries: [(f"R-{base}", base) for base in RHO_BASES],
+    "fastap": lambda entries: [("FastAP / category-hard", "FastAP / random classes")],
+}
+
+
+def rows_of(experiment, summary, protocol, data_root, tuned=None):
+    """``[(label, entry)]`` of an experiment's configurations that have results."""
+    runs = row_runs(experiment, protocol, data_root, tuned)
+    return [(label, summary[key]) for label, (key, _) in runs.items() if key in summary]
+
+
+def unsettled(experiment, rows, seeds):
+    """Labels of the rows of ``experiment``'s decisive comparisons whose R@1 difference is within 2 SE
+    and that have fewer than ``seeds`` seeds."""
+    entries = dict(rows)
+    labels = set()
+    for a, b in DECISIVE[experiment](entries):
+        _, ratio = compare(entries[a], entries[b])
+        if not abs(ratio) >= 2:  # a single seed (no SE) is unsettled too
+            labels |= {label for label in (a, b) if entries[label]["n"] < seeds}
+    return labels
+
+
+def extra_runs(experiments, protocol, data_root, records, tuned=None):
+    """``(key, overrides, seed)`` runs of ``protocol.extra_seeds`` that a decisive comparison within 2 SE
+    after the protocol's seeds still needs (issue 17: 5 seeds where 3 do not settle it).
+
+    An experiment is looked at once all its rows have the protocol's seeds; after the extra seeds a
+    different rival can become closest, so the caller asks again until nothing is left.
+    """
+    summary = summarize(records)
+    done = {(record["key"], record["seed"]) for record in records}
+    all_seeds = len(protocol.seeds) + len(protocol.extra_seeds)
+    runs = {}
+    for experiment in experiments:
+        rows = rows_of(experiment, summary, protocol, data_root, tuned)
+        if len(rows) < len(EXPERIMENTS[experiment]["rows"]) or min(e["n"] for _, e in rows) < len(protocol.seeds):
+            continue
+        row_keys = row_runs(experiment, protocol, data_root, tuned)
+        for label in sorted(unsettled(experiment, rows, all_seeds)):
+            key, overrides = row_keys[label]
+            for seed in protocol.extra_seeds:
+                if (key, seed) not in done:
+                    runs[(key, seed)] = (key, overrides, seed)
+    return list(runs.values())

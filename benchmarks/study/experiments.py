@@ -37,6 +37,7 @@ class Protocol:
     tuned: str = None  # the .jsonl of tuned values (tuned protocols only)
     tuning: dict = None
     seeds: tuple = (0, 1, 2)
+    extra_seeds: tuple = ()  # for the rows of a decisive comparison still within 2 SE after ``seeds``
     budget_rule: str = ""
     flat_tolerance: float = 0.01
     curves: tuple = ()  # (experiment, label) of the configurations whose validation curves are shown
@@ -74,6 +75,7 @@ def load_definitions(path=DEFINITIONS):
             tuned=os.path.join(REPO, protocol["tuned"]) if "tuned" in protocol else None,
             tuning=protocol.get("tuning"),
             seeds=tuple(protocol.get("seeds", (0, 1, 2))),
+            extra_seeds=tuple(protocol.get("extra_seeds", ())),
             budget_rule=protocol.get("budget_rule", ""),
             flat_tolerance=protocol.get("flat_tolerance", 0.01),
             curves=tuple(tuple(pair) for pair in protocol.get("curves", ())),

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from benchmarks.study.claims import claims, summarize
+from benchmarks.study.claims import claims, rows_of, summarize
 from benchmarks.study.experiments import EXPERIMENTS, METRIC_NAMES, METRICS, PROTOCOLS, REPO, configurations, row_runs
 from benchmarks.study.store import read_records
 from benchmarks.study.tuning import read_tuned
@@ -123,12 +123,6 @@ def flattening(curve, select_by, tolerance):
         return float("nan"), False
     gain = max(scores[-tail:]) - max(scores[:-tail])
     return gain, gain < tolerance
-
-
-def rows_of(experiment, summary, protocol, data_root, tuned=None):
-    """``[(label, entry)]`` of an experiment's configurations that have results."""
-    runs = row_runs(experiment, protocol, data_root, tuned)
-    return [(label, summary[key]) for label, (key, _) in runs.items() if key in summary]
 
 
 def protocol_state(protocol, data_root):
@@ -248,7 +242,8 @@ def side_by_side(before, after, partial):
         later = {finding.claim: finding for finding in after.get(experiment, [])}
         for finding in before.get(experiment, []):
             now = later.get(finding.claim)
-            lines.append(f"| {experiment} | {finding.claim} | {finding.outcome} | {now.outcome if now else NOT_RUN} |")
+            waiting = f"not yet judged ({partial[experiment]} run)" if experiment in partial else NOT_RUN
+            lines.append(f"| {experiment} | {finding.claim} | {finding.outcome} | {now.outcome if now else waiting} |")
             if now and finding.verdict and now.verdict and finding.verdict != now.verdict:
                 changed.append(f"- {experiment}: {finding.claim}: {finding.verdict} → {now.verdict}")
     waiting = [f"{experiment} ({partial[experiment]})" if experiment in partial else experiment
@@ -277,6 +272,11 @@ def converged_part(data_root, protocol, before):
         "logged every epoch, and the best validation epoch is the model evaluated once on the test alphabets.",
         "",
         f"**Budget rule.** {protocol.budget_rule}",
+        "",
+        f"**Seeds.** Every configuration runs seeds {list(protocol.seeds)}; where one of an experiment's decisive "
+        "comparisons (the claim's row against its closest rival, SPC-2 vs SPC-4, the best vs the worst sampler, an "
+        f"R- variant vs its base, category-hard vs random) is within 2 SE after them, both rows get seeds "
+        f"{list(protocol.extra_seeds)} as well (the tables' seeds column).",
         "",
         f"**Tuning.** Every configuration gets the same search: {tuning['max_trials']} {tuning['algorithm']} trials "
         f"of {tuning['epochs']} epochs (seed {tuning['seed']}) with keras-tuner, scored by validation Recall@1; the "

@@ -197,9 +197,13 @@ def _train_guarded(job):
 
 def run_study(experiments, seeds, data_root, workers, protocol, tuned=None):
     """Train every planned run of ``protocol`` not yet in its results file; return the number that failed."""
+    return train_runs(planned_runs(experiments, seeds, data_root, protocol, tuned), data_root, workers, protocol)
+
+
+def train_runs(runs, data_root, workers, protocol):
+    """Train the ``(key, overrides, seed)`` runs not yet in ``protocol``'s results file; return the number that failed."""
     recorded = read_records(protocol.results)
     done = {(record["key"], record["seed"]) for record in recorded}
-    runs = planned_runs(experiments, seeds, data_root, protocol, tuned)
     pending = [(*run, data_root) for run in runs if (run[0], run[2]) not in done]
     minutes = estimated_minutes([run[1] for run in pending], recorded, data_root, workers)
     print(
