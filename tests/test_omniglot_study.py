@@ -168,6 +168,17 @@ def test_report_states_whether_a_claim_held(bonus, expected, tmp_path, study_fil
     assert "Converged" not in text  # no converged runs or tuned values yet: the 10-epoch report alone
 
 
+def test_an_experiment_is_judged_only_once_every_row_has_all_its_seeds(tmp_path, study_files):
+    worst = key("wu_table1", "random / contrastive")
+    for record in records(study_files["ten_epoch"], 0.1):
+        if (record["key"], record["seed"]) != (worst, 2):
+            store.append_record(record, study_files["ten_epoch"].results)
+    report.write_report(ROOT, study_files)
+    text = (tmp_path / "results.md").read_text()
+    assert "Claims are judged once all 12 rows have run seeds [0, 1, 2]: 11 have so far." in text
+    assert "is the best combination" not in text and "- Learned class-specific β beats every fixed β (R@1)" in text
+
+
 def test_report_sets_both_protocols_side_by_side_and_names_changed_verdicts(tmp_path, study_files):
     ten_epoch, converged = study_files["ten_epoch"], study_files["converged"]
     for record in records(ten_epoch, -0.1):
@@ -192,11 +203,11 @@ def test_report_sets_both_protocols_side_by_side_and_names_changed_verdicts(tmp_
     assert "- wu_table1: Distance-weighted + margin is the best combination (R@1): did not hold → held" in changed
     # margin (D) is also roth_sampling's SPC-4 row; it, contrastive (D) and triplet (D) are roth_rho rows:
     # those are partly run, so their tables show but no claim is judged until their other rows run.
-    assert ("Not yet judged under the converged protocol (not all rows run): roth_sampling (1/14 rows), "
-            "roth_rho (3/8 rows), fastap.") in changed
-    assert "Claims are judged once all 8 rows have run: 3 so far." in text
+    assert ("Not yet judged under the converged protocol (not all rows done): roth_sampling (1/14 rows done), "
+            "roth_rho (3/8 rows done), fastap.") in changed
+    assert "Claims are judged once all 8 rows have run seeds [0, 1, 2]: 3 have so far." in text
     assert next(line for line in side.splitlines()
-                if "| R-triplet (D) > triplet (D) |" in line).endswith("| not yet judged (3/8 rows run) |")
+                if "| R-triplet (D) > triplet (D) |" in line).endswith("| not yet judged (3/8 rows done) |")
     assert "| distance-weighted / margin | 10 | 8.0 |" in text and "3/3 seeds" in text
     assert (tmp_path / "results" / "converged_curves.png").stat().st_size > 1000
     assert (tmp_path / "results" / "converged_wu_table1.png").stat().st_size > 1000

@@ -136,8 +136,9 @@ def protocol_state(protocol, data_root):
 def experiment_sections(protocol, summary, data_root, tuned, image_prefix=""):
     """``(markdown lines, {experiment: findings}, {experiment: rows run})`` of every experiment with results.
 
-    An experiment's claims are judged only once all its rows have run: "best of all" or a ranking
-    over the rows run so far would be a different claim. A partly run one shows its table alone.
+    An experiment's claims are judged only once all its rows have run the protocol's seeds: "best of
+    all" or a ranking over the rows run so far would be a different claim, and a verdict on fewer
+    seeds an interim one. A partly run experiment shows its table alone.
     """
     results_dir = os.path.join(os.path.dirname(REPORT), "results")
     parts, findings, partial = [], {}, {}
@@ -149,9 +150,11 @@ def experiment_sections(protocol, summary, data_root, tuned, image_prefix=""):
         image = f"results/{image_prefix}{experiment}.png"
         plot(spec["title"], rows, os.path.join(results_dir, f"{image_prefix}{experiment}.png"))
         parts += [f"## {spec['title']}", "", table(rows, columns), ""]
-        if len(rows) < len(spec["rows"]):
-            partial[experiment] = f"{len(rows)}/{len(spec['rows'])} rows"
-            parts += [f"Claims are judged once all {len(spec['rows'])} rows have run: {len(rows)} so far.", ""]
+        done = sum(entry["n"] >= len(protocol.seeds) for _, entry in rows)
+        if done < len(spec["rows"]):
+            partial[experiment] = f"{done}/{len(spec['rows'])} rows done"
+            parts += [f"Claims are judged once all {len(spec['rows'])} rows have run seeds {list(protocol.seeds)}: "
+                      f"{done} have so far.", ""]
         else:
             findings[experiment] = claims(experiment, rows, summary)
             parts += [*(f.line for f in findings[experiment]), ""]
@@ -242,7 +245,7 @@ def side_by_side(before, after, partial):
         later = {finding.claim: finding for finding in after.get(experiment, [])}
         for finding in before.get(experiment, []):
             now = later.get(finding.claim)
-            waiting = f"not yet judged ({partial[experiment]} run)" if experiment in partial else NOT_RUN
+            waiting = f"not yet judged ({partial[experiment]})" if experiment in partial else NOT_RUN
             lines.append(f"| {experiment} | {finding.claim} | {finding.outcome} | {now.outcome if now else waiting} |")
             if now and finding.verdict and now.verdict and finding.verdict != now.verdict:
                 changed.append(f"- {experiment}: {finding.claim}: {finding.verdict} → {now.verdict}")
@@ -251,7 +254,7 @@ def side_by_side(before, after, partial):
     parts = [*lines, "", "## What changed from the 10-epoch study", ""]
     parts += changed or ["- No verdict changed among the claims with converged results."]
     if waiting:
-        parts += [f"- Not yet judged under the converged protocol (not all rows run): {', '.join(waiting)}."]
+        parts += [f"- Not yet judged under the converged protocol (not all rows done): {', '.join(waiting)}."]
     return parts + [""]
 
 
