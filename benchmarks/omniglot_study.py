@@ -44,12 +44,13 @@ Run:
 ``--experiments wu_beta fastap`` runs a subset, ``--seeds 0 1 2 3`` other seeds (converged: the
 YAML's ``seeds`` by default). Under the converged protocol a decisive comparison (a paper's claim
 between two rows) whose difference is still within 2 standard errors after 3 seeds gets the YAML's
-``extra_seeds`` (3 and 4) for both rows. The converged study is estimated (from timed 1- and 3-epoch runs,
-not a full run) at about 20 process-hours: 8 for tuning (35 searches of 8 trials × 15 epochs) and
-12 for the final runs (35 configurations × 3 seeds × 60 epochs; a batch-64 run about 5 min on one
-core, a rotation-expanded FastAP run about 30 min), so roughly 10 hours on 2 idle cores with 2
-workers. Run it in the background, e.g. ``nohup python benchmarks/omniglot_study.py --protocol
-converged > runs/omniglot_study.log 2>&1 &``; rerunning the same command resumes it.
+``extra_seeds`` (3 and 4) for both rows.
+
+Measured on 2 cores with 2 workers (one thread each), the converged study costs about 25
+process-hours: a search (8 trials × 15 epochs) 15–20 min, a batch-64 run of 60 epochs 4.5–8.5 min,
+and about 4× that for the rotation-expanded FastAP configurations; so about 13 hours of wall time,
+over several sessions. Run it in the background, e.g. ``nohup python benchmarks/omniglot_study.py
+--protocol converged > runs/omniglot_study.log 2>&1 &``; rerunning the same command resumes it.
 """
 
 import argparse
