@@ -111,9 +111,9 @@ def pair_claims(rows, pairs, metric="recall_at_1"):
 
 
 def pair_group(claim, rows, pairs):
-    """A claim over several pairs: ``held/pairs`` first, then each pair; nothing while no pair has both rows run."""
+    """A claim over several pairs: ``held/pairs`` first, then each pair."""
     held, findings = pair_claims(rows, pairs)
-    return [Finding(claim, f"{held}/{len(findings)}"), *findings] if findings else []
+    return [Finding(claim, f"{held}/{len(findings)}"), *findings]
 
 
 def _wu_table1(rows, summary):
@@ -152,12 +152,8 @@ def _roth_sampling(rows, summary):
         out += [Finding(f"{loss_name}: SPC-2 outperforms SPC-4", pair.outcome) for pair in pairs]
         ranking = sorted(group, key=lambda item: -item[1]["recall_at_1"][0])
         places = {name: i + 1 for i, (name, _) in enumerate(ranking)}
-        # Like a pair claim, a claim whose rows have not all run has no finding yet.
-        if "SPC-2" in places and "FRD" in places:
-            out.append(Finding(f"{loss_name}: SPC-2 and FRD perform very well", f"ranks {places['SPC-2']} and "
-                               f"{places['FRD']} of {len(group)} by R@1 (order: {', '.join(n for n, _ in ranking)})."))
-        if len(ranking) < 2:
-            continue
+        out.append(Finding(f"{loss_name}: SPC-2 and FRD perform very well", f"ranks {places['SPC-2']} and "
+                           f"{places['FRD']} of {len(group)} by R@1 (order: {', '.join(n for n, _ in ranking)})."))
         spread = 100.0 * (ranking[0][1]["recall_at_1"][0] - ranking[-1][1]["recall_at_1"][0])
         out.append(Finding(f"{loss_name}: sampling changes mean R@1 by up to", f"{spread:.1f} pts (Roth: up to 1.5%).", separator=" "))
     return out
@@ -175,8 +171,6 @@ def _roth_rho(rows, summary):
     pairs = [(base, entries[base], entries[f"R-{base}"]) for base in RHO_BASES if base in entries and f"R-{base}" in entries]
     for measure, change, better in (("rho_train", "lowers ρ of the training embedding (less compression)", -1),
                                     ("rank_train", "raises the rank of the training embedding (more directions)", 1)):
-        if not pairs:
-            break
         moved = sum(better * (r[measure][0] - b[measure][0]) > 0 for _, b, r in pairs)
         digits = 1 if measure.startswith("rank") else 3
         details = "; ".join(f"{name} {b[measure][0]:.{digits}f} → {r[measure][0]:.{digits}f}" for name, b, r in pairs)
@@ -203,8 +197,9 @@ CLAIMS = {"wu_table1": _wu_table1, "wu_beta": _wu_beta, "roth_sampling": _roth_s
 
 
 def claims(experiment, rows, summary):
-    """The :class:`Finding` of each claim of ``experiment`` on its ``[(label, entry)]`` rows (R@1 unless said);
-    ``summary``: every configuration of the protocol (ρ's correlation spans them all)."""
+    """The :class:`Finding` of each claim of ``experiment`` on its ``[(label, entry)]`` rows (R@1 unless said),
+    every row run (see :func:`progress`); ``summary``: every configuration of the protocol (ρ's correlation
+    spans them all)."""
     return CLAIMS[experiment](rows, summary)
 
 
@@ -234,6 +229,13 @@ def rows_of(experiment, summary, protocol, data_root, tuned=None):
     return [(label, summary[key]) for label, (key, _) in runs.items() if key in summary]
 
 
+def progress(experiment, rows, protocol):
+    """``(done, total)``: how many of ``experiment``'s rows have all of ``protocol``'s seeds, of how many.
+    Its claims are judged only when all are done: a "best of all" or a ranking over the rows run so far
+    would be a different claim, and a verdict on fewer seeds an interim one."""
+    return sum(entry["n"] >= len(protocol.seeds) for _, entry in rows), len(EXPERIMENTS[experiment]["rows"])
+
+
 def unsettled(experiment, rows, seeds):
     """Labels of the rows of ``experiment``'s decisive comparisons whose R@1 difference is within 2 SE
     and that have fewer than ``seeds`` seeds."""
@@ -259,7 +261,8 @@ def extra_runs(experiments, protocol, data_root, records, tuned=None):
     runs = {}
     for experiment in experiments:
         rows = rows_of(experiment, summary, protocol, data_root, tuned)
-        if len(rows) < len(EXPERIMENTS[experiment]["rows"]) or min(e["n"] for _, e in rows) < len(protocol.seeds):
+        rows_done, total = progress(experiment, rows, protocol)
+        if rows_done < total:
             continue
         row_keys = row_runs(experiment, protocol, data_root, tuned)
         for label in sorted(unsettled(experiment, rows, all_seeds)):

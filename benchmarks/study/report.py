@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from benchmarks.study.claims import claims, rows_of, summarize
+from benchmarks.study.claims import claims, progress, rows_of, summarize
 from benchmarks.study.experiments import EXPERIMENTS, METRIC_NAMES, METRICS, PROTOCOLS, REPO, configurations, row_runs
 from benchmarks.study.store import read_records
 from benchmarks.study.tuning import read_tuned
@@ -134,12 +134,8 @@ def protocol_state(protocol, data_root):
 
 
 def experiment_sections(protocol, summary, data_root, tuned, image_prefix=""):
-    """``(markdown lines, {experiment: findings}, {experiment: rows run})`` of every experiment with results.
-
-    An experiment's claims are judged only once all its rows have run the protocol's seeds: "best of
-    all" or a ranking over the rows run so far would be a different claim, and a verdict on fewer
-    seeds an interim one. A partly run experiment shows its table alone.
-    """
+    """``(markdown lines, {experiment: findings}, {experiment: "k/n rows done"})`` of every experiment
+    with results; one not done yet (:func:`benchmarks.study.claims.progress`) shows its table alone."""
     results_dir = os.path.join(os.path.dirname(REPORT), "results")
     parts, findings, partial = [], {}, {}
     for experiment, spec in EXPERIMENTS.items():
@@ -150,10 +146,10 @@ def experiment_sections(protocol, summary, data_root, tuned, image_prefix=""):
         image = f"results/{image_prefix}{experiment}.png"
         plot(spec["title"], rows, os.path.join(results_dir, f"{image_prefix}{experiment}.png"))
         parts += [f"## {spec['title']}", "", table(rows, columns), ""]
-        done = sum(entry["n"] >= len(protocol.seeds) for _, entry in rows)
-        if done < len(spec["rows"]):
-            partial[experiment] = f"{done}/{len(spec['rows'])} rows done"
-            parts += [f"Claims are judged once all {len(spec['rows'])} rows have run seeds {list(protocol.seeds)}: "
+        done, total = progress(experiment, rows, protocol)
+        if done < total:
+            partial[experiment] = f"{done}/{total} rows done"
+            parts += [f"Claims are judged once all {total} rows have run seeds {list(protocol.seeds)}: "
                       f"{done} have so far.", ""]
         else:
             findings[experiment] = claims(experiment, rows, summary)
@@ -237,7 +233,7 @@ def curves_part(protocol, summary, data_root, tuned):
 
 def side_by_side(before, after, partial):
     """Both protocols' verdicts per claim, and the claims whose verdict changed; ``partial``: the
-    experiments with some rows run, as ``{experiment: "k/n rows"}``."""
+    experiments with some rows run, as ``{experiment: "k/n rows done"}``."""
     lines = ["## 10 epochs vs converged: every claim side by side", "",
              "| experiment | claim | 10 epochs | converged |", "|---|---|---|---|"]
     changed = []
