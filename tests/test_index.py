@@ -114,17 +114,43 @@ def test_ties_are_returned_in_gallery_order(rng, metric):
     np.testing.assert_array_equal(first_two[:, 1], np.arange(4) + 4)
 
 
+def exactly_scored_gallery(rng, rows, dim, metric):
+    """``rows`` rows of 37 repeating vectors whose every score is exact in float32, whatever
+    the order a matmul kernel accumulates in: small integers for Euclidean distances, and
+    ±1 in 4 of ``dim`` places (unit rows of ±½) for cosine."""
+    if metric == "cosine":
+        base = np.zeros((37, dim), np.float32)
+        for row in base:
+            row[rng.choice(dim, 4, replace=False)] = rng.choice([-1.0, 1.0], 4)
+    else:
+        base = rng.integers(-8, 9, size=(37, dim)).astype(np.float32)
+    return np.tile(base, (rows // 37 + 1, 1))[:rows], base
+
+
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_ties_keep_gallery_order_wherever_the_duplicates_sit(rng, metric):
-    # 27 copies of 37 vectors in a 999-row gallery of odd width: copies land in both the
-    # vectorised and the scalar-tail code paths of every kernel, yet must score bit-identically.
-    base = rng.normal(size=(37, 100)).astype(np.float32)
-    embeddings = np.tile(base, (27, 1))
-    queries = rng.normal(size=(5, 100)).astype(np.float32)
+def test_exact_ties_keep_gallery_order_wherever_the_duplicates_sit(rng, metric):
+    # 27 copies of 37 vectors in a 999-row gallery of odd width: copies land in every block a
+    # matmul kernel cuts the gallery into, including the tail blocks.
+    embeddings, base = exactly_scored_gallery(rng, 999, 101, metric)
+    queries = base[[3, 17, 30, 36]] + (0.0 if metric == "cosine" else 1.0)
     result = make_index(embeddings, metric=metric).search(queries, 60)
     _, reference = brute_force_search(queries, embeddings, 60, metric)
     np.testing.assert_array_equal(result.positions, reference)
     np.testing.assert_array_equal(result.positions[:, :27], result.positions[:, :1] + 37 * np.arange(27))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_duplicates_of_float_vectors_come_back_together(rng, metric):
+    # Float duplicates may differ in the last bit (see tfdml.neighbors), so only their order
+    # among themselves is free: which vectors come back, and their distances, are not.
+    base = rng.normal(size=(37, 100)).astype(np.float32)
+    embeddings = np.tile(base, (27, 1))
+    queries = rng.normal(size=(5, 100)).astype(np.float32)
+    result = make_index(embeddings, metric=metric).search(queries, 60)
+    distances, reference = brute_force_search(queries, embeddings, 60, metric)
+    np.testing.assert_array_equal(result.positions % 37, reference % 37)
+    np.testing.assert_allclose(result.distances, distances, rtol=1e-5, atol=1e-6)
+    assert all(len(set(row)) == 60 for row in result.positions)
 
 
 def test_cosine_distance_ignores_norms(gallery):

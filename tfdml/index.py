@@ -7,9 +7,10 @@ integer labels, supports ``add``/``remove``/``save``/``load``, and answers
 The exact backend is :func:`tfdml.neighbors.exact_search`, the chunked matmul + top-k
 engine that also runs inside the retrieval SavedModel (``tfdml.export.export_retrieval_model``),
 so TF Serving answers with neighbours, not vectors, and both give the same ids. It returns
-candidates at exactly equal distance, such as duplicate gallery vectors, in gallery order
-(lower position first); NumPy's ``argsort(kind="stable")`` gives the same order. The faiss
-backend orders ties its own way. Distances are ``metric``'s (:data:`tfdml.distances.METRICS`):
+candidates at exactly equal distance in gallery order (lower position first), like NumPy's
+``argsort(kind="stable")``; duplicate gallery vectors usually tie exactly, but may differ in
+the last bit and come back in either order (see :mod:`tfdml.neighbors`). The faiss backend
+orders ties its own way. Distances are ``metric``'s (:data:`tfdml.distances.METRICS`):
 Euclidean (default), squared Euclidean or cosine distance (``1 − cos``).
 
 Example:

@@ -21,9 +21,12 @@ Self-matches. A query that is also in the gallery is excluded from its own resul
 index (``self_index``, ``-1`` where absent), never by dropping the first neighbour, which
 is wrong when duplicates tie with the query.
 
-Ties. Equal scores come back in gallery order (lower position first): ``tf.math.top_k``
-is stable, and equal rows get bit-identical scores (see :func:`unit_rows`). Candidates
-whose true distances differ by less than float32 rounding may come in either order.
+Ties. Exactly equal scores come back in gallery order (lower position first):
+``tf.math.top_k`` is stable, and equal rows get bit-identical operands (see :func:`unit_rows`).
+Their scores are usually bit-identical too, but not always: a matmul kernel may compute one
+block of gallery columns with a different accumulation order (seen: columns 992-998 of a
+999-row gallery, on an AVX2 CPU, with both oneDNN and Eigen), so duplicates, like any
+candidates within float32 rounding of each other, may come back in either order.
 
 Example:
 
