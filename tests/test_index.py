@@ -114,8 +114,8 @@ def test_ties_are_returned_in_gallery_order(rng, metric):
     np.testing.assert_array_equal(first_two[:, 1], np.arange(4) + 4)
 
 
-def exactly_scored_gallery(rng, rows, dim, metric):
-    """``rows`` rows of 37 repeating vectors whose every score is exact in float32, whatever
+def exactly_scored_gallery(rng, copies, dim, metric):
+    """``copies`` copies of 37 vectors whose every score is exact in float32, whatever
     the order a matmul kernel accumulates in: small integers for Euclidean distances, and
     ±1 in 4 of ``dim`` places (unit rows of ±½) for cosine."""
     if metric == "cosine":
@@ -124,14 +124,14 @@ def exactly_scored_gallery(rng, rows, dim, metric):
             row[rng.choice(dim, 4, replace=False)] = rng.choice([-1.0, 1.0], 4)
     else:
         base = rng.integers(-8, 9, size=(37, dim)).astype(np.float32)
-    return np.tile(base, (rows // 37 + 1, 1))[:rows], base
+    return np.tile(base, (copies, 1)), base
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_exact_ties_keep_gallery_order_wherever_the_duplicates_sit(rng, metric):
     # 27 copies of 37 vectors in a 999-row gallery of odd width: copies land in every block a
     # matmul kernel cuts the gallery into, including the tail blocks.
-    embeddings, base = exactly_scored_gallery(rng, 999, 101, metric)
+    embeddings, base = exactly_scored_gallery(rng, 27, 101, metric)
     queries = base[[3, 17, 30, 36]] + (0.0 if metric == "cosine" else 1.0)
     result = make_index(embeddings, metric=metric).search(queries, 60)
     _, reference = brute_force_search(queries, embeddings, 60, metric)
