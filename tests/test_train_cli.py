@@ -45,20 +45,33 @@ def test_help_documents_the_options(tmp_path):
         assert option in out
 
 
-def test_short_run_trains_reports_exports_and_logs(tmp_path):
-    result = run_train(QUICK + ["--name", "quick", "--export-gallery", "test"], tmp_path, timeout=600)
+def test_short_run_trains_reports_exports_and_logs_then_reruns_export_a_gallery_or_refuse_a_new_config(tmp_path):
+    """One short training, then the two reruns a user makes of a finished run:
+    the same command with ``--export-gallery test`` exports the search model without retraining
+    (README's flow, issue 14 item 7), and the same name with a changed config is refused."""
+    result = run_train(QUICK + ["--name", "quick"], tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "raw pixels" in result.stdout and "untrained" in result.stdout and "trained" in result.stdout
     assert os.path.exists(tmp_path / "models" / "quick" / "1" / "saved_model.pb")
-    search = tf.saved_model.load(str(tmp_path / "models" / "quick-search" / "1")).signatures["serving_default"]
-    answer = search(images=tf.zeros((2, 16, 16, 1)))
-    assert answer["ids"].shape == (2, 10) and answer["labels"].numpy().min() >= 5  # test split: digits 5-9
     run_dir = tmp_path / "runs" / "quick"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert "val_recall_at_1" in records[-1] and "val_map_at_r" in records[-1]
     assert (run_dir / "config.yaml").exists() and (run_dir / "logs").is_dir()
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["epoch001.weights.h5", "epoch002.weights.h5"]
+    weights = (run_dir / "final.weights.h5").read_bytes()
+
+    result = run_train(QUICK + ["--name", "quick", "--export-gallery", "test"], tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "finished earlier" in result.stdout
+    search = tf.saved_model.load(str(tmp_path / "models" / "quick-search" / "1")).signatures["serving_default"]
+    answer = search(images=tf.zeros((2, 16, 16, 1)))
+    assert answer["ids"].shape == (2, 10) and answer["labels"].numpy().min() >= 5  # test split: digits 5-9
+    assert (run_dir / "final.weights.h5").read_bytes() == weights
+    assert (run_dir / "metrics.jsonl").read_text().count("\n") == 2
+
+    result = run_train(QUICK + ["--name", "quick", "--set", "loss.params.beta=0.6"], tmp_path, timeout=120)
+    assert result.returncode != 0 and "different config" in result.stderr
 
 
 def test_kill_9_mid_training_then_rerun_resumes_without_losing_epochs(tmp_path):
@@ -77,12 +90,6 @@ def test_kill_9_mid_training_then_rerun_resumes_without_losing_epochs(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
     assert epochs == [1, 2, 3, 4]
-
-
-def test_rerun_with_a_different_config_in_the_same_run_dir_is_refused(tmp_path):
-    assert run_train(QUICK + ["--name", "same"], tmp_path, timeout=600).returncode == 0
-    result = run_train(QUICK + ["--name", "same", "--set", "loss.params.beta=0.6"], tmp_path, timeout=120)
-    assert result.returncode != 0 and "different config" in result.stderr
 
 
 def test_default_run_beats_raw_pixels_and_the_untrained_network_on_unseen_digits(tmp_path):
@@ -241,18 +248,6 @@ def test_run_name_outside_the_run_dir_is_refused_before_anything_is_written(tmp_
     assert sorted(os.listdir(tmp_path)) == ["work"] and os.listdir(tmp_path / "work") == []
 
 
-def test_exporting_a_gallery_from_a_finished_run_is_not_a_config_change(tmp_path):
-    """Item 7: README's flow (train, then the same command with --export-gallery test) exports without retraining."""
-    args = ["--epochs", "1", "--set", "steps_per_epoch=2", "--set", "model.filters=8", "--name", "flow", "--quiet"]
-    assert run_train(args, tmp_path, timeout=600).returncode == 0
-    weights = (tmp_path / "runs" / "flow" / "final.weights.h5").read_bytes()
-    result = run_train(args + ["--export-gallery", "test"], tmp_path, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "finished earlier" in result.stdout
-    assert os.path.exists(tmp_path / "models" / "flow-search" / "1" / "saved_model.pb")
-    assert (tmp_path / "runs" / "flow" / "final.weights.h5").read_bytes() == weights
-
-
 def test_yaml_errors_are_one_line_without_a_traceback(tmp_path):
     """Item 9: train.py prints ConfigError's file/line message and exits with status 2."""
     recipe = tmp_path / "bad.yaml"
@@ -264,3 +259,10 @@ def test_yaml_errors_are_one_line_without_a_traceback(tmp_path):
     unsafe.write_text("seed: !!python/object/apply:os.system ['echo hi']\n")
     result = run_train([str(unsafe)], tmp_path, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "line 1" in result.stderr
+
+
+def test_recipe_checks_load_no_tensorflow():
+    """A bad recipe is reported before TensorFlow's ten-second import, not after it."""
+    code = "import sys, tfdml.training.config; assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:5]"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]

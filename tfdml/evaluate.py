@@ -73,7 +73,7 @@ def load_embedder(path):
     if path.suffix == ".keras" and path.is_file():
         # Registers tfdml's serialisable layers and models before deserialising.
         importlib.import_module("tfdml.models")
-        importlib.import_module("tfdml.training")
+        importlib.import_module("tfdml.training.model")
         model = keras.saving.load_model(str(path), compile=False)
         model = getattr(model, "embedding_model", model)
         return lambda images: model(images, training=False)
