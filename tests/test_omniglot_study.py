@@ -284,4 +284,5 @@ def test_one_short_search_on_real_omniglot(omniglot_dir, tmp_path):
     assert set(result["values"]) == {"optimizer.learning_rate", "loss.params.margin", "miner.params.p_switch"}
     assert result["values"]["miner.params.p_switch"] in CONVERGED.tuning["p_switch"]["values"]
     assert 0 <= result["score"] <= 1 and result["trials"] == 1
+    assert 0 < result["seconds"] < 600  # the one trial's recorded training time
     json.dumps(result)

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from tfdml.training.config import load_config
-from tfdml.tune import tune
+from tfdml.tune import make_tuner, trial_seconds, tune
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -87,6 +87,13 @@ def test_rerun_with_a_changed_search_is_refused_and_best_yaml_is_the_best_trials
     with open(tmp_path / "rerun-tune" / "best.yaml") as f:
         assert yaml.safe_load(f) == trained
 
-    more, _ = tune(tiny_search(tmp_path, space, max_trials=2), verbose=0)  # more trials extend the same search
+    first_seconds = trial_seconds(make_tuner(tiny_search(tmp_path, space), str(tmp_path / "rerun-tune"), 0))
+    more, table = tune(tiny_search(tmp_path, space, max_trials=2), verbose=0)  # more trials extend the same search
     assert len([d for d in os.listdir(tmp_path / "rerun-tune" / "search") if d.startswith("trial_")]) == 2
+    # The resumed search still knows the first trial's time, and times the trial it added.
+    seconds = trial_seconds(make_tuner(tiny_search(tmp_path, space, max_trials=2), str(tmp_path / "rerun-tune"), 0))
+    assert len(first_seconds) == 1 and len(seconds) == 2 and all(value > 0 for value in seconds.values())
+    assert {trial: seconds[trial] for trial in first_seconds} == first_seconds
+    assert table.splitlines()[0].split()[2] == "seconds"
+    assert {round(float(line.split()[2])) for line in table.splitlines()[1:]} == {round(value) for value in seconds.values()}
     assert 0.25 <= more["loss"]["params"]["margin"] <= 0.35

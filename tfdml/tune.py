@@ -26,16 +26,20 @@ retrained; a larger ``tune.max_trials`` adds trials). Rerunning with any other c
 (recipe, ``tune.space``, algorithm, …) is refused with an error naming the folder, since
 its trials were trained with other settings: choose another ``name`` or delete the folder.
 Each trial's full recipe is written to its trial folder (``search/trial_*/config.yaml``)
-before it trains; the search ends with a summary table and the best trial's recipe,
-exactly as that trial was trained, copied to ``<run_dir>/<name>-tune/best.yaml``.
+before it trains, and its training time after (``search/trial_*/seconds.txt``), so a resumed
+search still knows what its earlier trials cost (:func:`trial_seconds`); the search ends with a
+summary table (score, time and values per trial) and the best trial's recipe, exactly as that
+trial was trained, copied to ``<run_dir>/<name>-tune/best.yaml``.
 """
 
 import argparse
 import copy
 import os
+import time
 
 import keras_tuner
 
+from tfdml.io import write_file_atomically
 from tfdml.training.config import ConfigError, dump_config, load_config, read_config, validate
 from tfdml.training.runner import Setup
 
@@ -110,15 +114,34 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         )
 
 
+TRIAL_SECONDS = "seconds.txt"
+
+
 class RecordsTrialConfigs:
-    """Tuner mixin: writes each trial's full recipe to ``<trial dir>/config.yaml`` before training it."""
+    """Tuner mixin: writes each trial's full recipe to ``<trial dir>/config.yaml`` before training it
+    and its training time in seconds to ``<trial dir>/seconds.txt`` after."""
 
     def run_trial(self, trial, *args, **kwargs):
         dump_config(trial_config(self.hypermodel.config, trial.hyperparameters), self.trial_config_path(trial.trial_id))
-        return super().run_trial(trial, *args, **kwargs)
+        started = time.perf_counter()
+        result = super().run_trial(trial, *args, **kwargs)
+        write_file_atomically(os.path.join(self.get_trial_dir(trial.trial_id), TRIAL_SECONDS), f"{time.perf_counter() - started:.3f}\n")
+        return result
 
     def trial_config_path(self, trial_id):
         return os.path.join(self.get_trial_dir(trial_id), "config.yaml")
+
+
+def trial_seconds(tuner):
+    """``{trial_id: seconds}``: the training time of each trial of ``tuner``'s search that recorded one
+    (every trial finished since the search began, also before an interruption)."""
+    seconds = {}
+    for trial_id in tuner.oracle.trials:
+        path = os.path.join(tuner.get_trial_dir(trial_id), TRIAL_SECONDS)
+        if os.path.exists(path):
+            with open(path) as f:
+                seconds[trial_id] = float(f.read())
+    return seconds
 
 
 TUNERS = {
@@ -179,13 +202,14 @@ def make_tuner(config, directory, verbose):
 
 def summary_table(tuner, objective, num_trials):
     trials = tuner.oracle.get_best_trials(num_trials)
+    seconds = trial_seconds(tuner)
     paths = list(tuner.hypermodel.config["tune"]["space"])
-    header = f"{'trial':<8}{objective:>18}  " + "  ".join(paths)
+    header = f"{'trial':<8}{objective:>18}{'seconds':>9}  " + "  ".join(paths)
     lines = [header]
     for trial in trials:
         score = trial.score if trial.score is not None else float("nan")
         values = "  ".join(f"{trial.hyperparameters.values.get(p)!s:>{len(p)}}" for p in paths)
-        lines.append(f"{trial.trial_id:<8}{score:>18.4f}  {values}")
+        lines.append(f"{trial.trial_id:<8}{score:>18.4f}{seconds.get(trial.trial_id, float('nan')):>9.0f}  {values}")
     return "\n".join(lines)
 
 

@@ -28,7 +28,7 @@ def search_space(config, tuning):
 def tune_configuration(key, overrides, data_root, tuning, run_dir=TUNE_RUNS):
     """Run (or resume) one configuration's search; return its tuned values and their validation score."""
     from tfdml.training.config import validate
-    from tfdml.tune import make_tuner, tune
+    from tfdml.tune import make_tuner, trial_seconds, tune
 
     started = time.perf_counter()
     config = resolved_config(overrides, tuning["seed"], data_root)
@@ -41,7 +41,11 @@ def tune_configuration(key, overrides, data_root, tuning, run_dir=TUNE_RUNS):
     }
     config = validate(config)
     best, _ = tune(config, verbose=0)
-    best_trial = make_tuner(config, os.path.join(run_dir, f"{key}-tune"), 0).oracle.get_best_trials(1)[0]
+    tuner = make_tuner(config, os.path.join(run_dir, f"{key}-tune"), 0)
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    # A resumed search's own wall time misses the trials before the interruption; their recorded times do not.
+    timed = trial_seconds(tuner)
+    seconds = sum(timed.values()) if len(timed) == len(tuner.oracle.trials) else time.perf_counter() - started
     values = {}
     for path in config["tune"]["space"]:
         node = best
@@ -49,7 +53,7 @@ def tune_configuration(key, overrides, data_root, tuning, run_dir=TUNE_RUNS):
             node = node[part]
         values[path] = node
     return {"values": values, "score": best_trial.score, "trials": tuning["max_trials"],
-            "epochs": tuning["epochs"], "seconds": time.perf_counter() - started}
+            "epochs": tuning["epochs"], "seconds": seconds}
 
 
 def read_tuned(protocol):
