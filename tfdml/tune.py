@@ -125,11 +125,14 @@ class RecordsTrialConfigs:
         dump_config(trial_config(self.hypermodel.config, trial.hyperparameters), self.trial_config_path(trial.trial_id))
         started = time.perf_counter()
         result = super().run_trial(trial, *args, **kwargs)
-        write_file_atomically(os.path.join(self.get_trial_dir(trial.trial_id), TRIAL_SECONDS), f"{time.perf_counter() - started:.3f}\n")
+        write_file_atomically(self.trial_seconds_path(trial.trial_id), f"{time.perf_counter() - started:.3f}\n")
         return result
 
     def trial_config_path(self, trial_id):
         return os.path.join(self.get_trial_dir(trial_id), "config.yaml")
+
+    def trial_seconds_path(self, trial_id):
+        return os.path.join(self.get_trial_dir(trial_id), TRIAL_SECONDS)
 
 
 def trial_seconds(tuner):
@@ -137,7 +140,7 @@ def trial_seconds(tuner):
     (every trial finished since the search began, also before an interruption)."""
     seconds = {}
     for trial_id in tuner.oracle.trials:
-        path = os.path.join(tuner.get_trial_dir(trial_id), TRIAL_SECONDS)
+        path = tuner.trial_seconds_path(trial_id)
         if os.path.exists(path):
             with open(path) as f:
                 seconds[trial_id] = float(f.read())
