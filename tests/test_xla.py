@@ -3,10 +3,11 @@
 Under XLA TensorFlow's stateless random ops draw other numbers than its CPU kernels for the
 same seed (the distributions are the same), so XLA and graph values are compared only where
 mining is deterministic; for random miners the XLA-mined tuples are checked for validity.
-Every loss trains under XLA with distance-weighted mining and ρ-switching, every miner with the
-triplet loss, both through ``MetricLearningModel`` and plain ``compile``; every miner's XLA-mined
-tuples are checked with and without ``p_switch``. The full loss × miner × ``p_switch`` × fit-path
-product (about 20 minutes on 2 cores) runs with ``TFDML_XLA_FULL=1``.
+Every loss trains under XLA with distance-weighted mining and ρ-switching, through both
+``MetricLearningModel`` and plain ``compile``, and every miner with the triplet loss through
+``MetricLearningModel``; every miner's XLA-mined tuples are checked with and without ``p_switch``.
+The full loss × miner × ``p_switch`` × fit-path product (about 20 minutes on 2 cores) runs with
+``TFDML_XLA_FULL=1``.
 """
 
 import os
@@ -171,30 +172,34 @@ def test_xla_miners_compile_with_static_shapes_where_the_graph_miners_drop_inval
     assert int(np.sum(mined.valid.numpy())) == expected_pairs
 
 
-FAST_FIT_CASES = [(name, "distance-weighted", 0.35) for name in TUPLE_LOSSES] + [
-    ("triplet", name, 0.0) for name in MINERS
-]
-FULL_FIT_CASES = [
-    pytest.param(
-        loss_name,
-        miner_name,
-        p_switch,
-        marks=pytest.mark.skipif(
-            not os.environ.get("TFDML_XLA_FULL"), reason="full XLA product: set TFDML_XLA_FULL=1 (about 20 min)"
-        ),
-    )
-    for loss_name in TUPLE_LOSSES
-    for miner_name in MINERS
-    for p_switch in (0.0, 0.35)
-    if (loss_name, miner_name, p_switch) not in FAST_FIT_CASES
-]
+FIT_PATHS = {"MetricLearningModel": True, "plain-compile": False}
+FULL_ONLY = pytest.mark.skipif(
+    not os.environ.get("TFDML_XLA_FULL"), reason="full XLA product: set TFDML_XLA_FULL=1 (about 20 min)"
+)
 
 
-@pytest.mark.parametrize("through_model", [True, False], ids=["MetricLearningModel", "plain-compile"])
-@pytest.mark.parametrize("loss_name,miner_name,p_switch", FAST_FIT_CASES + FULL_FIT_CASES)
-def test_tuple_loss_and_miner_train_under_xla(loss_name, miner_name, p_switch, through_model):
+def fit_cases():
+    """Every loss (distance-weighted, ρ-switched) through both fit paths, where the loss is called
+    differently; every miner (triplet loss) through ``MetricLearningModel``, ``train.py``'s path: a
+    miner runs inside the loss, the same code in both paths. The rest of the product is ``FULL_ONLY``."""
+    fast = {(loss_name, "distance-weighted", 0.35, path) for loss_name in TUPLE_LOSSES for path in FIT_PATHS}
+    fast |= {("triplet", miner_name, 0.0, "MetricLearningModel") for miner_name in MINERS}
+    product = [
+        (loss_name, miner_name, p_switch, path)
+        for loss_name in TUPLE_LOSSES
+        for miner_name in MINERS
+        for p_switch in (0.0, 0.35)
+        for path in FIT_PATHS
+    ]
+    return [
+        pytest.param(*case, id="-".join(map(str, case)), marks=() if case in fast else FULL_ONLY) for case in product
+    ]
+
+
+@pytest.mark.parametrize("loss_name,miner_name,p_switch,path", fit_cases())
+def test_tuple_loss_and_miner_train_under_xla(loss_name, miner_name, p_switch, path):
     loss = TUPLE_LOSSES[loss_name](MINERS[miner_name](p_switch))
-    value, changed = fit_one_step(loss, through_model)
+    value, changed = fit_one_step(loss, FIT_PATHS[path])
     assert np.isfinite(value) and changed
 
 
@@ -233,15 +238,15 @@ def test_jit_compile_recipe_values():
 
 
 @pytest.mark.parametrize("jit_compile", [None, False, True], ids=["eager", "graph", "xla"])
-@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
 @pytest.mark.parametrize("name", sorted(all_losses()))
-def test_non_finite_embeddings_give_a_nan_loss(name, bad_value, jit_compile):
-    x, labels = batch()
-    x = unit(x)
-    x[3, 1] = bad_value
+def test_non_finite_embeddings_give_a_nan_loss(name, jit_compile):
     loss = value_of(all_losses()[name]())
     call = loss if jit_compile is None else tf.function(loss, jit_compile=jit_compile)
-    assert np.isnan(float(call(labels, x)))
+    for bad_value in (np.nan, np.inf, -np.inf):  # one compiled function: same shapes, no retrace
+        x, labels = batch()
+        x = unit(x)
+        x[3, 1] = bad_value
+        assert np.isnan(float(call(labels, tf.constant(x)))), bad_value
 
 
 def test_terminate_on_nan_stops_training_on_non_finite_embeddings():
