@@ -203,10 +203,10 @@ def test_tuple_loss_and_miner_train_under_xla(loss_name, miner_name, p_switch, p
     assert np.isfinite(value) and changed
 
 
-@pytest.mark.parametrize("through_model", [True, False], ids=["MetricLearningModel", "plain-compile"])
+@pytest.mark.parametrize("path", sorted(FIT_PATHS))
 @pytest.mark.parametrize("name", sorted(STRUCTURE_LOSSES))
-def test_structure_losses_train_under_xla(name, through_model):
-    value, changed = fit_one_step(STRUCTURE_LOSSES[name](), through_model)
+def test_structure_losses_train_under_xla(name, path):
+    value, changed = fit_one_step(STRUCTURE_LOSSES[name](), FIT_PATHS[path])
     assert np.isfinite(value) and changed
 
 
