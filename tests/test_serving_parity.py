@@ -1,9 +1,10 @@
 """Served = evaluated: for every reader, the original files sent through an export's ``serving_bytes``
-in a fresh process without tfdml give the embeddings (≤ 1e-4), Recall@1 and neighbour ids that
-``train.py``'s in-process evaluation and ``tfdml.index`` give.
+in a separate process of plain TensorFlow (tfdml never imported there) give the embeddings (≤ 1e-4),
+Recall@1 and neighbour ids that ``train.py``'s in-process evaluation and ``tfdml.index`` give.
 
 Each test builds the training ``Setup`` of a tiny recipe (no training: parity does not depend on the
 weights), exports ``<name>`` and ``<name>-search`` as ``train.py`` does, and serves the test split.
+One serving process answers every test of a pytest worker: TensorFlow's import is most of a start.
 """
 
 import io
@@ -26,21 +27,50 @@ from tfdml.training.runner import Setup, export_embedder, export_gallery_search
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
-# Runs in a fresh interpreter: plain TensorFlow, no tfdml.
+# A plain-TensorFlow interpreter (no tfdml): reads one spec path per line and answers "served" once
+# that spec's answers are written ("failed", with the traceback on its stderr, otherwise).
 SERVE = """
-import json, sys
+import json, sys, traceback
 import numpy as np
 import tensorflow as tf
 
-spec = json.load(open(sys.argv[1]))
-files = tf.constant([open(path, "rb").read() for path in spec["files"]])
-embed = tf.saved_model.load(spec["embedding_model"]).signatures["serving_bytes"]
-out = {"embeddings": embed(image_bytes=files)["embeddings"]}
-search = tf.saved_model.load(spec["search_model"]).signatures["serving_bytes"](image_bytes=files)
-out.update({"search_" + key: value for key, value in search.items()})
-assert "tfdml" not in sys.modules
-np.savez(spec["out"], **{key: value.numpy() for key, value in out.items()})
+def serve(spec):
+    files = tf.constant([open(path, "rb").read() for path in spec["files"]])
+    embed = tf.saved_model.load(spec["embedding_model"]).signatures["serving_bytes"]
+    out = {"embeddings": embed(image_bytes=files)["embeddings"]}
+    search = tf.saved_model.load(spec["search_model"]).signatures["serving_bytes"](image_bytes=files)
+    out.update({"search_" + key: value for key, value in search.items()})
+    assert "tfdml" not in sys.modules
+    np.savez(spec["out"], **{key: value.numpy() for key, value in out.items()})
+
+for line in sys.stdin:
+    try:
+        serve(json.load(open(line.strip())))
+        print("served", flush=True)
+    except Exception:
+        traceback.print_exc()
+        sys.stderr.flush()
+        print("failed", flush=True)
 """
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The serving process, started once per worker; its stderr is kept for a failure's message."""
+    folder = tmp_path_factory.mktemp("server")
+    with open(folder / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=folder,
+            env={**os.environ, "PYTHONPATH": ""},
+        )
+        yield process, folder / "stderr.txt"
+        process.stdin.close()
+        process.wait(timeout=120)
 
 
 def tiny_setup(tmp_path, name, overrides):
@@ -62,7 +92,7 @@ def tiny_setup(tmp_path, name, overrides):
     return Setup(config), config
 
 
-def serve_original_files(tmp_path, setup, config):
+def serve_original_files(tmp_path, server, setup, config):
     """Export both models and serve the test split's original files in a fresh process; return its answers."""
     embedding_model = export_embedder(setup, config)
     search_model = export_gallery_search(setup, config)
@@ -81,18 +111,16 @@ def serve_original_files(tmp_path, setup, config):
         "out": str(tmp_path / "served.npz"),
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    subprocess.run(
-        [sys.executable, "-c", SERVE, str(tmp_path / "spec.json")],
-        check=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": ""},
-    )
+    process, stderr = server
+    process.stdin.write(f"{tmp_path / 'spec.json'}\n")
+    process.stdin.flush()
+    assert process.stdout.readline() == "served\n", stderr.read_text()[-3000:]
     return dict(np.load(tmp_path / "served.npz"))
 
 
-def assert_served_equals_evaluated(tmp_path, setup, config):
+def assert_served_equals_evaluated(tmp_path, server, setup, config):
     evaluated = setup.embedder.predict(setup.test_images(), verbose=0)  # what train.py's evaluation embeds
-    served = serve_original_files(tmp_path, setup, config)
+    served = serve_original_files(tmp_path, server, setup, config)
     assert served["embeddings"].shape == evaluated.shape
     assert np.abs(served["embeddings"] - evaluated).max() <= TOLERANCE
     labels = setup.test_data.labels
@@ -131,21 +159,21 @@ def _write_images(root, classes, per_class, rng, formats=("PNG", "JPEG", "GIF", 
     return paths
 
 
-def test_digits(tmp_path):
+def test_digits(tmp_path, server):
     setup, config = tiny_setup(tmp_path, "digits", ["data.name=digits", "data.image_size=16"])
-    assert_served_equals_evaluated(tmp_path, setup, config)
+    assert_served_equals_evaluated(tmp_path, server, setup, config)
 
 
-def test_omniglot(tmp_path, omniglot_dir):
+def test_omniglot(tmp_path, omniglot_dir, server):
     setup, config = tiny_setup(
         tmp_path,
         "omniglot",
         ["data.name=omniglot", f"data.root={omniglot_dir}", "data.image_size=28", "data.params.validate=none"],
     )
-    assert_served_equals_evaluated(tmp_path, setup, config)
+    assert_served_equals_evaluated(tmp_path, server, setup, config)
 
 
-def test_image_folder_of_mixed_formats_and_sizes(tmp_path, rng):
+def test_image_folder_of_mixed_formats_and_sizes(tmp_path, rng, server):
     paths = _write_images(tmp_path / "images", classes=6, per_class=3, rng=rng)
     setup, config = tiny_setup(
         tmp_path, "folder", ["data.name=folder", f"data.root={tmp_path / 'images'}", "data.image_size=12"]
@@ -153,10 +181,10 @@ def test_image_folder_of_mixed_formats_and_sizes(tmp_path, rng):
     test_paths = paths[9:]  # classes 3-5: the test half, in the reader's order
     encoded = [setup.test_data.encoded(tf.constant(i, tf.int64)).numpy() for i in range(9)]
     assert encoded == [p.read_bytes() for p in test_paths]
-    assert_served_equals_evaluated(tmp_path, setup, config)
+    assert_served_equals_evaluated(tmp_path, server, setup, config)
 
 
-def test_list_file_with_an_augmentation_recipe_and_a_grayscale_model(tmp_path, rng):
+def test_list_file_with_an_augmentation_recipe_and_a_grayscale_model(tmp_path, rng, server):
     # RGB GIF/BMP/PNG/JPEG files, a 1-channel model: every format is converted the same way in both places.
     paths = _write_images(tmp_path / "images", classes=6, per_class=3, rng=rng)
     rows = [f"{path.relative_to(tmp_path / 'images')},{k // 3}" for k, path in enumerate(paths)]
@@ -174,7 +202,7 @@ def test_list_file_with_an_augmentation_recipe_and_a_grayscale_model(tmp_path, r
         ],
     )
     assert setup.embedder.input_shape[1:] == (12, 12, 1)
-    assert_served_equals_evaluated(tmp_path, setup, config)
+    assert_served_equals_evaluated(tmp_path, server, setup, config)
 
 
 def _mock_tfds(num_labels, per_label, rng, with_super_class=False):
@@ -197,11 +225,11 @@ def _mock_tfds(num_labels, per_label, rng, with_super_class=False):
 
 
 @pytest.mark.parametrize("name, classes", [("cub200", 200), ("cars196", 196), ("sop", 24)])
-def test_tfds_readers_on_mock_data(tmp_path, rng, name, classes):
+def test_tfds_readers_on_mock_data(tmp_path, rng, name, classes, server):
     with tfds.testing.mock_data(as_dataset_fn=_mock_tfds(classes, 2, rng, with_super_class=name == "sop")):
         setup, config = tiny_setup(tmp_path, name, [f"data.name={name}", "data.image_size=12", "data.channels=3"])
     assert setup.embedder.input_shape[1:] == (12, 12, 3)
-    assert_served_equals_evaluated(tmp_path, setup, config)
+    assert_served_equals_evaluated(tmp_path, server, setup, config)
 
 
 def test_a_folder_gallery_for_a_model_trained_on_a_3_channel_folder(tmp_path, rng):

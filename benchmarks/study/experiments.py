@@ -8,6 +8,7 @@ sections (:func:`config_key`), so identical configurations of several experiment
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -103,9 +104,11 @@ KEYED_WHEN_CHANGED = {
 }
 
 
+@functools.cache  # a report keys every row of every experiment several times; each key loads the recipe
 def config_key(overrides, data_root):
     """Identity of a configuration: its resolved recipe without seed, name, data location, run dir,
-    export and tune sections, and without the :data:`KEYED_WHEN_CHANGED` keys at their default."""
+    export and tune sections, and without the :data:`KEYED_WHEN_CHANGED` keys at their default.
+    ``overrides``: a tuple (it is the cache key)."""
     config = resolved_config(overrides, 0, data_root)
     for key in ("seed", "name", "run_dir", "export", "tune"):
         config.pop(key)
