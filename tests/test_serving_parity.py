@@ -93,7 +93,7 @@ def tiny_setup(tmp_path, name, overrides):
 
 
 def serve_original_files(tmp_path, server, setup, config):
-    """Export both models and serve the test split's original files in a fresh process; return its answers."""
+    """Export both models and serve the test split's original files in the serving process; return its answers."""
     embedding_model = export_embedder(setup, config)
     search_model = export_gallery_search(setup, config)
     data = setup.test_data
