@@ -47,7 +47,7 @@ between two rows) whose difference is still within 2 standard errors after 3 see
 ``extra_seeds`` (3 and 4) for both rows.
 
 Measured on 2 cores with 2 workers (one thread each), the converged study costs about 25
-process-hours: a search (8 trials × 15 epochs) 15–20 min, a batch-64 run of 60 epochs 4.5–8.5 min,
+process-hours: a search (8 trials × 15 epochs) 15–45 min, a batch-64 run of 60 epochs 4.5–9.5 min,
 and about 4× that for the rotation-expanded FastAP configurations; so about 13 hours of wall time,
 over several sessions. Run it in the background, e.g. ``nohup python benchmarks/omniglot_study.py
 --protocol converged > runs/omniglot_study.log 2>&1 &``; rerunning the same command resumes it.
