@@ -46,11 +46,13 @@ YAML's ``seeds`` by default). Under the converged protocol a decisive comparison
 between two rows) whose difference is still within 2 standard errors after 3 seeds gets the YAML's
 ``extra_seeds`` (3 and 4) for both rows.
 
-Measured on 2 cores with 2 workers (one thread each), the converged study costs about 25
-process-hours: a search (8 trials × 15 epochs) 15–45 min, a batch-64 run of 60 epochs 4.5–9.5 min,
-and about 4× that for the rotation-expanded FastAP configurations; so about 13 hours of wall time,
-over several sessions. Run it in the background, e.g. ``nohup python benchmarks/omniglot_study.py
---protocol converged > runs/omniglot_study.log 2>&1 &``; rerunning the same command resumes it.
+Measured on 2 cores with 2 workers (one thread each), the converged study costs about 40
+process-hours: 248 tuning trials of about 250 s (a search of 8 trials × 15 epochs takes 15–45 min),
+then the final runs: a batch-64 run of 60 epochs 4.5–10.5 min with the SPC samplers, 13.5–17 min with
+the memory-bank samplers (FRD, DDM, GC) and 29–47 min for the rotation-expanded FastAP
+configurations. That is about 20 hours of wall time, over several sessions. Run it in the background,
+e.g. ``nohup python benchmarks/omniglot_study.py --protocol converged > runs/omniglot_study.log 2>&1 &``;
+rerunning the same command resumes it.
 """
 
 import argparse
