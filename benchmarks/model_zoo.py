@@ -35,7 +35,6 @@ sys.path.insert(0, REPO)
 
 from tfdml.io import write_file_atomically  # noqa: E402
 
-OMNIGLOT = os.path.join(REPO, "..", "shared", "data", "omniglot")
 RESULTS = os.path.join(REPO, "docs", "zoo")
 RUNS = os.path.join(REPO, "runs", "zoo")
 README = os.path.join(REPO, "README.md")
@@ -44,6 +43,9 @@ FEWSHOT = ("fewshot_20way_1shot_within", "fewshot_5way_1shot", "fewshot_5way_5sh
 
 # entry: (recipe, training data as the table states it, dataset for tfdml.evaluate, few-shot protocols)
 ZOO = {
+    "omniglot_quickstart": (
+        "omniglot_quickstart.yaml", "Omniglot small1 − Latin (110 characters)", "omniglot", FEWSHOT,
+    ),
     "digits_margin": ("digits_margin.yaml", "digits 0–4", "digits", ()),
     "omniglot_margin": ("omniglot_margin.yaml", "Omniglot small1 − Latin (110 characters)", "omniglot", FEWSHOT),
     "omniglot_fastap": ("omniglot_fastap.yaml", "Omniglot small1 − Latin (110 characters)", "omniglot", FEWSHOT),
@@ -54,7 +56,7 @@ ZOO = {
         "omniglot_oneshot_all.yaml", "all 8 Omniglot alphabets, ×4 rotations (968 classes)", None, (),
     ),
 }
-DEFAULT_SEEDS = {"digits_margin": (0, 1, 2, 3, 4)}
+DEFAULT_SEEDS = {"omniglot_quickstart": (0, 1, 2, 3, 4), "digits_margin": (0, 1, 2, 3, 4)}
 
 
 def run_name(entry, seed):
@@ -75,8 +77,6 @@ def zoo_config(entry, seed):
     recipe = ZOO[entry][0]
     overrides = [f"seed={seed}", f"name={run_name(entry, seed)}", f"run_dir={RUNS}",
                  f"export.dir={os.path.join(REPO, 'models', 'zoo')}", "export.version=1"]
-    if recipe.startswith("omniglot"):
-        overrides.append(f"data.root={os.path.abspath(OMNIGLOT)}")
     return load_config(os.path.join(REPO, "pipelines", recipe), overrides)
 
 
@@ -120,8 +120,6 @@ def evaluate_export(export_path, dataset, fewshot, out_dir):
     """Held-out metrics of an export, from a fresh ``python -m tfdml.evaluate`` process."""
     command = [sys.executable, "-m", "tfdml.evaluate", export_path, "--data", dataset, "--split", "test",
                "--out", out_dir, "--verbose", "0"]
-    if dataset == "omniglot":
-        command += ["--root", os.path.abspath(OMNIGLOT)]
     if fewshot:
         command += ["--fewshot", *fewshot]
     subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
@@ -241,7 +239,8 @@ def write_readme(records):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", nargs="+", choices=tuple(ZOO), default=tuple(ZOO))
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0 (digits_margin: 0–4)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="default: 0 (omniglot_quickstart and digits_margin: 0–4)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the table and curves from docs/zoo/")
     parser.add_argument("--train-one", nargs=2, metavar=("ENTRY", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -66,7 +66,7 @@ sys.path.insert(0, REPO)
 
 from benchmarks.study.experiments import EXPERIMENTS, PROTOCOLS  # noqa: E402
 
-DEFAULT_DATA_ROOT = os.path.join(REPO, "..", "shared", "data", "omniglot")
+DEFAULT_DATA_ROOT = os.path.join(REPO, "tfdml", "data", "omniglot_background_small")  # the zips shipped with tfdml
 
 
 def main():

@@ -16,7 +16,7 @@ map(load) → augment → batch → prefetch``); target ratio ≥ 0.90 images/s,
 Memory-bank rows are measured over ``batches // 20`` batches (each is a greedy
 coreset or m candidate statistics over b* = 1024 embeddings of dimension 128).
 
-Usage: python benchmarks/sampling.py [--omniglot ../shared/data/omniglot] [--batches 200] [--repeats 2] [--rounds 9]
+Usage: python benchmarks/sampling.py [--omniglot DIR (default: the zips shipped with tfdml)] [--batches 200] [--repeats 2] [--rounds 9]
 """
 
 import argparse
@@ -137,7 +137,7 @@ def pipeline_rows(data, batches, rounds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_root = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
+    default_root = pathlib.Path(__file__).resolve().parents[1] / "tfdml" / "data" / "omniglot_background_small"
     parser.add_argument("--omniglot", default=str(default_root))
     parser.add_argument("--batches", type=int, default=200, help="batches drained per measurement")
     parser.add_argument("--repeats", type=int, default=2, help="sampler measurements per row (best is kept)")

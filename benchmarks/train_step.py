@@ -24,7 +24,7 @@ The DML share is (sampler + mining + loss) / (input pipeline + backbone + mining
 i.e. with the input pipeline serial to the step (``tf.data`` overlaps it in training, so
 the real share is at most this). Target: <= 10 % for both recipes.
 
-Usage: python benchmarks/train_step.py [--recipes omniglot resnet50] [--repeats 3] [--omniglot ../shared/data/omniglot]
+Usage: python benchmarks/train_step.py [--recipes omniglot resnet50] [--repeats 3] [--omniglot DIR (default: the zips shipped with tfdml)]
 """
 
 import argparse
@@ -132,7 +132,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", nargs="+", default=["omniglot", "resnet50"], choices=["omniglot", "resnet50"])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--omniglot", default=str(REPO.parent / "shared" / "data" / "omniglot"))
+    parser.add_argument("--omniglot", default=str(REPO / "tfdml" / "data" / "omniglot_background_small"))
     args = parser.parse_args()
     print(f"# {os.cpu_count()} CPU threads, median of {args.repeats} steps; ms per batch of {BATCH_SIZE}")
     for name in args.recipes:

@@ -13,15 +13,14 @@ _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-OMNIGLOT_DIR = REPO.parent / "shared" / "data" / "omniglot"
 
 
 @pytest.fixture
 def omniglot_dir():
-    """Path to the real Omniglot zips in ../shared; skips when they are absent."""
-    if not (OMNIGLOT_DIR / "images_background_small1.zip").exists():
-        pytest.skip(f"Omniglot zips not found at {OMNIGLOT_DIR} (../shared/data/omniglot is absent on this machine)")
-    return OMNIGLOT_DIR
+    """The folder of the real Omniglot zips that ship with tfdml (package data): never absent."""
+    from tfdml.data.omniglot import PACKAGED_ROOT
+
+    return PACKAGED_ROOT
 
 
 @pytest.fixture

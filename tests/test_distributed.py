@@ -68,7 +68,8 @@ def free_port():
 def test_two_worker_processes_train_the_digits_recipe_to_identical_weights(tmp_path):
     workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     args = [
-        sys.executable, os.path.join(REPO, "train.py"), "--quiet", "--name", "mw", "--epochs", "1",
+        sys.executable, os.path.join(REPO, "train.py"), os.path.join(REPO, "pipelines", "digits_margin.yaml"),
+        "--quiet", "--name", "mw", "--epochs", "1",
         "--set", "steps_per_epoch=3", "--set", "model.filters=8", "--set", "distribute.strategy=multi_worker",
     ]
     processes = []

@@ -103,9 +103,11 @@ def test_tfds_omniglot_train_and_test_alphabets_and_resizing(mocked_tfds):
     assert image.shape == (28, 28, 1) and image.dtype == tf.float32
 
 
-def test_load_falls_back_to_tfds_without_the_zips(tmp_path, mocked_tfds):
+def test_load_reads_tfds_by_name_or_when_root_lacks_the_zips(tmp_path, mocked_tfds):
     drawings, requested = mocked_tfds
-    assert data.load("omniglot", split="test").class_names[-1] == "Cyrillic/character01"
+    assert data.load("omniglot_tfds", split="test").class_names[-1] == "Cyrillic/character01"
+    requested.clear()
+    assert len(data.load("omniglot", split="test")) == 2120 and not requested  # the shipped zips, not TFDS
     with pytest.warns(UserWarning, match="does not hold"):
         fallback = data.load("omniglot", root=tmp_path / "nowhere", split="train")
     assert len(fallback) == 12

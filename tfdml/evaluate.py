@@ -28,7 +28,7 @@ model was evaluated with:
 
 Example::
 
-    python -m tfdml.evaluate runs/margin/export --data omniglot --root ../shared/data/omniglot --out runs/margin/eval
+    python -m tfdml.evaluate runs/margin/export --data omniglot --out runs/margin/eval
 """
 
 import argparse
@@ -43,7 +43,7 @@ import tensorflow as tf
 
 import tfdml.data
 from tfdml import evaluation
-from tfdml.evaluation import plots
+from tfdml.evaluation import figures, plots
 
 #: Random different-class pairs drawn for the negative-distance histogram.
 NEGATIVE_PAIRS = 100_000
@@ -111,10 +111,6 @@ def embed_images(embedder, data, *, batch_size=128):
     return np.concatenate([np.asarray(embedder(batch), dtype=np.float32) for batch in images])
 
 
-def _image(data, index):
-    return data.load(tf.constant(index, tf.int64)).numpy()
-
-
 def write_report(embeddings, data, out_dir, *, k=(1, 2, 4, 8), metric="euclidean", grid_queries=8, grid_neighbours=8,
                  seed=0, verbose=0, fewshot=(), preprocessing="reader"):
     """Evaluates ``embeddings`` of ``data`` and writes ``report.json`` and the figures into ``out_dir``.
@@ -133,31 +129,22 @@ def write_report(embeddings, data, out_dir, *, k=(1, 2, 4, 8), metric="euclidean
         verbose=verbose, categories=data.categories,
     )
 
-    queries = np.sort(rng.choice(len(labels), size=min(grid_queries, len(labels)), replace=False))
-    neighbours = min(grid_neighbours, len(labels) - 1)
-    _, nearest = evaluation.nearest_neighbors(
-        embeddings[queries], embeddings, k=neighbours, metric=metric, self_index=queries
-    )
-    figures = {
-        "retrieval_grid": plots.retrieval_grid(
-            np.stack([_image(data, index) for index in queries]),
-            np.stack([[_image(data, index) for index in row] for row in nearest]),
-            labels[nearest] == labels[queries][:, np.newaxis],
-            out_dir / "retrieval_grid.png",
-            query_labels=labels[queries],
-            neighbour_labels=labels[nearest],
+    drawn = {
+        "retrieval_grid": figures.retrieval_figure(
+            embeddings, data, out_dir / "retrieval_grid.png", queries=grid_queries, neighbours=grid_neighbours,
+            metric=metric, seed=seed,
         )
     }
     first, second = rng.integers(0, len(labels), size=(2, NEGATIVE_PAIRS))
     negative = labels[first] != labels[second]
     negative_distances = evaluation.paired_distances(embeddings[first[negative]], embeddings[second[negative]], metric)
-    figures["negative_distances"] = plots.negative_distance_histogram(
+    drawn["negative_distances"] = plots.negative_distance_histogram(
         negative_distances, out_dir / "negative_distances.png", metric=metric
     )
-    figures["singular_values"] = plots.singular_value_plot(
+    drawn["singular_values"] = plots.singular_value_plot(
         evaluation.singular_values(embeddings), out_dir / "singular_values.png"
     )
-    figures["projection"] = plots.projection_plot(embeddings, labels, out_dir / "projection.png")
+    drawn["projection"] = plots.projection_plot(embeddings, labels, out_dir / "projection.png")
 
     report = {
         "data": data.name,
@@ -167,7 +154,7 @@ def write_report(embeddings, data, out_dir, *, k=(1, 2, 4, 8), metric="euclidean
         "embedding_dim": int(embeddings.shape[1]),
         "metric": metric,
         "metrics": scores,
-        "figures": {name: pathlib.Path(path).name for name, path in figures.items()},
+        "figures": {name: pathlib.Path(path).name for name, path in drawn.items()},
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     return report

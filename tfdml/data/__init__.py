@@ -9,8 +9,8 @@ models run too. ``load(name, ...)`` picks a reader by name:
 | name                                         | reader          | source                                   |
 |----------------------------------------------|-----------------|------------------------------------------|
 | ``"digits"``                                 | ``digits``      | scikit-learn, no ``root``                |
-| ``"omniglot"``                               | ``omniglot``    | folder with the two background-small zips |
-|                                              | ``omniglot_tfds``| TFDS ``omniglot`` when those zips are absent |
+| ``"omniglot"``                               | ``omniglot``    | the two background-small zips shipped with tfdml, or ``root`` |
+| ``"omniglot_tfds"``                          | ``omniglot_tfds``| TFDS ``omniglot`` (``root``: TFDS ``data_dir``) |
 | ``"cub200"``, ``"caltech_birds2011"``        | ``tfds_dataset``| TFDS ``data_dir``                        |
 | ``"cars196"``                                | ``tfds_dataset``| TFDS ``data_dir``                        |
 | ``"sop"``, ``"stanford_online_products"``    | ``tfds_dataset``| TFDS ``data_dir``                        |
@@ -19,7 +19,7 @@ models run too. ``load(name, ...)`` picks a reader by name:
 
 Example:
 
->>> train = load("omniglot", root="../shared/data/omniglot", split="train", image_size=28)
+>>> train = load("omniglot", split="train", image_size=28)  # the copy shipped with tfdml
 >>> batches = train.dataset(batch_size=32, augmentation=Augmentation("base", size=28, seed=0))
 """
 
@@ -27,7 +27,7 @@ import pathlib
 import warnings
 
 from tfdml.data.augment import PROTOCOLS, Augmentation, augmentation
-from tfdml.data.base import SPLITS, EncodedImages, LabelledImages
+from tfdml.data.base import SPLITS, DataFileError, EncodedImages, LabelledImages
 from tfdml.data.digits import digits
 from tfdml.data.folder import image_folder, list_file
 from tfdml.data.omniglot import ZIP_NAMES as _OMNIGLOT_ZIPS
@@ -44,7 +44,7 @@ _TFDS_ALIASES = {
     "sop": "stanford_online_products",
     "stanford_online_products": "stanford_online_products",
 }
-NAMES = ("digits", "omniglot", *_TFDS_ALIASES, "folder", "list")
+NAMES = ("digits", "omniglot", "omniglot_tfds", *_TFDS_ALIASES, "folder", "list")
 
 
 def load(name, *, root=None, split="train", image_size=None, **options):
@@ -53,9 +53,10 @@ def load(name, *, root=None, split="train", image_size=None, **options):
     Args:
         name: a name from ``NAMES``.
         root: where the data is: the Omniglot folder, the TFDS ``data_dir``, the image
-            folder, or the list file; unused by ``"digits"``. Omniglot without ``root``, or
-            with a ``root`` that lacks the two zips (with a warning), comes from TFDS
-            (``omniglot_tfds``: downloaded once when not prepared; same classes and splits).
+            folder, or the list file; unused by ``"digits"``. ``"omniglot"`` without ``root``
+            reads the two zips shipped with tfdml (offline); with a ``root`` that lacks them it
+            warns and reads TFDS (``"omniglot_tfds"``: downloaded once when not prepared; the
+            same classes and splits).
         split: ``"train"``, ``"test"`` or ``"all"`` (class-disjoint).
         image_size: resize every image to ``image_size × image_size`` on load (the
             reader's own resize for digits and Omniglot, else
@@ -66,11 +67,12 @@ def load(name, *, root=None, split="train", image_size=None, **options):
     if name == "digits":
         return digits(split=split, image_size=image_size, **options)
     if name == "omniglot":
-        if root is not None and all((pathlib.Path(root) / zip_name).is_file() for zip_name in _OMNIGLOT_ZIPS):
+        if root is None or all((pathlib.Path(root) / zip_name).is_file() for zip_name in _OMNIGLOT_ZIPS):
             return omniglot(root, split=split, image_size=image_size, **options)
-        if root is not None:
-            warnings.warn(f"tfdml.data.load('omniglot'): {root} does not hold {_OMNIGLOT_ZIPS}; reading TFDS's omniglot")
+        warnings.warn(f"tfdml.data.load('omniglot'): {root} does not hold {_OMNIGLOT_ZIPS}; reading TFDS's omniglot")
         return omniglot_tfds(split=split, image_size=image_size, **options)
+    if name == "omniglot_tfds":
+        return omniglot_tfds(split=split, image_size=image_size, data_dir=root, **options)
     if name in _TFDS_ALIASES:
         collection = tfds_dataset(_TFDS_ALIASES[name], split=split, data_dir=root, **options)
     elif name not in NAMES:
@@ -88,6 +90,7 @@ __all__ = [
     "SPLITS",
     "TFDS_SPECS",
     "Augmentation",
+    "DataFileError",
     "EncodedImages",
     "LabelledImages",
     "augmentation",

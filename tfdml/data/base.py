@@ -24,6 +24,11 @@ from tfdml.data import images
 SPLITS = ("train", "test", "all")
 
 
+class DataFileError(OSError):
+    """A dataset file that is missing or unreadable (truncated, corrupt); the message names the file
+    and what to do instead."""
+
+
 def _unchanged(image):
     return image
 

@@ -1,18 +1,31 @@
-"""Omniglot's two "background small" zips: alphabet = category, character = class."""
+"""Omniglot's two "background small" zips: alphabet = category, character = class.
+
+Both zips ship with tfdml (MIT licence, Lake, Salakhutdinov & Tenenbaum 2015; see
+``omniglot_background_small/README.md``), so ``omniglot()`` with no ``root`` reads the packaged
+copy, offline, in an installed package as in a checkout.
+"""
 
 import pathlib
 import zipfile
+import zlib
 
 import numpy as np
 import tensorflow as tf
 
 from tfdml.data import images
-from tfdml.data.base import EncodedImages, LabelledImages, class_disjoint_split
+from tfdml.data.base import DataFileError, EncodedImages, LabelledImages, class_disjoint_split
 
 ZIP_NAMES = ("images_background_small1.zip", "images_background_small2.zip")
+#: The copy that ships inside the package (package data, with its LICENSE and attribution).
+PACKAGED_ROOT = pathlib.Path(__file__).resolve().parent / "omniglot_background_small"
+_WAYS_OUT = (
+    "set data.root (--data-root, or root= in Python) to a folder holding "
+    + " and ".join(ZIP_NAMES)
+    + ", or read Omniglot through TFDS with data.name: omniglot_tfds (tfdml.data.load('omniglot_tfds'))"
+)
 
 
-def omniglot(root, *, split="train", image_size=None, invert=True, validate="decode"):
+def omniglot(root=None, *, split="train", image_size=None, invert=True, validate="decode"):
     """Omniglot (Lake et al. 2015) from ``images_background_small1.zip`` and ``…small2.zip``.
 
     The zips are read into memory (4,840 small PNGs). Greek and Latin are in both
@@ -35,7 +48,8 @@ def omniglot(root, *, split="train", image_size=None, invert=True, validate="dec
     ``Augmentation("base", size=28)``) keep ``None``, so each image is resized once.
 
     Args:
-        root: folder holding the two zips.
+        root: folder holding the two zips; ``None`` (default): the copy shipped with tfdml
+            (:data:`PACKAGED_ROOT`).
         split: ``"train"``, ``"test"`` or ``"all"``.
         image_size: output side, or ``None``.
         invert: whether to make strokes bright.
@@ -44,13 +58,13 @@ def omniglot(root, *, split="train", image_size=None, invert=True, validate="dec
 
     Example:
 
-    >>> train = omniglot("../shared/data/omniglot", split="train", image_size=28)
+    >>> train = omniglot(split="train", image_size=28)
     >>> len(train), len(set(train.labels)), len(set(train.categories))
     (2720, 136, 5)
     """
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise ValueError(f"omniglot: image_size must be a positive int or None, got {image_size!r}")
-    members, train_alphabets = _read_zips(pathlib.Path(root))
+    members, train_alphabets = _read_zips(PACKAGED_ROOT if root is None else pathlib.Path(root))
     alphabets = sorted(train_alphabets) + sorted({a for a, _, _ in members} - train_alphabets)
     characters = sorted({(a, c) for a, c, _ in members}, key=lambda ac: (alphabets.index(ac[0]), ac[1]))
     class_ids = {ac: i for i, ac in enumerate(characters)}
@@ -94,23 +108,40 @@ def preprocessing(invert, image_size):
 
 
 def _read_zips(root):
-    """``{(alphabet, character, file): png bytes}`` over both zips, and small1's alphabets."""
-    if not root.is_dir():
+    """``{(alphabet, character, file): png bytes}`` over both zips, and small1's alphabets.
+
+    A missing, truncated or corrupt zip is a :class:`DataFileError` naming the file and the ways
+    out, never a ``zipfile`` traceback.
+    """
+    packaged = root == PACKAGED_ROOT
+    if not packaged and not root.is_dir():
         raise FileNotFoundError(f"omniglot: root folder {root} does not exist (expected it to hold {ZIP_NAMES})")
     members = {}
     alphabets_per_zip = []
     for zip_name in ZIP_NAMES:
         path = root / zip_name
+        if not path.is_file() and packaged:
+            raise DataFileError(
+                f"omniglot: {path} not found: the copy shipped with tfdml is missing (the installation dropped its "
+                f"package data); reinstall tfdml, or {_WAYS_OUT}"
+            )
         if not path.is_file():
             raise FileNotFoundError(f"omniglot: {path} not found (the reader needs both {ZIP_NAMES})")
         alphabets = set()
-        with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                parts = member.split("/")
-                if len(parts) == 4 and parts[3].endswith(".png"):
-                    alphabets.add(parts[1])
-                    # Greek and Latin are in both zips: the first copy wins.
-                    members.setdefault(tuple(parts[1:]), archive.read(member))
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.namelist():
+                    parts = member.split("/")
+                    if len(parts) == 4 and parts[3].endswith(".png"):
+                        alphabets.add(parts[1])
+                        # Greek and Latin are in both zips: the first copy wins.
+                        members.setdefault(tuple(parts[1:]), archive.read(member))
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+            owner = "the copy shipped with tfdml" if packaged else "this file"
+            raise DataFileError(
+                f"omniglot: {path} is not a readable zip ({type(error).__name__}: {error}): {owner} is truncated or "
+                f"corrupt; {'reinstall tfdml, or ' if packaged else 'replace it, or '}{_WAYS_OUT}"
+            ) from None
         if not alphabets:
             raise ValueError(f"omniglot: {path} holds no <zip>/<alphabet>/<character>/<drawing>.png files")
         alphabets_per_zip.append(alphabets)

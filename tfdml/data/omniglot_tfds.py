@@ -105,8 +105,9 @@ def _read(examples, alphabet_names):
 
 def _unavailable_message(data_dir, error):
     return (
-        f"omniglot: the two background-small zips were not given (root=) and TFDS's 'omniglot' is not prepared in "
-        f"{data_dir} and could not be prepared ({type(error).__name__}: {error}). Either pass root= a folder holding "
+        f"omniglot: TFDS's 'omniglot' is not prepared in {data_dir} and could not be prepared "
+        f"({type(error).__name__}: {error}). Either read the background-small zips that ship with tfdml "
+        "(tfdml.data.load('omniglot') with no root), pass root= a folder holding "
         "images_background_small1.zip and images_background_small2.zip "
         "(https://github.com/brendenlake/omniglot/tree/master/python), or prepare it once with "
         "`tfds build omniglot` on a machine with internet access."

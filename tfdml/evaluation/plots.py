@@ -5,7 +5,7 @@
 - :func:`negative_distance_histogram`: distribution of distances between
   different-class pairs (Wu et al. 2017, supplementary Fig. 1).
 - :func:`singular_value_plot`: the normalised singular value spectrum (Roth et al. 2020, Fig. 8).
-- :func:`projection_plot`: a 2-D PCA projection of the embeddings coloured by class.
+- :func:`projection_plot`: a 2-D PCA or t-SNE projection of the embeddings coloured by class.
 
 Example:
 
@@ -16,6 +16,7 @@ Example:
 import matplotlib.figure
 import numpy as np
 import sklearn.decomposition
+import sklearn.manifold
 
 CORRECT_COLOUR = "tab:green"
 WRONG_COLOUR = "tab:red"
@@ -31,18 +32,21 @@ def _show_image(axis, image):
     image = np.asarray(image, dtype=np.float32)
     span = image.max() - image.min()
     image = (image - image.min()) / span if span > 0 else np.zeros_like(image)
-    axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+    # Reversed grey: bright strokes (Omniglot as read, digits) show dark on white, as drawn.
+    axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray_r")
     axis.set_xticks([])
     axis.set_yticks([])
 
 
-def retrieval_grid(query_images, neighbour_images, correct, path, *, query_labels=None, neighbour_labels=None):
+def retrieval_grid(query_images, neighbour_images, correct, path, *, query_labels=None, neighbour_labels=None,
+                   title=None):
     """Rows of ``query | k nearest``; neighbours framed green when they share the query's class.
 
     Args:
         query_images: ``(q, h, w, c)``. neighbour_images: ``(q, k, h, w, c)``, nearest first.
         correct: bool ``(q, k)``. path: PNG file to write.
         query_labels, neighbour_labels: optional ``(q,)``/``(q, k)`` labels printed as titles.
+        title: optional heading of the figure.
     """
     correct = np.asarray(correct, dtype=bool)
     rows, k = correct.shape
@@ -60,6 +64,8 @@ def retrieval_grid(query_images, neighbour_images, correct, path, *, query_label
                 spine.set_linewidth(3)
             if neighbour_labels is not None:
                 axis.set_title(str(neighbour_labels[row][column]), fontsize=7, color=colour)
+    if title is not None:
+        figure.suptitle(title, fontsize=9)
     return _save(figure, path)
 
 
@@ -84,13 +90,40 @@ def singular_value_plot(singular_values, path):
     return _save(figure, path)
 
 
-def projection_plot(embeddings, labels, path):
-    """2-D PCA projection of ``embeddings`` coloured by class (colours cycle past 20 classes)."""
-    points = sklearn.decomposition.PCA(n_components=2).fit_transform(np.asarray(embeddings, dtype=np.float64))
+def projection_plot(embeddings, labels, path, *, method="pca", seed=0, title=None):
+    """2-D projection of ``embeddings`` coloured by class (colours cycle past 20 classes).
+
+    Args:
+        embeddings: ``(n, d)``, or ``{title: (n, d)}`` for side-by-side panels of the same rows.
+        labels: ``(n,)`` class of each row. path: PNG file to write.
+        method: ``"pca"`` (linear, every row) or ``"tsne"`` (t-SNE, perplexity ``min(30, (n-1)/3)``:
+            neighbourhoods kept, for a few classes).
+        seed: t-SNE's initialisation.
+        title: optional heading of the figure.
+    """
+    panels = embeddings if isinstance(embeddings, dict) else {None: embeddings}
     _, class_index = np.unique(labels, return_inverse=True)
-    figure = matplotlib.figure.Figure(figsize=(5, 5))
-    axis = figure.subplots()
-    axis.scatter(points[:, 0], points[:, 1], c=class_index % 20, cmap="tab20", s=6)
-    axis.set_xlabel("principal component 1")
-    axis.set_ylabel("principal component 2")
+    figure = matplotlib.figure.Figure(figsize=(5 * len(panels), 5))
+    for axis, (panel, values) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels.items()):
+        values = np.asarray(values, dtype=np.float64)
+        if method == "tsne":
+            points = sklearn.manifold.TSNE(
+                n_components=2, perplexity=min(30.0, (len(values) - 1) / 3), init="pca", random_state=seed
+            ).fit_transform(values)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        elif method == "pca":
+            points = sklearn.decomposition.PCA(n_components=2).fit_transform(values)
+            axis.set_xlabel("principal component 1")
+            axis.set_ylabel("principal component 2")
+        else:
+            raise ValueError(f"projection_plot: method must be 'pca' or 'tsne'; got {method!r}")
+        # Ten classes or fewer get ten clearly distinct colours; more cycle through twenty.
+        colours = 10 if class_index.max() < 10 else 20
+        axis.scatter(points[:, 0], points[:, 1], c=class_index % colours, cmap=f"tab{colours}", vmin=0,
+                     vmax=colours - 1, s=10)
+        if panel is not None:
+            axis.set_title(f"{panel} ({method.upper() if method == 'pca' else 't-SNE'})")
+    if title is not None:
+        figure.suptitle(title, fontsize=10)
     return _save(figure, path)

@@ -58,7 +58,7 @@ def batches(data, sampler, *, preprocess=None, epochs=None, initial_epoch=0, sta
 
     Example:
 
-    >>> data = tfdml.data.load("omniglot", root="../shared/data/omniglot", split="train", image_size=28)
+    >>> data = tfdml.data.load("omniglot", split="train", image_size=28)
     >>> sampler = tfdml.sampling.SPCSampler(data.labels, batch_size=64, samples_per_class=4)
     >>> augment = tfdml.data.Augmentation("base", size=28, seed=0)
     >>> images, labels = next(iter(tfdml.sampling.batches(data, sampler, preprocess=augment)))

@@ -77,6 +77,8 @@ DEFAULTS = {
         # With data.validation: the validation score (a key the evaluation callback logs) whose best
         # epoch is exported.
         "select_by": "val_recall_at_1",
+        # train.py's pictures of the test split in the run folder: retrieval.png and embedding_map.png.
+        "figures": True,
     },
     "distribute": {"strategy": "none"},
     "export": {"dir": "models", "version": None, "gallery": None, "gallery_k": 10, "max_image_pixels": 4096 * 4096},

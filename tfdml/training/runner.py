@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from tfdml import data as tfdml_data
 from tfdml import evaluation, sampling
+from tfdml.evaluation import figures
 from tfdml.export import check_export_settings, export_embedding_model, export_retrieval_model
 from tfdml.index import GalleryIndex
 from tfdml.training.callbacks import AtomicBackupAndRestore, EpochJSONLogger, FinishTraining, external_state
@@ -97,16 +98,75 @@ def test_split_heading(config, test_data):
     return f"Held-out classes ({described}):"
 
 
+METRIC_HEADINGS = {
+    "map_at_r": "MAP@R",
+    "r_precision": "R-precision",
+    "map_c": "mAP@C",
+    "nmi": "NMI",
+    "f1": "F1",
+    "rho_spectral_decay": "rho",
+    "fewshot_20way_1shot_within": "20-way 1-shot",
+    "fewshot_5way_1shot": "5-way 1-shot",
+    "fewshot_5way_5shot": "5-way 5-shot",
+}
+
+
+def metric_heading(name):
+    """A metric's short column heading: ``recall_at_4`` → ``R@4``, ``map_at_r`` → ``MAP@R``."""
+    if name.startswith("recall_at_"):
+        return "R@" + name[len("recall_at_"):]
+    return METRIC_HEADINGS.get(name, name)
+
+
 def format_table(rows):
-    """``rows``: {row name: {metric: value}} → an aligned text table."""
-    metrics = list(next(iter(rows.values())))
-    # Long names (fewshot_20way_1shot_within_ci95) widen their column instead of shifting the rest.
-    widths = {m: max(14, len(m) + 2) for m in metrics}
-    header = f"{'':<20}" + "".join(f"{m:>{widths[m]}}" for m in metrics)
+    """``rows``: {row name: {metric: value}} → an aligned text table; a metric's ``<name>_ci95``
+    (few-shot accuracies) is shown as ``± half-width`` beside its value."""
+    values = next(iter(rows.values()))
+    metrics = [m for m in values if not (m.endswith("_ci95") and m[: -len("_ci95")] in values)]
+
+    def cell(scores, metric):
+        if f"{metric}_ci95" in scores:
+            return f"{scores[metric]:.3f} ± {scores[f'{metric}_ci95']:.3f}"
+        return f"{scores[metric]:.4f}"
+
+    widths = {m: max(len(metric_heading(m)), *(len(cell(scores, m)) for scores in rows.values())) + 2 for m in metrics}
+    header = f"{'':<12}" + "".join(f"{metric_heading(m):>{widths[m]}}" for m in metrics)
     lines = [header] + [
-        f"{name:<20}" + "".join(f"{values[m]:>{widths[m]}.4f}" for m in metrics) for name, values in rows.items()
+        f"{name:<12}" + "".join(f"{cell(scores, m):>{widths[m]}}" for m in metrics) for name, scores in rows.items()
     ]
     return "\n".join(lines)
+
+
+def opening_line(config, setup):
+    """One line before anything trains: what, on which data, for how long, tested where, exported where."""
+    version = config["export"]["version"]
+    export = os.path.join(config["export"]["dir"], config["name"], str(version) if version else "<next version>")
+    fit = setup.train_data
+    selection = (
+        f", selecting the epoch on {len(setup.validation_data)} images of {len(np.unique(setup.validation_data.labels))} "
+        "validation classes" if setup.validation_data is not None else ""
+    )
+    return (
+        f"Training {config['name']}: {config['loss']['class']} on {fit.name} ({len(fit)} images, "
+        f"{len(np.unique(fit.labels))} classes{selection}) for {config['epochs']} epochs of {setup.steps_per_epoch} "
+        f"steps; testing on {setup.test_data.name} ({len(setup.test_data)} images, "
+        f"{len(np.unique(setup.test_data.labels))} classes); exporting to {export}/"
+    )
+
+
+def write_figures(setup, run_dir, embeddings):
+    """The run's pictures of the test split: ``retrieval.png`` (trained embedding) and
+    ``embedding_map.png`` (``embeddings``: {row name: test embeddings}, one panel each)."""
+    seed = setup.config["seed"]
+    return {
+        "retrieval": figures.retrieval_figure(
+            embeddings["trained"], setup.eval_data, os.path.join(run_dir, "retrieval.png"), seed=seed
+        ),
+        "embedding map": figures.embedding_map(
+            embeddings, setup.test_data.labels, os.path.join(run_dir, "embedding_map.png"), seed=seed,
+            data_name=setup.test_data.name,
+        ),
+    }
 
 
 class Setup:
@@ -193,9 +253,12 @@ class Setup:
     def test_images(self):
         return self.test_batches().map(lambda images, labels: images)
 
+    def embed_test(self):
+        return self.embedder.predict(self.test_images(), verbose=0)
+
     def evaluate(self, embeddings=None):
         if embeddings is None:
-            embeddings = self.embedder.predict(self.test_images(), verbose=0)
+            embeddings = self.embed_test()
         return evaluate_embeddings(embeddings, self.test_data.labels, self.config, self.test_data.categories)
 
 
@@ -266,7 +329,10 @@ def train(config, verbose=1, callbacks=()):
     run_dir = prepare_run_dir(config, chief, getattr(resolver, "task_id", 0))
     started = time.time()
     setup = Setup(config, strategy)
-    rows = {"raw pixels": setup.evaluate(raw_pixels(setup.test_images())), "untrained": setup.evaluate()}
+    if chief:
+        print(opening_line(config, setup), flush=True)
+    embeddings = {"raw pixels": raw_pixels(setup.test_images()), "untrained": setup.embed_test()}
+    rows = {name: setup.evaluate(values) for name, values in embeddings.items()}
     if os.path.exists(os.path.join(run_dir, DONE_FILE)):
         print(f"Training of {run_dir} finished earlier: evaluating and exporting its final weights.")
         setup.embedder.load_weights(os.path.join(run_dir, FINAL_WEIGHTS))
@@ -294,7 +360,8 @@ def train(config, verbose=1, callbacks=()):
             epochs=config["epochs"], steps_per_epoch=setup.steps_per_epoch, callbacks=run_callbacks,
             shuffle=False, verbose=verbose,
         )
-    rows["trained"] = setup.evaluate()
+    embeddings["trained"] = setup.embed_test()
+    rows["trained"] = setup.evaluate(embeddings["trained"])
     if setup.validation_data is not None:
         with open(os.path.join(run_dir, DONE_FILE)) as f:
             done = json.load(f)
@@ -310,5 +377,8 @@ def train(config, verbose=1, callbacks=()):
         print(f"Exported retrieval SavedModel to {search_path}")
     print(f"\n{test_split_heading(config, setup.test_data)}")
     print(format_table(rows))
+    if config["evaluation"]["figures"]:
+        drawn = write_figures(setup, run_dir, {"raw pixels": embeddings["raw pixels"], "trained": embeddings["trained"]})
+        print("\n" + "\n".join(f"Wrote the {name} picture: {path}" for name, path in drawn.items()))
     print(f"\nExported SavedModel to {export_path} ({time.time() - started:.0f} s in all)")
     return {"metrics": rows, "export_path": export_path, "run_dir": run_dir}
