@@ -16,7 +16,7 @@ the validation curves ``docs/zoo/validation_curves.png`` are rewritten from thos
 
 Usage (all entries, about an hour on 2 cores):
 
-    python benchmarks/model_zoo.py [--entries omniglot_oneshot ...] [--seeds 0 1 2] [--report-only]
+    python benchmarks/model_zoo.py [--entries omniglot_oneshot ...] [--seeds 0 1 2] [--report-only | --reevaluate]
 """
 
 import argparse
@@ -157,13 +157,50 @@ def run_entry(entry, seed):
     write_file_atomically(path, json.dumps(record, indent=1))
 
 
+def reevaluate(entry, seed):
+    """Evaluate an existing run's export again from the outside and replace its record's held-out numbers
+    (after a change to evaluation, e.g. the few-shot episode draws); training numbers stay."""
+    path = result_path(entry, seed)
+    with open(path) as f:
+        record = json.load(f)
+    _, _, dataset, fewshot = ZOO[entry]
+    folder = run_dir(entry, seed)
+    with open(os.path.join(folder, "zoo_outcome.json")) as f:
+        export_path = json.load(f)["export_path"]
+    if not os.path.isdir(export_path):
+        raise SystemExit(f"model_zoo: --reevaluate {entry} seed {seed}: its export {export_path} is gone; rerun the "
+                         "entry (delete its record) instead.")
+    record["test"] = evaluate_export(export_path, dataset, fewshot, os.path.join(folder, "test_eval"))
+    write_file_atomically(path, json.dumps(record, indent=1))
+
+
+#: Fields of a ``docs/zoo`` record that the table and the curves read.
+RECORD_FIELDS = ("entry", "seed", "recipe", "epochs", "best_epoch", "train_seconds", "in_process", "curve")
+
+
 def load_records():
+    """The records of ``RESULTS``; a corrupt or partial one, or none at all, stops the script naming the
+    file (or folder), so that the README table is never rewritten from them."""
+    names = sorted(name for name in os.listdir(RESULTS) if name.endswith(".json")) if os.path.isdir(RESULTS) else []
+    if not names:
+        raise SystemExit(f"model_zoo: no zoo records (*.json) in {RESULTS}; the README table is left as it is. "
+                         "Restore them (git) or run the zoo without --report-only.")
     records = []
-    if os.path.isdir(RESULTS):
-        for name in sorted(os.listdir(RESULTS)):
-            if name.endswith(".json"):
-                with open(os.path.join(RESULTS, name)) as f:
-                    records.append(json.load(f))
+    for name in names:
+        path = os.path.join(RESULTS, name)
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"model_zoo: {path} is not valid JSON ({error}); restore it or delete it and rerun "
+                             "its entry.") from None
+        if not isinstance(record, dict):
+            raise SystemExit(f"model_zoo: {path} is not a JSON object; restore it or delete it and rerun its entry.")
+        missing = sorted(set(RECORD_FIELDS) - set(record))
+        if missing:
+            raise SystemExit(f"model_zoo: {path} lacks {', '.join(missing)} (a partial record); restore it or delete "
+                             "it and rerun its entry.")
+        records.append(record)
     return records
 
 
@@ -242,11 +279,18 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
                         help="default: 0 (omniglot_quickstart and digits_margin: 0–4)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the table and curves from docs/zoo/")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="evaluate the recorded runs' exports again (fresh process) and update their records")
     parser.add_argument("--train-one", nargs=2, metavar=("ENTRY", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.train_one:
         return train_one(args.train_one[0], int(args.train_one[1]))
-    if not args.report_only:
+    if args.reevaluate:
+        for entry in args.entries:
+            for seed in args.seeds or DEFAULT_SEEDS.get(entry, (0,)):
+                if os.path.exists(result_path(entry, seed)):
+                    reevaluate(entry, seed)
+    elif not args.report_only:
         import keras
 
         pending = [(e, s) for e in args.entries for s in (args.seeds or DEFAULT_SEEDS.get(e, (0,)))

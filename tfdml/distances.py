@@ -38,6 +38,18 @@ def as_embeddings(embeddings, name="embeddings", *, dim=None, rows="n"):
     return array
 
 
+def squared_distances_are_finite(x):
+    """Scalar bool: every entry of ``x`` ``(n, d)`` is finite and so is every squared distance between its rows.
+
+    ``‖x_i − x_j‖² <= 4 max_k ‖x_k‖²``, so finite ``4‖x_k‖²`` bounds every squared distance, Gram entry
+    and squared norm the functions here (and ``tf.math.l2_normalize``) form. Past it (``‖x‖ ≳ 9e18`` in
+    float32) they overflow: TensorFlow's ``maximum`` then clamps the NaN of ``inf − inf`` to 0 while XLA
+    keeps it, so losses treat such embeddings as non-finite (a NaN loss) in every mode.
+    """
+    x = tf.convert_to_tensor(x)
+    return tf.reduce_all(tf.math.is_finite(4.0 * tf.reduce_sum(tf.square(x), axis=-1)))
+
+
 def squared_euclidean(x, y=None):
     """``D²_ij = ‖x_i − y_j‖²``, clamped at 0 against rounding.
 

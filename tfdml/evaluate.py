@@ -18,13 +18,22 @@ model was evaluated with:
   e.g. from ``model.export(dir)``) gets the reader's ``load`` (its ``preprocess``,
   resized to ``--image-size`` if given).
 
-``DIR`` receives:
+``DIR`` is written as a whole (:func:`tfdml.io.write_directory_atomically`): a new folder,
+or one holding only an earlier report, which is replaced; a failed evaluation leaves it as
+it was. It receives:
 
 - ``report.json``: every metric of :func:`tfdml.evaluation.evaluate` (plus the
   ``--fewshot`` protocols, within-category ones over the reader's categories), the
   settings and the figure file names;
 - ``retrieval_grid.png``, ``negative_distances.png``, ``singular_values.png`` and
-  ``projection.png`` (see :mod:`tfdml.evaluation.plots`).
+  ``projection.png`` (see :mod:`tfdml.evaluation.plots`); ``negative_distances.png``
+  is left out, with a warning, when all images have one class.
+
+Degenerate data (one class, every image its own class) warns and reports ``nan`` as
+:func:`tfdml.evaluation.evaluate` does. Bad arguments (a ``MODEL`` folder without a
+SavedModel, a retrieval export ``models/<name>-search/<version>``, an unknown ``--data``,
+an ``--out`` that is a file or cannot be written, ...) stop it before any work with one
+argparse error line (status 2).
 
 Example::
 
@@ -36,6 +45,8 @@ import importlib
 import json
 import pathlib
 import sys
+import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -44,9 +55,12 @@ import tensorflow as tf
 import tfdml.data
 from tfdml import evaluation
 from tfdml.evaluation import figures, plots
+from tfdml.io import check_replaceable, write_directory_atomically
 
 #: Random different-class pairs drawn for the negative-distance histogram.
 NEGATIVE_PAIRS = 100_000
+#: The files of a report folder: an existing ``--out`` holding anything else is refused, not replaced.
+REPORT_FILES = ("report.json", "retrieval_grid.png", "negative_distances.png", "singular_values.png", "projection.png")
 
 
 def load_embedder(path):
@@ -55,21 +69,11 @@ def load_embedder(path):
     if not path.exists():
         raise ValueError(f"MODEL not found: {path} (expected a SavedModel directory or a .keras file).")
     if path.is_dir():
-        loaded = tf.saved_model.load(str(path))
-        if "serving_default" not in loaded.signatures:
-            raise ValueError(f"SavedModel {path} has no 'serving_default' signature; found {list(loaded.signatures)}.")
-        signature = loaded.signatures["serving_default"]
+        signature, output = _embedding_signature(path, "serving_default")
         inputs = list(signature.structured_input_signature[1])
         if len(inputs) != 1:
             raise ValueError(f"SavedModel {path}: serving_default must take one image input; it takes {inputs}.")
-
-        def embed(images):
-            outputs = signature(**{inputs[0]: images})
-            if len(outputs) != 1:
-                raise ValueError(f"SavedModel {path}: serving_default must return one embedding; it returns {list(outputs)}.")
-            return next(iter(outputs.values()))
-
-        return embed
+        return lambda images: signature(**{inputs[0]: images})[output]
     if path.suffix == ".keras" and path.is_file():
         # Registers tfdml's serialisable layers and models before deserialising.
         importlib.import_module("tfdml.models")
@@ -82,15 +86,40 @@ def load_embedder(path):
 
 def load_bytes_embedder(path):
     """``encoded images (b,) string → embeddings (b, d)`` through a SavedModel's ``serving_bytes``
-    signature (a tfdml export), or ``None`` when ``path`` has none."""
+    signature (a tfdml export), or ``None`` when ``path`` is not a folder or has no such signature."""
     path = pathlib.Path(path)
     if not path.is_dir():
         return None
-    signatures = tf.saved_model.load(str(path)).signatures
-    if "serving_bytes" not in signatures:
+    found = _embedding_signature(path, "serving_bytes", required=False)
+    if found is None:
         return None
-    signature = signatures["serving_bytes"]
-    return lambda encoded: signature(image_bytes=encoded)["embeddings"]
+    signature, output = found
+    return lambda encoded: signature(image_bytes=encoded)[output]
+
+
+def _embedding_signature(path, name, required=True):
+    """Signature ``name`` of the SavedModel folder ``path`` and the key of its one output, the embeddings
+    (``None`` when it lacks the signature and ``required`` is false). A ``ValueError`` refuses a folder
+    without a SavedModel, and a retrieval export, whose outputs are search results."""
+    if not any((path / pb).is_file() for pb in ("saved_model.pb", "saved_model.pbtxt")):
+        raise ValueError(
+            f"MODEL {path} holds no SavedModel (saved_model.pb): expected an export version folder "
+            "models/<name>/<version> or a .keras file."
+        )
+    signatures = tf.saved_model.load(str(path)).signatures
+    if name not in signatures:
+        if required:
+            raise ValueError(f"SavedModel {path} has no {name!r} signature; found {list(signatures)}.")
+        return None
+    outputs = sorted(signatures[name].structured_outputs)
+    if {"ids", "distances"} <= set(outputs):
+        raise ValueError(
+            f"MODEL {path} is a retrieval export (models/<name>-search/<version>): it returns {outputs}, not "
+            "embeddings. Point tfdml.evaluate at the embedding export it was built from, models/<name>/<version>."
+        )
+    if len(outputs) != 1:
+        raise ValueError(f"SavedModel {path}: {name} must return one embedding; it returns {outputs}.")
+    return signatures[name], outputs[0]
 
 
 def embed_files(embedder, data, *, batch_size=128):
@@ -113,39 +142,32 @@ def embed_images(embedder, data, *, batch_size=128):
 
 def write_report(embeddings, data, out_dir, *, k=(1, 2, 4, 8), metric="euclidean", grid_queries=8, grid_neighbours=8,
                  seed=0, verbose=0, fewshot=(), preprocessing="reader"):
-    """Evaluates ``embeddings`` of ``data`` and writes ``report.json`` and the figures into ``out_dir``.
+    """Evaluates ``embeddings`` of ``data`` and writes ``report.json`` and the figures as the folder ``out_dir``.
+
+    The folder is written as a whole (:func:`tfdml.io.write_directory_atomically`): an existing
+    ``out_dir`` holding only :data:`REPORT_FILES` is replaced, one holding anything else is
+    refused (``FileExistsError``), and a failure leaves it as it was. With one class there is no
+    different-class pair: ``negative_distances.png`` is left out with a warning.
 
     ``fewshot``: names from :data:`tfdml.evaluation.FEWSHOT_METRICS` to add to the metrics.
     ``preprocessing`` (recorded in the report) says which eval preprocessing made the embeddings.
 
     Returns the report as a ``dict``.
     """
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     labels = np.asarray(data.labels)
     rng = np.random.default_rng(seed)
     scores = evaluation.evaluate(
         embeddings, labels, metrics=evaluation.METRICS + tuple(fewshot), k=k, metric=metric, seed=seed,
         verbose=verbose, categories=data.categories,
     )
-
-    drawn = {
-        "retrieval_grid": figures.retrieval_figure(
-            embeddings, data, out_dir / "retrieval_grid.png", queries=grid_queries, neighbours=grid_neighbours,
-            metric=metric, seed=seed,
-        )
-    }
     first, second = rng.integers(0, len(labels), size=(2, NEGATIVE_PAIRS))
     negative = labels[first] != labels[second]
-    negative_distances = evaluation.paired_distances(embeddings[first[negative]], embeddings[second[negative]], metric)
-    drawn["negative_distances"] = plots.negative_distance_histogram(
-        negative_distances, out_dir / "negative_distances.png", metric=metric
-    )
-    drawn["singular_values"] = plots.singular_value_plot(
-        evaluation.singular_values(embeddings), out_dir / "singular_values.png"
-    )
-    drawn["projection"] = plots.projection_plot(embeddings, labels, out_dir / "projection.png")
-
+    if not negative.any():
+        warnings.warn(
+            f"tfdml.evaluate: all {len(labels)} images have one class, so there is no different-class pair and "
+            "negative_distances.png is not drawn.",
+            stacklevel=2,
+        )
     report = {
         "data": data.name,
         "preprocessing": preprocessing,
@@ -154,43 +176,107 @@ def write_report(embeddings, data, out_dir, *, k=(1, 2, 4, 8), metric="euclidean
         "embedding_dim": int(embeddings.shape[1]),
         "metric": metric,
         "metrics": scores,
-        "figures": {name: pathlib.Path(path).name for name, path in drawn.items()},
     }
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+
+    def write(folder):
+        folder = pathlib.Path(folder)
+        drawn = {
+            "retrieval_grid": figures.retrieval_figure(
+                embeddings, data, folder / "retrieval_grid.png", queries=grid_queries, neighbours=grid_neighbours,
+                metric=metric, seed=seed,
+            )
+        }
+        if negative.any():
+            drawn["negative_distances"] = plots.negative_distance_histogram(
+                evaluation.paired_distances(embeddings[first[negative]], embeddings[second[negative]], metric),
+                folder / "negative_distances.png", metric=metric,
+            )
+        drawn["singular_values"] = plots.singular_value_plot(
+            evaluation.singular_values(embeddings), folder / "singular_values.png"
+        )
+        drawn["projection"] = plots.projection_plot(embeddings, labels, folder / "projection.png")
+        report["figures"] = {name: pathlib.Path(path).name for name, path in drawn.items()}
+        (folder / "report.json").write_text(json.dumps(report, indent=2))
+
+    write_directory_atomically(str(out_dir), write, overwrite=True, owned=REPORT_FILES)
     return report
+
+
+def _check_report_folder(out_dir):
+    """Raise ``OSError`` naming the problem if :func:`write_report` could not write the folder
+    ``out_dir``: a file, a folder holding other files than :data:`REPORT_FILES`, or a place where
+    no folder can be created."""
+    out_dir = pathlib.Path(out_dir).absolute()
+    if out_dir.exists():
+        check_replaceable(str(out_dir), REPORT_FILES)
+    parent = out_dir.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{parent} is not a folder")
+    try:
+        tempfile.TemporaryDirectory(dir=parent).cleanup()
+    except OSError as error:
+        raise PermissionError(f"cannot write in {parent} ({error.strerror})") from None
+
+
+def _integer_at_least(minimum):
+    """An argparse ``type``: an integer ``>= minimum``."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}; got {text!r}")
+        return value
+
+    return parse
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tfdml.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="SavedModel directory or .keras file")
-    parser.add_argument("--data", required=True, help="dataset name for tfdml.data.load (e.g. digits, omniglot)")
+    parser.add_argument("model", help="SavedModel directory (an export models/<name>/<version>) or .keras file")
+    parser.add_argument("--data", required=True, choices=tfdml.data.NAMES, metavar="NAME",
+                        help=f"dataset name for tfdml.data.load: {', '.join(tfdml.data.NAMES)}")
     parser.add_argument("--root", default=None, help="dataset location (see tfdml.data.load)")
-    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--split", default="test", choices=tfdml.data.SPLITS, help="split to evaluate (default: test)")
     parser.add_argument(
-        "--image-size", type=int, default=None,
+        "--image-size", type=_integer_at_least(1), default=None,
         help="image size passed to the reader (for models without serving_bytes; it also sizes the figures)",
     )
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8], help="recall cut-offs")
+    parser.add_argument("--out", required=True, help="output directory (new, or holding an earlier report)")
+    parser.add_argument("--k", type=_integer_at_least(1), nargs="+", default=[1, 2, 4, 8], help="recall cut-offs")
     parser.add_argument("--metric", default="euclidean", choices=("euclidean", "squared_euclidean", "cosine"))
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=_integer_at_least(1), default=128)
     parser.add_argument("--fewshot", nargs="*", default=[], choices=evaluation.FEWSHOT_METRICS,
                         help="few-shot protocols to report (1000 episodes each)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_integer_at_least(0), default=0)
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
     if not pathlib.Path(args.model).exists():
         parser.error(f"model not found: {args.model}")
+    try:
+        _check_report_folder(args.out)
+    except OSError as error:
+        parser.error(f"--out {args.out}: {error}")
 
-    options = {} if args.image_size is None else {"image_size": args.image_size}
-    data = tfdml.data.load(args.data, root=args.root, split=args.split, **options)
-    bytes_embedder = load_bytes_embedder(args.model) if data.has_files else None
-    if bytes_embedder is not None:
+    # Everything that can be refused is checked before the images are embedded.
+    try:
+        bytes_embedder = load_bytes_embedder(args.model)
+        options = {} if args.image_size is None else {"image_size": args.image_size}
+        data = tfdml.data.load(args.data, root=args.root, split=args.split, **options)
+        from_files = bytes_embedder is not None and data.has_files
+        embedder = bytes_embedder if from_files else load_embedder(args.model)
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    if from_files:
         preprocessing = "serving_bytes: original files, the export's eval preprocessing"
-        embeddings = embed_files(bytes_embedder, data, batch_size=args.batch_size)
+        embeddings = embed_files(embedder, data, batch_size=args.batch_size)
     else:
         preprocessing = f"reader: {data.name} load" + ("" if args.image_size is None else f", image_size {args.image_size}")
-        embeddings = embed_images(load_embedder(args.model), data, batch_size=args.batch_size)
+        embeddings = embed_images(embedder, data, batch_size=args.batch_size)
     report = write_report(
         embeddings, data, args.out, k=args.k, metric=args.metric, seed=args.seed, verbose=args.verbose,
         fewshot=args.fewshot, preprocessing=preprocessing,

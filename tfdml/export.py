@@ -9,12 +9,14 @@ version. Signatures:
   size, already preprocessed (the output of the eval preprocessing, e.g.
   ``LabelledImages.load``; values in [0, 255]) → ``{"embeddings": (b, d)}``. Images
   holding NaN or ±Inf are refused (``InvalidArgumentError``).
-- ``serving_bytes``: ``image_bytes`` string ``(b,)``, each an original JPEG/PNG/GIF/BMP
-  file of any size → decoded with the model's channel count
-  (:func:`tfdml.data.images.decode`), then the training data's eval preprocessing
+- ``serving_bytes``: ``image_bytes`` string ``(b,)``, each an original JPEG/PNG/GIF/BMP/WebP
+  file of any size → decoded with the model's channel count (the first frame of an
+  animation; :func:`tfdml.data.images.decode`), then the training data's eval preprocessing
   (``preprocess``, e.g. ``LabelledImages.preprocess``: inversion, resize method and
   size, scaling) → ``{"embeddings"}``. Images of more than ``max_image_pixels``
-  pixels (height × width, read from the file's header before decoding) are refused.
+  pixels (height × width the decoder would allocate, read from the file's header before
+  decoding: :func:`tfdml.data.images.header_size`) are refused, and so are formats whose
+  size cannot be read that way (JPEG XL).
 
 Only the embedding model is exported: loss parameters (β, proxies) live in the
 loss and are never part of it. ``assets.extra/tf_serving_warmup_requests``
@@ -39,6 +41,7 @@ import tensorflow as tf
 from tfdml.data.images import decode, header_size
 from tfdml.io import write_directory_atomically
 from tfdml.neighbors import exact_search
+from tfdml.training.config import NAME_PATTERN
 
 #: Largest decoded image (height × width) ``serving_bytes`` accepts by default: 4096 × 4096 (48 MiB as RGB).
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -118,8 +121,12 @@ def check_export_settings(name, version, base_dir, *, gallery=None, gallery_k=10
 
 
 def check_name(name):
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-        raise ValueError(f"Model name {name!r} must be non-empty and use only letters, digits, '_', '.', '-'.")
+    """``train.py``'s rule: one folder name, never ``.``, ``..`` or hidden, so the export stays in ``base_dir``."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"Model name {name!r} must be one folder name: letters, digits, '_', '.', '-', "
+            "starting with a letter or digit."
+        )
 
 
 def check_version(version):
@@ -206,7 +213,8 @@ def export_embedding_model(
     Args:
         embedding_model: Keras model, float images ``(b, h, w, c)`` in ``[0, 255]`` → embeddings.
         base_dir: the model base directory (TF Serving's ``--model_base_path`` parent), e.g. ``"models"``.
-        name: model name (TF Serving's ``--model_name``).
+        name: model name (TF Serving's ``--model_name``): one folder name of letters, digits,
+            ``.``, ``_``, ``-``, starting with a letter or digit (``train.py``'s rule).
         version: integer version; default: one more than the newest existing version.
         preprocess: eval preprocessing of one decoded uint8 image ``(h0, w0, c)`` (any size, the model's
             channel count) to the model's input, run by the bytes signature: the training data's

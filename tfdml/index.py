@@ -24,18 +24,21 @@ Example:
 
 import json
 import os
+import zipfile
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from tfdml.distances import METRICS, as_embeddings
-from tfdml.io import write_directory_atomically
+from tfdml.io import recover_directory, write_directory_atomically
 from tfdml.masks import label_array
 from tfdml.neighbors import exact_search
 
 BACKENDS = ("exact", "faiss")
 INDEX_FILES = ("gallery.npz", "index.json")
+# Integers or str: the id kinds gallery.npz stores and reads back without pickling.
+ID_KINDS = "iuU"
 
 
 class SearchResult(NamedTuple):
@@ -56,7 +59,7 @@ class GalleryIndex:
     """
 
     def __init__(self, dim, metric="euclidean", backend="exact"):
-        if int(dim) != dim or dim <= 0:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
             raise ValueError(f"dim must be a positive integer; got {dim!r}.")
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}; got {metric!r}.")
@@ -79,11 +82,16 @@ class GalleryIndex:
         return int(self.embeddings.shape[0])
 
     def add(self, embeddings, ids, labels=None):
-        """Append gallery items; ``ids`` must be new and unique, ``labels`` default to -1 (unknown)."""
+        """Append gallery items; ``ids`` (integers or str) must be new and unique, ``labels`` default
+        to -1 (unknown)."""
         embeddings = self.check_vectors("embeddings", embeddings)
         ids = np.asarray(ids)
         if ids.shape != (len(embeddings),):
             raise ValueError(f"ids must have shape ({len(embeddings)},); got {ids.shape}.")
+        if ids.dtype.kind not in ID_KINDS:
+            raise ValueError(
+                f"ids must be integers or strings (str, not bytes or objects: e.g. ids.astype(str)); got {ids.dtype}."
+            )
         labels = np.full(len(ids), -1, np.int64) if labels is None else label_array(labels, count=len(ids))
         if len(self.ids) and ids.dtype.kind != self.ids.dtype.kind:
             raise ValueError(f"ids must all be of one kind; the index holds {self.ids.dtype}, got {ids.dtype}.")
@@ -161,8 +169,11 @@ class GalleryIndex:
     def save(self, path):
         """Write ``path/`` (``gallery.npz`` + ``index.json``) atomically.
 
-        An existing index folder is replaced; a folder holding anything else is refused
-        (``FileExistsError``), so saving never deletes files the index did not write.
+        An existing index folder is replaced, in one step where the filesystem can swap
+        folders (a reader finds the old index or the new one, never none); a save killed
+        half-way is undone or cleaned up by the next ``save`` or ``load`` (:mod:`tfdml.io`).
+        A folder holding anything else is refused (``FileExistsError``), so saving never
+        deletes files the index did not write.
         """
 
         def write(directory):
@@ -177,10 +188,12 @@ class GalleryIndex:
         """Read an index written by :meth:`save`, checked as :meth:`add` checks new items.
 
         A missing, corrupt or inconsistent index (``index.json`` not matching ``gallery.npz``,
-        ids and embeddings of different lengths, duplicate ids, NaN or inf embeddings) is a
-        ``ValueError`` (``FileNotFoundError`` if missing) naming the file and the problem. Arrays
-        are read without unpickling: only plain numeric and string arrays are accepted.
+        ids and embeddings of different lengths, duplicate ids, NaN or inf embeddings, labels
+        beyond int64) is a ``ValueError`` (``FileNotFoundError`` if missing) naming the file and
+        the problem. Arrays are read without unpickling: only plain numeric and string arrays
+        are accepted.
         """
+        recover_directory(path)
         meta_path = os.path.join(path, "index.json")
         gallery_path = os.path.join(path, "gallery.npz")
         for required in (meta_path, gallery_path):
@@ -194,37 +207,38 @@ class GalleryIndex:
             index = cls(**meta)
         except (ValueError, TypeError, UnicodeDecodeError) as error:
             raise ValueError(f"{meta_path} is not a valid gallery index description: {error}") from None
+
+        def corrupt(reason):
+            return ValueError(
+                f"{gallery_path} is corrupt or not written by GalleryIndex.save ({reason}); save the index again."
+            )
+
+        if not zipfile.is_zipfile(gallery_path):  # np.load takes any other file for a pickle, and says so
+            raise corrupt("not an .npz archive")
         try:
             with np.load(gallery_path, allow_pickle=False) as arrays:
                 embeddings, ids, labels = (arrays[name] for name in ("embeddings", "ids", "labels"))
         except Exception as error:  # zip, npy-format and pickled-object errors alike mean the file is unusable
-            reason = "it holds Python objects" if "allow_pickle" in str(error) else type(error).__name__
-            raise ValueError(
-                f"{gallery_path} is corrupt or not written by GalleryIndex.save ({reason}); save the index again."
-            ) from None
-        problem = cls._gallery_problem(index, embeddings, ids, labels)
-        if problem:
-            raise ValueError(f"{gallery_path}: {problem}; save the index again.")
-        index.embeddings, index.ids, index.labels = embeddings.astype(np.float32), ids, labels.astype(np.int64)
+            raise corrupt("it holds Python objects" if "allow_pickle" in str(error) else type(error).__name__) from None
+        try:
+            index.embeddings, index.ids, index.labels = cls._checked_gallery(index, embeddings, ids, labels)
+        except ValueError as error:
+            raise ValueError(f"{gallery_path}: {str(error).rstrip('.')}; save the index again.") from None
         return index
 
     @staticmethod
-    def _gallery_problem(index, embeddings, ids, labels):
-        """What is wrong with loaded arrays for ``index`` (``None`` if nothing)."""
+    def _checked_gallery(index, embeddings, ids, labels):
+        """Loaded arrays as ``(embeddings, ids, labels)`` for ``index``, or a ``ValueError`` naming the problem."""
         if embeddings.ndim != 2 or embeddings.dtype.kind != "f":
-            return f"embeddings must be a 2-D float array; got {embeddings.dtype} {embeddings.shape}"
+            raise ValueError(f"embeddings must be a 2-D float array; got {embeddings.dtype} {embeddings.shape}")
         if embeddings.shape[1] != index.dim:
-            return f"embeddings have dimension {embeddings.shape[1]} but index.json says dim={index.dim}"
+            raise ValueError(f"embeddings have dimension {embeddings.shape[1]} but index.json says dim={index.dim}")
         count = len(embeddings)
-        if ids.shape != (count,) or ids.dtype.kind not in "iuU":
-            return f"ids must be {count} integers or strings, one per embedding; got {ids.dtype} {ids.shape}"
+        if ids.shape != (count,) or ids.dtype.kind not in ID_KINDS:
+            raise ValueError(f"ids must be {count} integers or strings, one per embedding; got {ids.dtype} {ids.shape}")
         if labels.shape != (count,) or labels.dtype.kind not in "iu":
-            return f"labels must be {count} integers, one per embedding; got {labels.dtype} {labels.shape}"
+            raise ValueError(f"labels must be {count} integers, one per embedding; got {labels.dtype} {labels.shape}")
         unique, counts = np.unique(ids, return_counts=True)
         if np.any(counts > 1):
-            return f"duplicate ids {unique[counts > 1][:5].tolist()}"
-        try:
-            index.check_vectors("embeddings", embeddings)
-        except ValueError as error:
-            return str(error).rstrip(".")
-        return None
+            raise ValueError(f"duplicate ids {unique[counts > 1][:5].tolist()}")
+        return index.check_vectors("embeddings", embeddings), ids, label_array(labels, count=count)

@@ -7,7 +7,12 @@ directories are readable by other users (``0o755`` folders, ``0o644`` files), so
 TF Serving process running as another user can load an export.
 
 Replacing a directory never deletes files that tfdml did not write: the caller names
-the entries it owns, and a target holding anything else is refused.
+the entries it owns, and a target holding anything else is refused. A replaced directory
+is swapped in atomically (Linux ``renameat2(RENAME_EXCHANGE)``), so its path is never
+missing; where the filesystem cannot swap (NFS, macOS), a writer killed between the two
+renames leaves the old version beside the path, and the next write or
+:func:`recover_directory` (``GalleryIndex.load``) puts it back. Temporary folders carry
+their writer's host and pid: a later write removes those of dead writers, never a live one's.
 
 Example:
 
@@ -16,12 +21,22 @@ Example:
 >>> write_directory_atomically("models/m/1", lambda tmp: save_model_to(tmp), owned={"saved_model.pb"})
 """
 
+import ctypes
+import errno
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
+import zlib
 
 DIRECTORY_MODE = 0o755
 FILE_MODE = 0o644
+# Temporary folders are named .tmp-<target>-<host>-<pid>-<random> (and .old-… for a replaced
+# version): the host, hashed to a short token, keeps writers on other machines of a shared
+# filesystem out of reach, since their pids mean nothing here.
+_HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
 def write_file_atomically(path, content):
@@ -66,31 +81,108 @@ def write_directory_atomically(directory, write_fn, *, overwrite=False, owned=No
             naming it) instead of being replaced, so nothing a user put there is lost.
             ``None`` allows replacing whatever is there.
 
-    The temporary folder is removed if ``write_fn`` fails; nothing is left behind.
+    The temporary folder is removed if ``write_fn`` fails; nothing is left behind. What a
+    killed writer left beside ``directory`` is recovered first (:func:`recover_directory`).
     """
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
+    recover_directory(directory)
     if os.path.exists(directory):
         if not overwrite:
             raise FileExistsError(f"{directory} already exists; choose another target or pass overwrite=True.")
         check_replaceable(directory, owned)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(directory)}-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=_temp_prefix("tmp", os.path.basename(directory)), dir=parent)
     try:
         write_fn(tmp)
         make_readable(tmp)
-        if os.path.exists(directory):
-            old = tempfile.mkdtemp(prefix=f".old-{os.path.basename(directory)}-", dir=parent)
-            try:
-                os.rename(directory, os.path.join(old, "previous"))
-                os.rename(tmp, directory)
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
+        if not os.path.exists(directory):
             os.rename(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        elif not _exchange(tmp, directory):
+            _replace_in_two_renames(tmp, directory)
+    finally:  # after an exchange, tmp holds the previous version
+        _remove(tmp)
     return directory
+
+
+def recover_directory(directory):
+    """Put back or remove what writers killed inside :func:`write_directory_atomically` left beside
+    ``directory``: a replaced version whose successor never arrived is renamed back to the
+    (missing) path; temporary folders are removed. Only dead writers' folders on this host are touched.
+    """
+    parent, name = os.path.split(os.path.abspath(directory))
+    if not os.path.isdir(parent):
+        return
+    pattern = re.compile(rf"\.(tmp|old)-{re.escape(name)}-{_HOST}-(\d+)-[a-z0-9_]+")
+    for entry in sorted(os.listdir(parent)):
+        match = pattern.fullmatch(entry)
+        if not match or _alive(int(match[2])):
+            continue
+        previous = os.path.join(parent, entry, "previous")
+        if match[1] == "old" and os.path.lexists(previous) and not os.path.lexists(directory):
+            try:
+                os.rename(previous, directory)
+            except OSError:
+                if not os.path.lexists(directory):  # not put back by a concurrent recovery either
+                    raise
+        _remove(os.path.join(parent, entry))
+
+
+def _remove(path):
+    """Remove a temporary folder, or the symlink an exchange swapped into its place."""
+    if os.path.islink(path):
+        os.remove(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _temp_prefix(kind, name, pid=None):
+    return f".{kind}-{name}-{_HOST}-{os.getpid() if pid is None else pid}-"
+
+
+def _alive(pid):
+    """Whether process ``pid`` (on this host) may still be running; always true off POSIX, where it cannot be asked."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _exchange(a, b):
+    """Swap the paths ``a`` and ``b`` in one atomic step; ``False`` where the OS or filesystem cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)  # glibc >= 2.28
+    if renameat2 is None:
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(error, os.strerror(error), b)
+
+
+def _replace_in_two_renames(tmp, directory):
+    """Move ``directory`` aside, then ``tmp`` in; the old version comes back if the second rename fails."""
+    old = tempfile.mkdtemp(prefix=_temp_prefix("old", os.path.basename(directory)), dir=os.path.dirname(tmp))
+    previous = os.path.join(old, "previous")
+    try:
+        os.rename(directory, previous)
+        try:
+            os.rename(tmp, directory)
+        except BaseException:
+            os.rename(previous, directory)
+            raise
+    finally:
+        if os.path.lexists(directory):  # else old/previous is the only copy left, for recover_directory
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def check_replaceable(directory, owned):

@@ -101,6 +101,7 @@ KEYED_WHEN_CHANGED = {
     ("data", "validation"): None,
     ("data", "rotations"): False,
     ("evaluation", "select_by"): "val_recall_at_1",
+    ("evaluation", "figures"): True,
 }
 
 

@@ -10,14 +10,14 @@ _MAX_PIXEL = 16
 _FIRST_TEST_DIGIT = 5
 
 
-def digits(*, split="train", image_size=32):
+def digits(*, split="train", image_size=32, channels=1):
     """The 1,797 8×8 digits of ``sklearn.datasets.load_digits``, split by class.
 
     ``"train"`` holds digits 0–4, ``"test"`` digits 5–9 (class-disjoint, as in DML
     benchmarks), ``"all"`` every digit. Labels are the digits themselves; there are
-    no categories. Pixel values 0–16 are scaled to float32 in [0, 255], one channel,
-    and resized (bilinear, antialiased) to ``image_size × image_size``;
-    ``image_size=None`` keeps 8×8.
+    no categories. Pixel values 0–16 are scaled to float32 in [0, 255], with ``channels``
+    channels (1, or 3: the gray value in each, for models that take RGB), and resized
+    (bilinear, antialiased) to ``image_size × image_size``; ``image_size=None`` keeps 8×8.
 
     The digits come as arrays, not files: each image's "original file" (``encoded``)
     is the lossless 8×8 grayscale PNG of scikit-learn's integer values 0–16, and
@@ -33,6 +33,8 @@ def digits(*, split="train", image_size=32):
     """
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise ValueError(f"digits: image_size must be a positive int or None, got {image_size!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"digits: channels must be 1 or 3; got {channels!r}")
     bunch = sklearn.datasets.load_digits()
     labels = bunch.target.astype(np.int64)
     indices = class_disjoint_split(labels, split, _FIRST_TEST_DIGIT, "digits")
@@ -48,6 +50,6 @@ def digits(*, split="train", image_size=32):
     return LabelledImages(
         name=f"digits/{split}",
         labels=labels[indices],
-        load=EncodedImages(lambda index: tf.gather(png_files, index), channels=1, preprocess=preprocess),
+        load=EncodedImages(lambda index: tf.gather(png_files, index), channels=channels, preprocess=preprocess),
         class_names=[str(digit) for digit in range(10)],
     )

@@ -8,6 +8,7 @@ Both decode on load from the file paths, so only the paths are held in memory.
 import csv
 import os
 import pathlib
+import warnings
 
 import numpy as np
 
@@ -22,13 +23,14 @@ def image_folder(root, *, split="all", train_classes=None, channels=3, validate=
     classes; folders holding only sub-folders are categories. Class (and category)
     ids follow the sorted folder names; a class is named ``"category/class"`` in the
     two-level layout. Files with other extensions than ``.jpg .jpeg .png .gif .bmp``
-    are ignored.
+    are ignored; images at the root itself belong to no class and are left out with
+    a warning naming them.
 
     Args:
         root: the top folder.
         split: ``"all"`` (default), or a class-disjoint ``"train"`` (the first
             ``train_classes`` class ids) / ``"test"`` (the rest), as CUB-200 and CARS196
-            are split in DML.
+            are split in DML; these need at least 2 classes.
         train_classes: number of leading classes in ``"train"``; defaults to half,
             rounded up.
         channels: decoded channels (3 = RGB, 1 = grayscale).
@@ -41,8 +43,17 @@ def image_folder(root, *, split="all", train_classes=None, channels=3, validate=
     >>> shoes = image_folder("data/shoes", split="train")  # data/shoes/<model>/<photo>.jpg
     """
     root = pathlib.Path(root)
+    if root.is_file():  # FileNotFoundError as for a missing root, which train.py reports in one line
+        raise FileNotFoundError(f"image_folder: root {root} is a file, not a folder (a list file is read by list_file)")
     if not root.is_dir():
         raise FileNotFoundError(f"image_folder: root folder {root} does not exist")
+    loose = sorted(f.name for f in root.iterdir() if _is_image(f))
+    if loose:
+        warnings.warn(
+            f"image_folder: {len(loose)} image file(s) at the root of {root} are not in a class folder and are left "
+            f"out: {', '.join(loose[:5])}{' …' if len(loose) > 5 else ''}",
+            stacklevel=2,
+        )
     class_dirs, category_of_class, category_names = _class_folders(root)
     paths, labels = [], []
     for label, class_dir in enumerate(class_dirs):
@@ -175,6 +186,8 @@ def _build(name, paths, labels, categories, class_names, category_names, split, 
            validate):
     if split not in SPLITS:
         raise ValueError(f"{name}: split must be one of {SPLITS}, got {split!r}")
+    # Checked before decoding, which can take long.
+    first_test_label = None if split == "all" else _first_test_label(labels, split, train_classes, name)
     paths = [os.fspath(p) for p in paths]
     readable = images.decodable(paths, from_files=True, channels=channels, mode=validate)
     skipped = tuple(p for p, ok in zip(paths, readable) if not ok)
@@ -188,12 +201,16 @@ def _build(name, paths, labels, categories, class_names, category_names, split, 
         category_names=category_names,
         skipped=skipped,
     )
-    first_test_label = None if split == "all" else _first_test_label(labels, train_classes, name)
     return collection.subset(class_disjoint_split(collection.labels, split, first_test_label, name), f"{name}/{split}")
 
 
-def _first_test_label(labels, train_classes, name):
+def _first_test_label(labels, split, train_classes, name):
     class_ids = np.unique(labels)
+    if len(class_ids) < 2:
+        raise ValueError(
+            f"{name}: split={split!r} divides the classes into train and test, which needs at least 2 classes; "
+            f"it has {len(class_ids)}. Use split='all'."
+        )
     if train_classes is None:
         train_classes = (len(class_ids) + 1) // 2
     if not 0 < train_classes < len(class_ids):

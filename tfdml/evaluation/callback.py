@@ -23,7 +23,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         validation_data: a ``tf.data.Dataset`` of ``(images, labels)`` or ``(images, labels,
             categories)`` batches (e.g. ``LabelledImages.dataset(with_categories=True)``), or an
             ``(images, labels)`` pair of arrays (batched with ``batch_size``).
-        every_n_epochs: evaluate after epochs ``n, 2n, ...`` (default 1).
+        every_n_epochs: evaluate after epochs ``n, 2n, ...`` and after the last epoch of ``fit``, so that
+            a run shorter than ``n`` epochs is evaluated too (default 1).
         metrics, k, metric: passed to :func:`tfdml.evaluation.evaluate`; defaults
             ``("recall_at_k", "map_at_r", "r_precision", "nmi")`` and ``k=(1, 2, 4, 8)``.
         prefix: key prefix in the logs (default ``"val_"``).
@@ -89,7 +90,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         embedder = self._embedder()
         embeddings, labels, categories = [], [], []
         for images, batch_labels, *batch_categories in self.validation_data:
-            embeddings.append(np.asarray(embedder.predict_on_batch(images)))
+            # A plain call: under MultiWorkerMirroredStrategy predict_on_batch returns every worker's batch.
+            embeddings.append(keras.ops.convert_to_numpy(embedder(images, training=False)))
             labels.append(np.asarray(batch_labels).reshape(-1))
             categories.extend(np.asarray(c).reshape(-1) for c in batch_categories)
         if self.categories is not None:
@@ -97,7 +99,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         return np.concatenate(embeddings), np.concatenate(labels), np.concatenate(categories) if categories else None
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every_n_epochs:
+        last = epoch + 1 == (self.params or {}).get("epochs")
+        if (epoch + 1) % self.every_n_epochs and not last:
             return
         embeddings, labels, categories = self._embed_with_categories()
         scores = evaluate(

@@ -19,8 +19,11 @@ one-shot task *within an alphabet* (all classes of an episode from one category,
 which needs ``categories``; the category is drawn uniformly among those with at
 least ``ways`` classes), and 5-way 1-shot / 5-shot over all classes (Vinyals et al.).
 
-Episodes are index arrays (:class:`Episodes`), sampled in one vectorised pass, so
+Episodes are index arrays (:class:`Episodes`), sampled vectorised over the episodes, so
 two embeddings of the same images (e.g. two models) can be scored on identical episodes.
+Sampling memory is proportional to ``episodes × ways × (shots + queries)``, whatever the
+size of the classes. Since issue 33 made it so, a seed draws other episodes than before:
+scores from earlier versions differ from today's by sampling noise (within their CIs).
 
 Example:
 
@@ -33,6 +36,9 @@ import dataclasses
 import warnings
 
 import numpy as np
+
+from tfdml.distances import as_embeddings
+from tfdml.masks import label_array
 
 CLASSIFIERS = ("prototype", "nearest")
 DEFAULT_EPISODES = 1000
@@ -74,24 +80,29 @@ class FewShotResult:
 def sample_episodes(labels, ways, shots, *, queries=1, episodes=DEFAULT_EPISODES, categories=None, seed=0):
     """Draws ``episodes`` N-way K-shot episodes from ``labels``.
 
+    Each episode's ``ways`` classes are distinct and uniformly drawn; each way's ``shots``
+    support and ``queries`` query images are distinct images of its class, uniformly drawn.
+
     Args:
         labels: ``(n,)`` integer class labels.
         ways: classes per episode (N).
         shots: support images per class (K).
         queries: query images per class (default 1, as Lake et al.).
         episodes: number of episodes.
-        categories: optional ``(n,)`` category of each image (``-1``: unknown); when
-            given, every episode's classes come from one category, drawn uniformly
-            among the categories with at least ``ways`` classes (the others are left
-            out with a warning). A class must lie in one category.
+        categories: optional ``(n,)`` integer category of each image, ``>= -1`` (``-1``:
+            unknown, such classes are never drawn); when given, every episode's classes
+            come from one category, drawn uniformly among the categories with at least
+            ``ways`` classes (the others are left out with a warning). A class must lie in
+            one category.
         seed: seed of ``numpy.random.default_rng``.
 
     Raises:
-        ValueError: a class has fewer than ``shots + queries`` images, fewer than
-            ``ways`` classes (or no category with ``ways`` classes) exist, or a class
-            spans several categories.
+        ValueError: labels or categories are not integers (one category per label, none
+            below -1), a class has fewer than ``shots + queries`` images, fewer than ``ways``
+            classes (or no category with ``ways`` classes) exist, or a class spans several
+            categories.
     """
-    labels = np.asarray(labels).reshape(-1)
+    labels = label_array(labels, who="fewshot")
     for name, value in (("ways", ways), ("shots", shots), ("queries", queries), ("episodes", episodes)):
         if int(value) != value or value < 1:
             raise ValueError(f"fewshot: {name} must be an integer >= 1; got {value!r}.")
@@ -106,39 +117,53 @@ def sample_episodes(labels, ways, shots, *, queries=1, episodes=DEFAULT_EPISODES
             "(label (images))."
         )
     rng = np.random.default_rng(seed)
-    # A uniformly random subset of `ways` candidate classes per episode: the `ways` smallest random keys.
-    keys = rng.random((episodes, len(classes)))
+    # Classes are drawn from a group (one category, or all classes): a slice of `members`.
     if categories is None:
         if len(classes) < ways:
             raise ValueError(f"fewshot: {ways}-way episodes need {ways} classes; the labels hold {len(classes)}.")
+        members = np.arange(len(classes))
+        group_start, group_size = np.zeros(episodes, np.int64), np.full(episodes, len(classes))
     else:
-        keys[_outside_episode_category(categories, labels, classes, class_of_row, ways, episodes, rng)] = np.inf
-    chosen = np.argsort(keys, axis=1)[:, :ways]
-
-    # Rows of each class, padded with -1, and a random choice of `per_class` distinct rows per (episode, way).
-    order = np.argsort(class_of_row, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    position = np.arange(len(labels)) - np.repeat(starts, counts)
-    rows = np.full((len(classes), counts.max()), -1, dtype=np.int64)
-    rows[class_of_row[order], position] = order
-    image_keys = rng.random((episodes, ways, counts.max()))
-    image_keys[rows[chosen] < 0] = np.inf
-    picked = np.take_along_axis(rows[chosen], np.argsort(image_keys, axis=2)[:, :, :per_class], axis=2)
-    return Episodes(classes=classes[chosen], support=picked[:, :, :shots], query=picked[:, :, shots:])
+        members, group_start, group_size = _episode_categories(categories, labels, classes, class_of_row, ways,
+                                                               episodes, rng)
+    chosen = members[group_start[:, np.newaxis] + _distinct_positions(rng, group_size, ways)]
+    # Rows sorted by class: class c's rows are rows_by_class[first_row[c] : first_row[c] + counts[c]].
+    rows_by_class = np.argsort(class_of_row, kind="stable")
+    first_row = np.cumsum(counts) - counts
+    picked = rows_by_class[first_row[chosen][..., np.newaxis] + _distinct_positions(rng, counts[chosen], per_class)]
+    return Episodes(classes=classes[chosen], support=picked[..., :shots], query=picked[..., shots:])
 
 
-def _outside_episode_category(categories, labels, classes, class_of_row, ways, episodes, rng):
-    """``(episodes, classes)`` mask of the classes outside each episode's randomly drawn category."""
-    categories = np.asarray(categories).reshape(-1)
-    if categories.shape != labels.shape:
-        raise ValueError(f"fewshot: categories must have one entry per label ({labels.shape}); got {categories.shape}.")
+def _distinct_positions(rng, sizes, count):
+    """``sizes.shape + (count,)`` positions, distinct within each row, uniform in ``range(size)`` for each
+    entry of ``sizes`` (all ``>= count``), in draw order.
+
+    Draw ``j`` picks the ``r``-th position not drawn yet (``r`` uniform below ``size − j``), so memory is
+    that of the result however large ``sizes`` are (random keys for every member would take ``size``).
+    """
+    drawn = np.empty((*sizes.shape, count), dtype=np.int64)
+    for j in range(count):
+        position = rng.integers(0, sizes - j)
+        # Step over the earlier draws, in increasing order, at or below the position.
+        for earlier in np.moveaxis(np.sort(drawn[..., :j], axis=-1), -1, 0):
+            position += position >= earlier
+        drawn[..., j] = position
+    return drawn
+
+
+def _episode_categories(categories, labels, classes, class_of_row, ways, episodes, rng):
+    """Class indices grouped by category (``members``), and for each episode a category drawn uniformly
+    among those with ``ways`` classes, as its group's ``(episodes,)`` start and size in ``members``."""
+    categories = label_array(categories, "categories", count=labels.shape[0], who="fewshot")
+    if categories.min() < -1:
+        raise ValueError(f"fewshot: categories must be >= -1 (-1: unknown); got {categories.min()}.")
     class_category = np.full(len(classes), -1, dtype=np.int64)
     class_category[class_of_row] = categories
     mixed = np.flatnonzero(class_category[class_of_row] != categories)
     if mixed.size:
         raise ValueError(f"fewshot: class {labels[mixed[0]]} has images in several categories; a class needs one.")
     known, classes_per_category = np.unique(class_category[class_category >= 0], return_counts=True)
-    eligible = known[classes_per_category >= ways]
+    eligible = np.flatnonzero(classes_per_category >= ways)
     if not eligible.size:
         raise ValueError(
             f"fewshot: {ways}-way episodes within a category need a category with {ways} classes; the largest has "
@@ -151,8 +176,10 @@ def _outside_episode_category(categories, labels, classes, class_of_row, ways, e
             f"{left_out} (category: classes).",
             stacklevel=3,
         )
+    members = np.argsort(class_category, kind="stable")[np.count_nonzero(class_category < 0) :]
     episode_category = eligible[rng.integers(0, eligible.size, size=episodes)]
-    return class_category[np.newaxis, :] != episode_category[:, np.newaxis]
+    group_start = np.cumsum(classes_per_category) - classes_per_category
+    return members, group_start[episode_category], classes_per_category[episode_category]
 
 
 def episode_accuracies(embeddings, episodes, *, classifier="prototype"):
@@ -163,9 +190,8 @@ def episode_accuracies(embeddings, episodes, *, classifier="prototype"):
     """
     if classifier not in CLASSIFIERS:
         raise ValueError(f"fewshot: classifier must be one of {CLASSIFIERS}; got {classifier!r}.")
-    embeddings = np.asarray(embeddings, dtype=np.float64)
-    if embeddings.ndim != 2:
-        raise ValueError(f"fewshot: embeddings must be (n, d); got shape {embeddings.shape}.")
+    # NaN or inf distances would make argmin pick way 0: a chance-level score instead of an error.
+    embeddings = as_embeddings(embeddings, "fewshot: embeddings").astype(np.float64)
     accuracies = []
     for begin in range(0, len(episodes.support), _EPISODE_CHUNK):
         support = embeddings[episodes.support[begin : begin + _EPISODE_CHUNK]]  # (e, ways, shots, d)
@@ -208,7 +234,13 @@ def fewshot_accuracy(
 
     Returns:
         :class:`FewShotResult`.
+
+    Raises:
+        ValueError: embeddings that are not a finite ``(n, d)`` array (as :func:`tfdml.evaluation.evaluate`),
+            ``labels`` (or ``categories``) without one integer per embedding, or see :func:`sample_episodes`.
     """
+    embeddings = as_embeddings(embeddings, "fewshot: embeddings")
+    labels = label_array(labels, count=embeddings.shape[0], who="fewshot")
     drawn = sample_episodes(labels, ways, shots, queries=queries, episodes=episodes, categories=categories, seed=seed)
     accuracies = episode_accuracies(embeddings, drawn, classifier=classifier)
     return FewShotResult(

@@ -10,6 +10,7 @@ from tfdml.losses.base import DMLLoss
 from tfdml.losses.math import mean_over_positive_pairs
 from tfdml.losses.npair import npair_loss
 from tfdml.masks import negative_mask, positive_mask
+from tfdml.mining.base import check_argument
 
 
 def angular_term(labels, normalized, alpha=45.0):
@@ -77,15 +78,9 @@ class AngularLoss(DMLLoss):
 
     def __init__(self, alpha=45.0, angular_weight=2.0, nu=0.005, name="angular_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        if not 0.0 < alpha < 90.0:
-            raise ValueError(f"AngularLoss: alpha is an angle in degrees in (0, 90); got {alpha}.")
-        if angular_weight < 0:
-            raise ValueError(f"AngularLoss: angular_weight must be >= 0; got {angular_weight}.")
-        if nu < 0:
-            raise ValueError(f"AngularLoss: nu must be >= 0; got {nu}.")
-        self.alpha = float(alpha)
-        self.angular_weight = float(angular_weight)
-        self.nu = float(nu)
+        self.alpha = check_argument("AngularLoss", "alpha", alpha, low=0.0, high=90.0, low_open=True, high_open=True)
+        self.angular_weight = check_argument("AngularLoss", "angular_weight", angular_weight, low=0.0)
+        self.nu = check_argument("AngularLoss", "nu", nu, low=0.0)
 
     def compute(self, labels, embeddings):
         return angular_loss(labels, embeddings, self.alpha, self.angular_weight, self.nu)

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfdml.distances import safe_sqrt
 from tfdml.losses.proxies import ClassParametersLoss, cosine_similarity_to_classes
+from tfdml.mining.base import check_argument
 
 
 def arcface_target_cosine(cosine, margin):
@@ -75,12 +76,8 @@ class ArcFaceLoss(ClassParametersLoss):
         name=None,
     ):
         super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name)
-        if not 0 <= margin < math.pi / 2:
-            raise ValueError(f"ArcFaceLoss: margin must be an angle in radians in [0, π/2); got {margin!r}.")
-        if not scale > 0:
-            raise ValueError(f"ArcFaceLoss: scale must be > 0; got {scale!r}.")
-        self.margin = float(margin)
-        self.scale = float(scale)
+        self.margin = check_argument("ArcFaceLoss", "margin", margin, low=0.0, high=math.pi / 2, high_open=True)
+        self.scale = check_argument("ArcFaceLoss", "scale", scale, low=0.0, low_open=True)
         self.centers = self.add_class_vectors("centers", (self.num_classes, self.embedding_dim))
 
     def loss_from_class_vectors(self, labels, embeddings):

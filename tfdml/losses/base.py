@@ -2,8 +2,10 @@
 
 A DML loss is batch-global: it maps integer labels ``y_true`` of shape ``(b,)``
 or ``(b, 1)`` and embeddings ``y_pred`` of shape ``(b, d)`` to one scalar. The
-Keras ``Loss`` wrapper casts embeddings to float32 (so ``mixed_float16`` models
-keep the loss math in float32) and hands the work to :meth:`DMLLoss.compute`.
+embeddings are cast to float32 (so ``mixed_float16`` models keep the loss math in
+float32); the labels keep their dtype (Keras' ``Loss.__call__`` would cast them
+to float32, which merges class ids above 2**24) and reach :meth:`DMLLoss.compute`
+as int64.
 
 Every loss compiles under XLA (``compile(..., jit_compile=True)``, or Keras'
 default ``"auto"``, which turns XLA on for a single GPU): shapes inside the loss
@@ -38,7 +40,15 @@ import inspect
 import keras
 import tensorflow as tf
 
-from tfdml.masks import check_label_dtype, flatten_labels, labels_are_integral
+from tfdml.distances import squared_distances_are_finite
+from tfdml.losses.math import nan_unless
+from tfdml.masks import (
+    check_label_dtype,
+    flatten_labels,
+    inexact_message,
+    labels_are_exact,
+    labels_are_integral,
+)
 from tfdml.mining.base import Miner, serialize_miner
 
 # Constructor arguments that are not part of a loss's config: Keras' own dtype (losses compute in float32).
@@ -50,16 +60,19 @@ class DMLLoss(keras.losses.Loss):
 
     Input checks and the NaN policy, shared by every tfdml loss:
 
-    - **NaN policy**: if any embedding is NaN or ±Inf, the loss is NaN (never a finite
-      value with non-finite gradients), so ``keras.callbacks.TerminateOnNaN`` stops
-      training at that step.
-    - **Labels** must be integer class ids of shape ``(b,)`` or ``(b, 1)``. Keras hands
-      ``y_true`` to losses as float32, so integral floats are accepted; fractional ones
-      (``0.4``, ``2.5``) are an error: a ``ValueError`` when the labels are known eagerly,
-      an ``InvalidArgumentError`` from an in-graph assertion in a ``tf.function``. XLA
-      (``jit_compile=True``) drops assertions, so a compiled step with fractional
-      labels returns a NaN loss instead (``TerminateOnNaN`` stops there too). String
-      labels raise a ``TypeError``.
+    - **NaN policy**: if any embedding is NaN or ±Inf, or so large that squared distances
+      overflow float32 (``‖x‖ ≳ 9e18``, :func:`tfdml.distances.squared_distances_are_finite`),
+      the loss is NaN (never a finite value with non-finite or zero gradients), so
+      ``keras.callbacks.TerminateOnNaN`` stops training at that step.
+    - **Labels** must be integer class ids of shape ``(b,)`` or ``(b, 1)``. Integer labels
+      are compared as int64, so every id is exact (the loss does not let Keras cast ``y_true``
+      to float32). Integral float labels are accepted below the magnitude where their dtype
+      stops telling integers apart (``2**24`` for float32, ``2**53`` for float64); fractional
+      ones (``0.4``, ``2.5``) and larger ones are an error: a ``ValueError`` when the labels are
+      known eagerly, an ``InvalidArgumentError`` from an in-graph assertion in a ``tf.function``.
+      XLA (``jit_compile=True``) drops assertions, so a compiled step with such labels
+      returns a NaN loss instead (``TerminateOnNaN`` stops there too). String labels raise a
+      ``TypeError``.
     - **Batch sizes** of ``y_true`` and ``y_pred`` must match: checked statically (a
       ``ValueError`` naming both sizes) where the shapes are known, at run time otherwise.
 
@@ -90,9 +103,11 @@ class DMLLoss(keras.losses.Loss):
                 "are pairs or tuples of several samples normalised by batch-wide counts, so a per-sample weight "
                 "has no defined meaning. Drop the weights from the dataset, or sample the batch accordingly."
             )
-        # Keras casts y_true to float before call(); a string dtype must be caught first.
         check_label_dtype(y_true, f"{type(self).__name__}: y_true")
-        return super().__call__(y_true, y_pred)
+        # Not keras.losses.Loss.__call__: it casts y_true to float32, where class ids above 2**24 merge.
+        with keras.name_scope(self.name):
+            loss = self.call(tf.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred, dtype=self.dtype))
+            return tf.cast(loss, self.dtype)
 
     def call(self, y_true, y_pred):
         return self.checked_compute(y_true, y_pred)
@@ -100,10 +115,13 @@ class DMLLoss(keras.losses.Loss):
     def checked_compute(self, y_true, y_pred, **inputs):
         """:meth:`compute` behind the input checks and the NaN policy.
 
-        ``inputs`` are further per-sample tensors that a loss reads from ``y_true`` besides the
-        class labels (``MarginLoss(beta_image=True)``'s image ids); they go to :meth:`compute`.
+        ``inputs`` are further per-sample integer ids that a loss reads from ``y_true`` besides the
+        class labels (``MarginLoss(beta_image=True)``'s image ids); they are checked as the labels
+        are and go to :meth:`compute` as int64 ``(b,)``.
         """
         loss_name = type(self).__name__
+        ids = {"y_true": y_true, **inputs}
+        inputs = {name: flatten_labels(value, f"{loss_name}: {name}") for name, value in inputs.items()}
         labels = flatten_labels(y_true, f"{loss_name}: y_true")
         embeddings = tf.cast(y_pred, tf.float32)
         if embeddings.shape.rank != 2:
@@ -114,23 +132,30 @@ class DMLLoss(keras.losses.Loss):
                 f"{loss_name}: y_true has {num_labels} labels but y_pred has {num_embeddings} embeddings; "
                 "the batch sizes must match."
             )
-        integral = labels_are_integral(y_true)
         checks = [
             tf.debugging.assert_equal(
                 tf.shape(labels)[0],
                 tf.shape(embeddings)[0],
                 message=f"{loss_name}: y_true and y_pred have different batch sizes",
-            ),
-            tf.debugging.Assert(integral, [f"{loss_name}: y_true must hold integer class ids; got fractional labels"]),
+            )
         ]
+        valid = [squared_distances_are_finite(embeddings)]
+        for name, value in ids.items():
+            value = tf.convert_to_tensor(value)
+            integral, exact = labels_are_integral(value), labels_are_exact(value)
+            fractional = f"{loss_name}: {name} must hold integer class ids; got fractional labels"
+            checks.append(tf.debugging.Assert(integral, [fractional]))
+            if value.dtype.is_floating:
+                message = f"{loss_name}: {name}: {inexact_message(value.dtype)}; largest label:"
+                checks.append(tf.debugging.Assert(exact, [message, tf.reduce_max(tf.abs(value))]))
+            valid += [integral, exact]
         with tf.control_dependencies(checks):
             labels = tf.identity(labels)
         loss = self.compute(labels, embeddings, **inputs)
-        valid = tf.logical_and(integral, tf.reduce_all(tf.math.is_finite(embeddings)))
-        return tf.where(valid, loss, tf.constant(float("nan"), loss.dtype))
+        return nan_unless(tf.reduce_all(tf.stack(valid)), loss)
 
     def compute(self, labels, embeddings):
-        """Scalar float32 loss from int32 labels ``(b,)`` and float32 embeddings ``(b, d)``."""
+        """Scalar float32 loss from int64 labels ``(b,)`` and float32 embeddings ``(b, d)``."""
         raise NotImplementedError
 
     def get_config(self):

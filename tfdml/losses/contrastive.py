@@ -8,6 +8,7 @@ from tfdml.distances import euclidean
 from tfdml.losses.pairs import check_pairs, contrastive_all_pairs
 from tfdml.losses.math import masked_mean
 from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
+from tfdml.mining.base import check_argument
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -33,8 +34,9 @@ class ContrastiveLoss(DMLLoss):
     The mean is over all mined pairs; no pair gives 0.
 
     Args:
-        margin: ``γ``, the distance beyond which negatives cost nothing (default 1.0).
-        positive_margin: ``m⁺``, the distance below which positives cost nothing
+        margin: ``γ > 0``, the distance beyond which negatives cost nothing (default 1.0; with
+            ``γ = 0`` no negative pair would ever cost anything).
+        positive_margin: ``m⁺ >= 0``, the distance below which positives cost nothing
             (default 0.0, as in Roth et al.).
         miner: a :class:`~tfdml.mining.base.Miner` (default: ``DistanceWeightedMiner()``,
             Roth et al.'s choice; Wu et al. also use random and semi-hard pairs, e.g.
@@ -53,8 +55,8 @@ class ContrastiveLoss(DMLLoss):
 
     def __init__(self, margin=1.0, positive_margin=0.0, miner=None, pairs="mined", name="contrastive_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.margin = float(margin)
-        self.positive_margin = float(positive_margin)
+        self.margin = check_argument("ContrastiveLoss", "margin", margin, low=0.0, low_open=True)
+        self.positive_margin = check_argument("ContrastiveLoss", "positive_margin", positive_margin, low=0.0)
         self.pairs = check_pairs(pairs, miner)
         self.miner = None if self.pairs == "all" else resolve_miner(miner, DistanceWeightedMiner)
 

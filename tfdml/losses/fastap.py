@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
 from tfdml.masks import flatten_labels, same_label_mask
+from tfdml.mining.base import check_argument
 
 # Squared Euclidean distances between unit vectors lie in [0, MAX_SQUARED_DISTANCE].
 MAX_SQUARED_DISTANCE = 4.0
@@ -42,10 +43,8 @@ class _FastAPForward(NamedTuple):
     pair_bins: tf.Tensor  # (M, M) int32: kind·(L + 1) + lower bin index k of each pair
 
 
-def _check_num_bins(num_bins):
-    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
-        raise ValueError(f"FastAP: num_bins must be a positive integer; got {num_bins!r}.")
-    return num_bins
+def _check_num_bins(num_bins, owner):
+    return check_argument(owner, "num_bins", num_bins, int, low=1)
 
 
 def _unit_embeddings(embeddings):
@@ -216,7 +215,7 @@ def fastap_loss(labels, embeddings, num_bins=10):
     >>> x = tf.random.normal((8, 4))
     >>> fastap_loss(tf.constant([0, 0, 1, 1, 2, 2, 3, 3]), x, num_bins=10)
     """
-    num_bins = _check_num_bins(num_bins)
+    num_bins = _check_num_bins(num_bins, "fastap_loss")
     labels = flatten_labels(labels)
     unit_embeddings = _unit_embeddings(embeddings)
 
@@ -239,7 +238,7 @@ def fastap_loss_autodiff(labels, embeddings, num_bins=10):
     alive and goes through the histogram's gradient, so it costs more memory and time.
     Used by tests and benchmarks.
     """
-    num_bins = _check_num_bins(num_bins)
+    num_bins = _check_num_bins(num_bins, "fastap_loss_autodiff")
     return _fastap_forward(flatten_labels(labels), _unit_embeddings(embeddings), num_bins).loss
 
 
@@ -273,7 +272,7 @@ class FastAPLoss(DMLLoss):
 
     def __init__(self, num_bins=10, name="fastap_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.num_bins = _check_num_bins(num_bins)
+        self.num_bins = _check_num_bins(num_bins, "FastAPLoss")
 
     def compute(self, labels, embeddings):
         return fastap_loss(labels, embeddings, num_bins=self.num_bins)

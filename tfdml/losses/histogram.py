@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
 from tfdml.masks import same_label_mask
+from tfdml.mining.base import check_argument
 
 
 def soft_histogram(lower_index, upper_share, pairs, num_bins):
@@ -70,9 +71,7 @@ class HistogramLoss(DMLLoss):
 
     def __init__(self, num_bins=65, name="histogram_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        if int(num_bins) != num_bins or num_bins < 2:
-            raise ValueError(f"HistogramLoss: num_bins must be an integer >= 2; got {num_bins}.")
-        self.num_bins = int(num_bins)
+        self.num_bins = check_argument("HistogramLoss", "num_bins", num_bins, int, low=2)
 
     def compute(self, labels, embeddings):
         return histogram_loss(labels, embeddings, self.num_bins)

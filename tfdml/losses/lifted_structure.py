@@ -7,6 +7,7 @@ from tfdml.distances import euclidean
 from tfdml.losses.base import DMLLoss
 from tfdml.losses.math import masked_logsumexp, masked_mean, squared_norm_regularizer
 from tfdml.masks import negative_mask, positive_mask
+from tfdml.mining.base import check_argument
 
 
 def generalized_lifted_structure_loss(labels, embeddings, margin=1.0, nu=0.005):
@@ -39,7 +40,7 @@ class GeneralizedLiftedStructureLoss(DMLLoss):
     while Eq. 3 writes a plain sum, which would tie the loss scale to the batch size.
 
     Args:
-        margin: margin ``γ`` on negative distances (Roth et al.: 1).
+        margin: margin ``γ >= 0`` on negative distances (Roth et al.: 1).
         nu: weight ``ν`` of the squared-norm regulariser (Roth et al.: 0.005).
         name: name of the loss instance.
 
@@ -51,10 +52,8 @@ class GeneralizedLiftedStructureLoss(DMLLoss):
 
     def __init__(self, margin=1.0, nu=0.005, name="generalized_lifted_structure_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        if nu < 0:
-            raise ValueError(f"GeneralizedLiftedStructureLoss: nu must be >= 0; got {nu}.")
-        self.margin = float(margin)
-        self.nu = float(nu)
+        self.margin = check_argument("GeneralizedLiftedStructureLoss", "margin", margin, low=0.0)
+        self.nu = check_argument("GeneralizedLiftedStructureLoss", "nu", nu, low=0.0)
 
     def compute(self, labels, embeddings):
         return generalized_lifted_structure_loss(labels, embeddings, self.margin, self.nu)

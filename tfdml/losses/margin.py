@@ -5,21 +5,12 @@ import tensorflow as tf
 
 from tfdml.losses.base import LossParameters, ParametricDMLLoss
 from tfdml.distances import euclidean
+from tfdml.losses.math import nan_unless
 from tfdml.losses.pairs import check_pairs, margin_loss_all_pairs
 from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
-from tfdml.masks import flatten_labels
+from tfdml.masks import ids_in_range
+from tfdml.mining.base import check_argument
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
-
-
-def gather_checked(table, ids, anchors, what, bound_name):
-    """``table[ids[anchors]]``, asserting in-graph that every id is in ``[0, len(table))``."""
-    bound = tf.shape(table, out_type=ids.dtype)[0]
-    checks = [
-        tf.debugging.assert_non_negative(ids, message=f"{what} must be >= 0"),
-        tf.debugging.assert_less(ids, bound, message=f"{what} must be < {bound_name}={table.shape[0]}"),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.gather(table, tf.gather(ids, anchors))
 
 
 def margin_loss(embeddings, triplets, anchor_betas, margin=0.2, nu=0.0):
@@ -66,11 +57,12 @@ class MarginLoss(ParametricDMLLoss):
     ``ν = 0``, distance-weighted pairs in Wu et al.'s construction.
 
     Args:
-        margin: ``α`` (default 0.2).
-        beta: initial (or fixed) ``β⁽⁰⁾`` (default 1.2).
+        margin: ``α >= 0`` (default 0.2).
+        beta: initial (or fixed) ``β⁽⁰⁾ >= 0``, a distance (default 1.2).
         learn_beta: train ``β⁽⁰⁾`` (default ``False``).
         beta_class: add a learnable per-class ``β_class`` (requires ``num_classes``;
-            labels must lie in ``[0, num_classes)``).
+            labels must lie in ``[0, num_classes)``: an error, or a NaN loss under XLA,
+            which drops assertions; image indices likewise).
         num_classes: number of training classes, for ``beta_class``.
         beta_image: add a learnable per-image ``β_img`` (requires ``num_images``).
         num_images: number of training images, for ``beta_image``.
@@ -108,19 +100,21 @@ class MarginLoss(ParametricDMLLoss):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        if beta_class and not (num_classes and int(num_classes) > 0):
-            raise ValueError(f"MarginLoss(beta_class=True) needs num_classes > 0; got num_classes={num_classes}.")
-        if beta_image and not (num_images and int(num_images) > 0):
-            raise ValueError(f"MarginLoss(beta_image=True) needs num_images > 0; got num_images={num_images}.")
-        self.margin = float(margin)
-        self.beta = float(beta)
-        self.learn_beta = bool(learn_beta)
-        self.beta_class = bool(beta_class)
-        self.num_classes = None if num_classes is None else int(num_classes)
-        self.beta_image = bool(beta_image)
-        self.num_images = None if num_images is None else int(num_images)
-        self.nu = float(nu)
-        self.beta_learning_rate = float(beta_learning_rate)
+        self.margin = check_argument("MarginLoss", "margin", margin, low=0.0)
+        self.beta = check_argument("MarginLoss", "beta", beta, low=0.0)
+        self.learn_beta = check_argument("MarginLoss", "learn_beta", learn_beta, bool)
+        self.beta_class = check_argument("MarginLoss", "beta_class", beta_class, bool)
+        self.num_classes = check_argument("MarginLoss", "num_classes", num_classes, int, low=1, optional=True)
+        self.beta_image = check_argument("MarginLoss", "beta_image", beta_image, bool)
+        self.num_images = check_argument("MarginLoss", "num_images", num_images, int, low=1, optional=True)
+        if self.beta_class and self.num_classes is None:
+            raise ValueError("MarginLoss(beta_class=True) needs num_classes (an integer >= 1).")
+        if self.beta_image and self.num_images is None:
+            raise ValueError("MarginLoss(beta_image=True) needs num_images (an integer >= 1).")
+        self.nu = check_argument("MarginLoss", "nu", nu, low=0.0)
+        self.beta_learning_rate = check_argument(
+            "MarginLoss", "beta_learning_rate", beta_learning_rate, low=0.0, low_open=True
+        )
         self.pairs = check_pairs(pairs, miner)
         self.miner = None if self.pairs == "all" else resolve_miner(miner, DistanceWeightedMiner)
         self.parameters = LossParameters(self.beta_learning_rate, name=f"{name}_parameters")
@@ -155,38 +149,44 @@ class MarginLoss(ParametricDMLLoss):
                 "MarginLoss(beta_image=True) needs y_true of shape (batch, 2) = (class label, image index); "
                 f"got {y_true.shape}."
             )
-        return self.checked_compute(y_true[:, 0], y_pred, image_ids=flatten_labels(y_true[:, 1]))
+        return self.checked_compute(y_true[:, 0], y_pred, image_ids=y_true[:, 1])
 
     def anchor_betas(self, labels, anchors, image_ids=None, dtype=tf.float32):
-        """``β(i) = β⁽⁰⁾ + β_class(c(i)) + β_img(i)`` per anchor index; ``image_ids``: each sample's image."""
+        """``β(i) = β⁽⁰⁾ + β_class(c(i)) + β_img(i)`` per anchor index; ``image_ids``: each sample's image.
+
+        Labels and image ids must be in range (:meth:`checked_ids`): XLA clamps out-of-range gathers.
+        """
         beta = tf.fill(tf.shape(anchors), tf.cast(self.global_beta, dtype))
         if self.class_beta is not None:
-            beta = beta + tf.cast(
-                gather_checked(self.class_beta, labels, anchors, "MarginLoss(beta_class=True): every label", "num_classes"),
-                dtype,
-            )
+            beta = beta + tf.cast(tf.gather(self.class_beta, tf.gather(labels, anchors)), dtype)
         if self.image_beta is not None:
-            beta = beta + tf.cast(
-                gather_checked(
-                    self.image_beta,
-                    image_ids,
-                    anchors,
-                    "MarginLoss(beta_image=True): every image index (y_true[:, 1])",
-                    "num_images",
-                ),
-                dtype,
-            )
+            beta = beta + tf.cast(tf.gather(self.image_beta, tf.gather(image_ids, anchors)), dtype)
         return beta
+
+    def checked_ids(self, labels, image_ids):
+        """``(labels, image_ids, in_range)``: the ids that index ``β_class``/``β_img`` behind in-graph
+        assertions that they are in range, and the scalar bool condition (the loss is NaN without it)."""
+        in_range = tf.constant(True)
+        if self.class_beta is not None:
+            who = "MarginLoss(beta_class=True): labels"
+            labels, classes_ok = ids_in_range(labels, self.num_classes, who, "num_classes")
+            in_range = tf.logical_and(in_range, classes_ok)
+        if self.image_beta is not None:
+            who = "MarginLoss(beta_image=True): image indices (y_true[:, 1])"
+            image_ids, images_ok = ids_in_range(image_ids, self.num_images, who, "num_images", what="index")
+            in_range = tf.logical_and(in_range, images_ok)
+        return labels, image_ids, in_range
 
     def compute(self, labels, embeddings, image_ids=None):
         if self.image_beta is not None and image_ids is None:
             raise ValueError("MarginLoss(beta_image=True) must be called with y_true of shape (batch, 2).")
+        labels, image_ids, in_range = self.checked_ids(labels, image_ids)
         if self.pairs == "all":
             if self.class_beta is None and self.image_beta is None:
                 beta = tf.cast(self.global_beta, embeddings.dtype)  # one β: the cheaper symmetric gradient
             else:
                 beta = self.anchor_betas(labels, tf.range(tf.shape(labels)[0]), image_ids, embeddings.dtype)
-            return margin_loss_all_pairs(labels, embeddings, beta, self.margin, self.nu)
+            return nan_unless(in_range, margin_loss_all_pairs(labels, embeddings, beta, self.margin, self.nu))
         triplets = mine_triplets(self.miner, embeddings, labels)
         beta = self.anchor_betas(labels, triplets.anchors, image_ids, embeddings.dtype)
-        return margin_loss(embeddings, triplets, beta, self.margin, self.nu)
+        return nan_unless(in_range, margin_loss(embeddings, triplets, beta, self.margin, self.nu))

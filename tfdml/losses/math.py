@@ -1,4 +1,5 @@
-"""Math shared by several losses: masked log-sum-exps, masked means and the embedding-norm regulariser.
+"""Math shared by several losses: masked log-sum-exps, masked means, the embedding-norm regulariser and
+the NaN that marks an undefined loss.
 
 Every helper is vectorised, keeps static shapes (masks select entries, never
 ``boolean_mask``) and gives finite values and gradients on empty selections, so the
@@ -49,6 +50,13 @@ def mean_over_positive_pairs(tuple_losses, positives, has_negative):
         tf.reduce_sum(tf.where(valid, tuple_losses, 0.0)),
         tf.reduce_sum(tf.cast(positives, tuple_losses.dtype)),
     )
+
+
+def nan_unless(condition, loss):
+    """``loss`` where the scalar bool ``condition`` holds, else NaN: how a loss reports inputs it is undefined
+    for (non-finite embeddings; bad labels under XLA, which drops assertions), so that
+    ``keras.callbacks.TerminateOnNaN`` stops training."""
+    return tf.where(condition, loss, tf.constant(float("nan"), loss.dtype))
 
 
 def squared_norm_regularizer(embeddings):

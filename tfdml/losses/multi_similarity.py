@@ -6,7 +6,7 @@ import tensorflow as tf
 from tfdml.losses.base import DMLLoss
 from tfdml.losses.pairs import check_pairs, multi_similarity_all_pairs, multi_similarity_terms
 from tfdml.losses.tuples import resolve_miner
-from tfdml.mining.base import MaskedTriplets
+from tfdml.mining.base import MaskedTriplets, check_argument
 from tfdml.mining.multi_similarity import MultiSimilarityMiner, PairMasks
 
 
@@ -74,11 +74,9 @@ class MultiSimilarityLoss(DMLLoss):
         self, alpha=2.0, beta=40.0, threshold=0.5, miner=None, pairs="mined", name="multi_similarity_loss", **kwargs
     ):
         super().__init__(name=name, **kwargs)
-        if alpha <= 0 or beta <= 0:
-            raise ValueError(f"MultiSimilarityLoss: alpha and beta must be > 0; got alpha={alpha}, beta={beta}.")
-        self.alpha = float(alpha)
-        self.beta = float(beta)
-        self.threshold = float(threshold)
+        self.alpha = check_argument("MultiSimilarityLoss", "alpha", alpha, low=0.0, low_open=True)
+        self.beta = check_argument("MultiSimilarityLoss", "beta", beta, low=0.0, low_open=True)
+        self.threshold = check_argument("MultiSimilarityLoss", "threshold", threshold)
         self.pairs = check_pairs(pairs, miner)
         self.miner = None if self.pairs == "all" else resolve_miner(miner, MultiSimilarityMiner)
 

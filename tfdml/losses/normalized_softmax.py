@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.proxies import ClassParametersLoss, cosine_similarity_to_classes
+from tfdml.mining.base import check_argument
 
 
 def normalized_softmax_loss(labels, embeddings, proxies, temperature=0.05):
@@ -52,9 +53,7 @@ class NormalizedSoftmaxLoss(ClassParametersLoss):
         name=None,
     ):
         super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name)
-        if not temperature > 0:
-            raise ValueError(f"NormalizedSoftmaxLoss: temperature must be > 0; got {temperature!r}.")
-        self.temperature = float(temperature)
+        self.temperature = check_argument("NormalizedSoftmaxLoss", "temperature", temperature, low=0.0, low_open=True)
         self.proxies = self.add_class_vectors("proxies", (self.num_classes, self.embedding_dim))
 
     def loss_from_class_vectors(self, labels, embeddings):

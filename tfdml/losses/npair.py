@@ -6,6 +6,7 @@ import tensorflow as tf
 from tfdml.losses.base import DMLLoss
 from tfdml.losses.math import masked_logsumexp, mean_over_positive_pairs, squared_norm_regularizer
 from tfdml.masks import negative_mask, positive_mask
+from tfdml.mining.base import check_argument
 
 
 def npair_loss(labels, embeddings, nu=0.005):
@@ -54,9 +55,7 @@ class NPairLoss(DMLLoss):
 
     def __init__(self, nu=0.005, name="npair_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        if nu < 0:
-            raise ValueError(f"NPairLoss: nu must be >= 0; got {nu}.")
-        self.nu = float(nu)
+        self.nu = check_argument("NPairLoss", "nu", nu, low=0.0)
 
     def compute(self, labels, embeddings):
         return npair_loss(labels, embeddings, self.nu)

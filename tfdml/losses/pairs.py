@@ -9,8 +9,9 @@ matrix next to one Gram matrix, so memory stays ``O(b²)``, shapes are static an
 every function compiles under XLA (``tf.function(jit_compile=True)``).
 
 The functions take int labels ``(b,)`` and float embeddings ``(b, d)`` and return a
-scalar. Non-finite embeddings give a NaN loss: the clamps of the distance matrix
-(``relu``, a masked square root) could otherwise turn a NaN into 0 and hide it.
+scalar. Non-finite embeddings, and huge ones whose squared distances overflow, give a NaN loss:
+the clamps of the distance matrix (``relu``, a masked square root) could otherwise turn a NaN
+into 0 and hide it.
 
 The Keras losses use them with ``pairs="all"``:
 ``ContrastiveLoss(pairs="all")``, ``MarginLoss(pairs="all")`` and
@@ -25,7 +26,8 @@ Example:
 
 import tensorflow as tf
 
-from tfdml.losses.math import log1p_sum_exp
+from tfdml.distances import squared_distances_are_finite
+from tfdml.losses.math import log1p_sum_exp, nan_unless
 from tfdml.masks import same_label_mask
 
 PAIRS = ("mined", "all")
@@ -42,8 +44,9 @@ def check_pairs(pairs, miner):
 
 
 def nan_unless_finite(loss, embeddings):
-    """``loss``, or NaN when any embedding is NaN or infinite."""
-    return tf.where(tf.reduce_all(tf.math.is_finite(embeddings)), loss, tf.constant(float("nan"), loss.dtype))
+    """``loss``, or NaN when any embedding is NaN or infinite or a squared distance overflows
+    (:func:`tfdml.distances.squared_distances_are_finite`)."""
+    return nan_unless(squared_distances_are_finite(embeddings), loss)
 
 
 def distances_and_gradient(embeddings, symmetric):

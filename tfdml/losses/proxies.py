@@ -5,7 +5,8 @@ learned class vectors instead of with other samples of the batch. They share:
 
 * :class:`ClassParametersLoss`, the base that owns ``num_classes``,
   ``embedding_dim``, the learning rate of the class vectors and their seeded
-  initialiser, and checks that every label is in ``[0, num_classes)``;
+  initialiser, and checks that every label is in ``[0, num_classes)`` (an error,
+  or a NaN loss under XLA, which drops assertions);
 * :func:`cosine_similarity_to_classes`, ``x̂_i · ŵ`` between L2-normalised
   embeddings and L2-normalised class vectors.
 
@@ -23,6 +24,9 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import LossParameters, ParametricDMLLoss
+from tfdml.losses.math import nan_unless
+from tfdml.masks import ids_in_range
+from tfdml.mining.base import check_argument
 
 
 def cosine_similarity_to_classes(embeddings, class_vectors):
@@ -37,12 +41,14 @@ def cosine_similarity_to_classes(embeddings, class_vectors):
 
 
 def checked_labels(labels, num_classes, loss_name):
-    """``labels``, after checking that each lies in ``[0, num_classes)``; the error names the label and ``num_classes``.
+    """``(labels, in_range)``: ``labels`` checked to lie in ``[0, num_classes)`` (the error names the label
+    and ``num_classes``), and the scalar bool condition.
 
     Labels known without running the graph (eager tensors, constants) raise a
     ``ValueError`` at once. Inside ``tf.function`` the returned labels depend on
-    an in-graph assertion, so a bad label raises ``InvalidArgumentError`` before
-    any op indexes with it.
+    an in-graph assertion (:func:`tfdml.masks.ids_in_range`), so a bad label raises
+    ``InvalidArgumentError`` before any op indexes with it; XLA drops the assertion,
+    so the loss turns NaN where ``in_range`` is false.
     """
     known = tf.get_static_value(labels)
     if known is not None:
@@ -52,17 +58,8 @@ def checked_labels(labels, num_classes, loss_name):
                 f"{loss_name}: label {int(out_of_range[0])} is out of range for num_classes={num_classes}; "
                 f"labels must be integers in [0, {num_classes})."
             )
-        return labels
-    largest, smallest = tf.reduce_max(labels), tf.reduce_min(labels)
-    check = tf.debugging.Assert(
-        tf.logical_and(smallest >= 0, largest < num_classes),
-        [
-            f"{loss_name}: labels must be integers in [0, num_classes={num_classes}); out-of-range label:",
-            tf.where(largest >= num_classes, largest, smallest),
-        ],
-    )
-    with tf.control_dependencies([check]):
-        return tf.identity(labels)
+        return labels, tf.constant(True)
+    return ids_in_range(labels, num_classes, f"{loss_name}: labels", "num_classes")
 
 
 class ClassParametersLoss(ParametricDMLLoss):
@@ -77,6 +74,9 @@ class ClassParametersLoss(ParametricDMLLoss):
         embedding_dim: dimension ``d`` of the embeddings (and of the class vectors).
         learning_rate: learning rate of the class vectors (their own optimizer, no weight decay).
         seed: seed of the class vectors' initialiser (``None``: nondeterministic).
+
+    A label outside ``[0, num_classes)`` is an error (eagerly and in a graph) and gives a NaN loss
+    under XLA, which drops the assertion (``keras.callbacks.TerminateOnNaN`` stops there).
     """
 
     data_arguments = ("num_classes", "embedding_dim")
@@ -86,16 +86,10 @@ class ClassParametersLoss(ParametricDMLLoss):
     def __init__(self, num_classes, embedding_dim, learning_rate, seed=None, name=None):
         super().__init__(name=name)
         loss_name = type(self).__name__
-        if int(num_classes) != num_classes or num_classes < self.min_classes:
-            raise ValueError(f"{loss_name}: num_classes must be an integer >= {self.min_classes}; got {num_classes!r}.")
-        if int(embedding_dim) != embedding_dim or embedding_dim < 1:
-            raise ValueError(f"{loss_name}: embedding_dim must be a positive integer; got {embedding_dim!r}.")
-        if not learning_rate > 0:
-            raise ValueError(f"{loss_name}: learning_rate must be > 0; got {learning_rate!r}.")
-        self.num_classes = int(num_classes)
-        self.embedding_dim = int(embedding_dim)
-        self.learning_rate = float(learning_rate)
-        self.seed = seed
+        self.num_classes = check_argument(loss_name, "num_classes", num_classes, int, low=self.min_classes)
+        self.embedding_dim = check_argument(loss_name, "embedding_dim", embedding_dim, int, low=1)
+        self.learning_rate = check_argument(loss_name, "learning_rate", learning_rate, low=0.0, low_open=True)
+        self.seed = check_argument(loss_name, "seed", seed, int, optional=True)
         # float32 under any global policy (mixed_float16 included): the loss math runs in float32.
         self.parameters = LossParameters(self.learning_rate, name=f"{self.name}_parameters", dtype="float32")
 
@@ -116,7 +110,8 @@ class ClassParametersLoss(ParametricDMLLoss):
                 f"{type(self).__name__}: embeddings have dimension {embeddings.shape[-1]} but the loss was built "
                 f"with embedding_dim={self.embedding_dim}."
             )
-        return self.loss_from_class_vectors(checked_labels(labels, self.num_classes, type(self).__name__), embeddings)
+        labels, in_range = checked_labels(labels, self.num_classes, type(self).__name__)
+        return nan_unless(in_range, self.loss_from_class_vectors(labels, embeddings))
 
     def loss_from_class_vectors(self, labels, embeddings):
         """Scalar loss from labels known to be in range and embeddings of dimension ``embedding_dim``."""

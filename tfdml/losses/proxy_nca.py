@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tfdml.distances import pairwise_distance
 from tfdml.losses.proxies import ClassParametersLoss
+from tfdml.mining.base import check_argument
 
 PROXY_NCA_METRICS = ("euclidean", "squared_euclidean")
 
@@ -72,10 +73,8 @@ class ProxyNCALoss(ClassParametersLoss):
         super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name)
         if metric not in PROXY_NCA_METRICS:
             raise ValueError(f"ProxyNCALoss: metric must be one of {PROXY_NCA_METRICS}; got {metric!r}.")
-        if not scale > 0:
-            raise ValueError(f"ProxyNCALoss: scale must be > 0; got {scale!r}.")
         self.metric = metric
-        self.scale = float(scale)
+        self.scale = check_argument("ProxyNCALoss", "scale", scale, low=0.0, low_open=True)
         self.proxies = self.add_class_vectors("proxies", (self.num_classes, self.embedding_dim))
 
     def loss_from_class_vectors(self, labels, embeddings):

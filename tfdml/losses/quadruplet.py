@@ -7,6 +7,7 @@ from tfdml.losses.base import DMLLoss
 from tfdml.distances import euclidean
 from tfdml.losses.math import masked_mean
 from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner, tuple_distances
+from tfdml.mining.base import check_argument
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -97,8 +98,8 @@ class QuadrupletLoss(DMLLoss):
     The first negative ``n`` is distance-weighted by default (Roth et al.).
 
     Args:
-        margin_1: ``γ₁`` (default 1.0).
-        margin_2: ``γ₂`` (default 0.5).
+        margin_1: ``γ₁ >= 0`` (default 1.0).
+        margin_2: ``γ₂ >= 0`` (default 0.5).
         miner: a :class:`~tfdml.mining.base.Miner` (default ``DistanceWeightedMiner()``);
             its generator also draws ``l``.
 
@@ -112,8 +113,8 @@ class QuadrupletLoss(DMLLoss):
 
     def __init__(self, margin_1=1.0, margin_2=0.5, miner=None, name="quadruplet_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.margin_1 = float(margin_1)
-        self.margin_2 = float(margin_2)
+        self.margin_1 = check_argument("QuadrupletLoss", "margin_1", margin_1, low=0.0)
+        self.margin_2 = check_argument("QuadrupletLoss", "margin_2", margin_2, low=0.0)
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):

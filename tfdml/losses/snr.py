@@ -6,6 +6,7 @@ import tensorflow as tf
 from tfdml.losses.base import DMLLoss
 from tfdml.losses.math import masked_mean
 from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
+from tfdml.mining.base import check_argument
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -61,7 +62,7 @@ class SNRLoss(DMLLoss):
     embeddings).
 
     Args:
-        margin: margin ``γ`` (Roth et al.: 0.2).
+        margin: margin ``γ >= 0`` (Roth et al.: 0.2).
         regularization: weight ``λ`` of the zero-mean regulariser (Roth et al.: 0.005).
         miner: a triplet miner (default ``DistanceWeightedMiner()``, Roth et al.'s "SNR (D)").
         name: name of the loss instance.
@@ -77,10 +78,8 @@ class SNRLoss(DMLLoss):
 
     def __init__(self, margin=0.2, regularization=0.005, miner=None, name="snr_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        if regularization < 0:
-            raise ValueError(f"SNRLoss: regularization must be >= 0; got {regularization}.")
-        self.margin = float(margin)
-        self.regularization = float(regularization)
+        self.margin = check_argument("SNRLoss", "margin", margin, low=0.0)
+        self.regularization = check_argument("SNRLoss", "regularization", regularization, low=0.0)
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfdml.distances import safe_sqrt
 from tfdml.losses.proxies import ClassParametersLoss, cosine_similarity_to_classes
+from tfdml.mining.base import check_argument
 
 
 def soft_triple_class_similarity(embeddings, centers, gamma=0.1):
@@ -92,19 +93,11 @@ class SoftTripleLoss(ClassParametersLoss):
         name=None,
     ):
         super().__init__(num_classes, embedding_dim, learning_rate, seed=seed, name=name)
-        if int(centers_per_class) != centers_per_class or centers_per_class < 1:
-            raise ValueError(f"SoftTripleLoss: centers_per_class must be a positive integer; got {centers_per_class!r}.")
-        for arg, value in (("scale", scale), ("gamma", gamma)):
-            if not value > 0:
-                raise ValueError(f"SoftTripleLoss: {arg} must be > 0; got {value!r}.")
-        for arg, value in (("margin", margin), ("tau", tau)):
-            if not value >= 0:
-                raise ValueError(f"SoftTripleLoss: {arg} must be >= 0; got {value!r}.")
-        self.centers_per_class = int(centers_per_class)
-        self.scale = float(scale)
-        self.gamma = float(gamma)
-        self.margin = float(margin)
-        self.tau = float(tau)
+        self.centers_per_class = check_argument("SoftTripleLoss", "centers_per_class", centers_per_class, int, low=1)
+        self.scale = check_argument("SoftTripleLoss", "scale", scale, low=0.0, low_open=True)
+        self.gamma = check_argument("SoftTripleLoss", "gamma", gamma, low=0.0, low_open=True)
+        self.margin = check_argument("SoftTripleLoss", "margin", margin, low=0.0)
+        self.tau = check_argument("SoftTripleLoss", "tau", tau, low=0.0)
         self.centers = self.add_class_vectors("centers", (self.num_classes, self.centers_per_class, self.embedding_dim))
 
     def loss_from_class_vectors(self, labels, embeddings):

@@ -7,6 +7,7 @@ from tfdml.losses.base import DMLLoss
 from tfdml.distances import euclidean, squared_euclidean
 from tfdml.losses.math import masked_mean
 from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
+from tfdml.mining.base import check_argument
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
@@ -28,7 +29,7 @@ class TripletLoss(DMLLoss):
     The mean runs over the valid mined triplets; no triplet gives 0.
 
     Args:
-        margin: ``α`` (default 0.2).
+        margin: ``α >= 0`` (default 0.2).
         squared: use squared Euclidean distances, FaceNet's ``ℓ2²`` form (default
             ``False``: ``ℓ2``, whose gradients have unit length at every distance).
         miner: a :class:`~tfdml.mining.base.Miner` (default ``DistanceWeightedMiner()``,
@@ -44,8 +45,8 @@ class TripletLoss(DMLLoss):
 
     def __init__(self, margin=0.2, squared=False, miner=None, name="triplet_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.margin = float(margin)
-        self.squared = bool(squared)
+        self.margin = check_argument("TripletLoss", "margin", margin, low=0.0)
+        self.squared = check_argument("TripletLoss", "squared", squared, bool)
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):

@@ -16,10 +16,13 @@ Two views of the same tuples:
   (a data-dependent length: for inspection and tests, not for XLA).
 """
 
+import math
+import numbers
 import random
 from typing import NamedTuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfdml.masks import flatten_labels
@@ -61,6 +64,50 @@ def stateless_uniform(shape, seed, **kwargs):
     # Named: "auto_select" means ThreeFry inside XLA on CPU, ~40x slower for large draws; Philox is what
     # "auto_select" picks without XLA, so graph-mode draws are unchanged.
     return tf.random.stateless_uniform(shape, seed, alg="philox", **kwargs)
+
+
+def check_argument(
+    owner, name, value, kind=float, low=None, high=None, low_open=False, high_open=False, finite=True, optional=False
+):
+    """``value`` as ``kind`` (``float``, ``int`` or ``bool``), or a ``ValueError`` naming ``owner``, ``name``,
+    the domain and ``value``: the one check of every loss's and miner's constructor arguments.
+
+    A NaN or negative margin would otherwise train on a constant loss without a word, and ``int(2.5)``
+    or ``bool("false")`` would silently become another value. Numbers must be real (never ``bool``
+    or ``str``) and never NaN; ``finite=False`` admits ±inf within the bounds; ``low``/``high`` are
+    inclusive unless ``low_open``/``high_open``; ``int`` takes integral floats (``10.0``);
+    ``optional`` lets ``None`` through.
+
+    >>> check_argument("TripletLoss", "margin", 0.2, low=0.0)
+    0.2
+    """
+    if optional and value is None:
+        return None
+    if kind is bool:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise ValueError(f"{owner}: {name} must be True or False{' or None' if optional else ''}; got {value!r}.")
+    is_real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    number = float(value) if is_real else math.nan
+    valid = (
+        not math.isnan(number)
+        and (math.isfinite(number) or not (finite or kind is int))
+        and (kind is not int or number == math.floor(number))
+        and (low is None or (number > low if low_open else number >= low))
+        and (high is None or (number < high if high_open else number <= high))
+    )
+    if not valid:
+        domain = "an integer" if kind is int else "a finite number" if finite else "a number"
+        if low is not None and high is not None:
+            domain += f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            domain += f" {'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            domain += f" {'<' if high_open else '<='} {high:g}"
+        raise ValueError(f"{owner}: {name} must be {domain}{' or None' if optional else ''}; got {value!r}.")
+    if kind is int:
+        return int(value) if isinstance(value, numbers.Integral) else int(number)  # no float round trip
+    return number
 
 
 class ReplicaConsistentRandom:
@@ -113,8 +160,8 @@ class Miner:
     data_arguments = ()
 
     def __init__(self, seed=None):
-        self.seed = seed
-        self.generator = ReplicaConsistentRandom(seed)
+        self.seed = check_argument(type(self).__name__, "seed", seed, int, optional=True)
+        self.generator = ReplicaConsistentRandom(self.seed)
 
     def __call__(self, embeddings, labels):
         """The valid tuples as :class:`Triplets` (or the miner's own structure, e.g. ``PairMasks``)."""
@@ -137,13 +184,6 @@ class Miner:
         return cls(**config)
 
 
-def check_p_switch(p_switch):
-    p_switch = float(p_switch)
-    if not 0.0 <= p_switch <= 1.0:
-        raise ValueError(f"p_switch must be a probability in [0, 1]; got {p_switch}.")
-    return p_switch
-
-
 def switch_negatives(triplets, p_switch, generator):
     """``(a, p, n) → (a, a, p)`` for each tuple independently with probability ``p_switch``
     (:class:`Triplets` or :class:`MaskedTriplets`; the validity mask is kept)."""
@@ -163,7 +203,7 @@ class TupleMiner(Miner):
 
     def __init__(self, p_switch=0.0, seed=None):
         super().__init__(seed=seed)
-        self.p_switch = check_p_switch(p_switch)
+        self.p_switch = check_argument(type(self).__name__, "p_switch", p_switch, low=0.0, high=1.0)
 
     def mine_masked(self, embeddings, labels):
         return switch_negatives(super().mine_masked(embeddings, labels), self.p_switch, self.generator)

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import TupleMiner, stateless_uniform
+from tfdml.mining.base import TupleMiner, check_argument, stateless_uniform
 from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, row_distributions
 
 # 1 − d²/4 is clamped here so that d → 2 (antipodal points, or rounding) stays finite.
@@ -60,12 +60,11 @@ class DistanceWeightedMiner(TupleMiner):
 
     def __init__(self, cutoff=0.5, nonzero_loss_cutoff=1.4, construction="pairs", p_switch=0.0, seed=None):
         super().__init__(p_switch=p_switch, seed=seed)
-        if not cutoff > 0.0:
-            raise ValueError(f"cutoff must be > 0; got {cutoff}.")
-        if nonzero_loss_cutoff is not None and not nonzero_loss_cutoff > cutoff:
-            raise ValueError(f"nonzero_loss_cutoff must be > cutoff={cutoff}; got {nonzero_loss_cutoff}.")
-        self.cutoff = float(cutoff)
-        self.nonzero_loss_cutoff = None if nonzero_loss_cutoff is None else float(nonzero_loss_cutoff)
+        owner = type(self).__name__
+        self.cutoff = check_argument(owner, "cutoff", cutoff, low=0.0, low_open=True)
+        self.nonzero_loss_cutoff = check_argument(
+            owner, "nonzero_loss_cutoff", nonzero_loss_cutoff, low=self.cutoff, low_open=True, optional=True
+        )
         self.construction = check_construction(construction)
 
     def negative_log_weights(self, embeddings, labels):

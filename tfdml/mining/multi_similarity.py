@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import Miner
+from tfdml.mining.base import Miner, check_argument
 
 
 class PairMasks(NamedTuple):
@@ -50,9 +50,8 @@ class MultiSimilarityMiner(Miner):
 
     def __init__(self, epsilon=0.1, seed=None):
         super().__init__(seed=seed)
-        if epsilon < 0:
-            raise ValueError(f"MultiSimilarityMiner: epsilon must be >= 0; got {epsilon}.")
-        self.epsilon = float(epsilon)
+        # +inf is documented: every pair of an anchor with a positive and a negative.
+        self.epsilon = check_argument(type(self).__name__, "epsilon", epsilon, low=0.0, finite=False)
 
     def mine(self, embeddings, labels):
         normalized = tf.math.l2_normalize(embeddings, axis=1)

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import MaskedTriplets, TupleMiner
+from tfdml.mining.base import MaskedTriplets, TupleMiner, check_argument
 from tfdml.mining.tuples import sample_column, sample_columns
 
 
@@ -30,9 +30,7 @@ class RandomMiner(TupleMiner):
 
     def __init__(self, num_tuples=None, p_switch=0.0, seed=None):
         super().__init__(p_switch=p_switch, seed=seed)
-        if num_tuples is not None and int(num_tuples) < 1:
-            raise ValueError(f"num_tuples must be a positive integer or None; got {num_tuples}.")
-        self.num_tuples = None if num_tuples is None else int(num_tuples)
+        self.num_tuples = check_argument(type(self).__name__, "num_tuples", num_tuples, int, low=1, optional=True)
 
     def mine(self, embeddings, labels):
         positives = positive_mask(labels)

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tfdml.distances import euclidean, squared_euclidean
 from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import TupleMiner, stateless_uniform
+from tfdml.mining.base import TupleMiner, check_argument, stateless_uniform
 from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, row_blocks, slot_values
 
 
@@ -31,7 +31,7 @@ class SemiHardMiner(TupleMiner):
     Args:
         margin: width of the band (default 0.2, the triplet margin); ``None``: no
             upper bound (any negative farther than the positive).
-        lower_bound: ``None`` (default) to use ``D_ap``, or a fixed distance (Wu et al.: 0.5).
+        lower_bound: ``None`` (default) to use ``D_ap``, or a fixed distance ``>= 0`` (Wu et al.: 0.5).
         squared: compare squared Euclidean distances (FaceNet's ``ℓ2²`` triplets)
             instead of Euclidean ones (default ``False``).
         construction: ``"pairs"`` (default, FaceNet: every ordered positive pair) or
@@ -47,11 +47,10 @@ class SemiHardMiner(TupleMiner):
 
     def __init__(self, margin=0.2, lower_bound=None, squared=False, construction="pairs", p_switch=0.0, seed=None):
         super().__init__(p_switch=p_switch, seed=seed)
-        if margin is not None and not margin > 0.0:
-            raise ValueError(f"margin must be > 0 or None; got {margin}.")
-        self.margin = None if margin is None else float(margin)
-        self.lower_bound = None if lower_bound is None else float(lower_bound)
-        self.squared = bool(squared)
+        owner = type(self).__name__
+        self.margin = check_argument(owner, "margin", margin, low=0.0, low_open=True, optional=True)
+        self.lower_bound = check_argument(owner, "lower_bound", lower_bound, low=0.0, optional=True)
+        self.squared = check_argument(owner, "squared", squared, bool)
         self.construction = check_construction(construction)
 
     def mine(self, embeddings, labels):

@@ -1,7 +1,9 @@
 """The Keras callbacks of a recipe run: per-epoch JSON records, an atomic resumable backup that
-also holds the miners' random state, and the final-weights/``done`` marker at the end of ``fit``."""
+also holds the miners' random state, the divergence stop, and the final-weights/``done`` marker
+at the end of ``fit``."""
 
 import json
+import math
 import os
 import time
 
@@ -17,9 +19,11 @@ from tfdml.training.run_directory import CHECKPOINTS, DONE_FILE, FINAL_WEIGHTS, 
 class EpochJSONLogger(keras.callbacks.Callback):
     """Keeps ``{"epoch": e, **logs}`` per finished epoch in a JSON-lines file.
 
-    The file is rewritten atomically after every epoch, replacing any record of this or a
-    later epoch: a resumed run that repeats an epoch (its backup was lost to a kill during
-    the write) leaves one record per epoch, never a half-written line.
+    Non-finite numbers (a NaN loss, a score undefined on the validation data) are written as
+    ``null``, since strict JSON has no NaN or Infinity. The file is rewritten atomically after
+    every epoch, replacing any record of this or a later epoch: a resumed run that repeats an
+    epoch (it was killed before the epoch's backup was committed) leaves one record per epoch,
+    never a half-written line.
     """
 
     def __init__(self, path):
@@ -32,8 +36,12 @@ class EpochJSONLogger(keras.callbacks.Callback):
             with open(self.path) as f:
                 records = [json.loads(line) for line in f if line.strip()]
         records = [r for r in records if r["epoch"] < epoch + 1]
-        records.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-        write_file_atomically(self.path, "".join(json.dumps(r) + "\n" for r in records))
+        records.append({"epoch": epoch + 1, **{key: float(value) for key, value in (logs or {}).items()}})
+        # All records, as an older file's may hold NaN.
+        strict = [
+            {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in records
+        ]
+        write_file_atomically(self.path, "".join(json.dumps(r) + "\n" for r in strict))
 
 
 def save_weights_atomically(model, path):
@@ -73,13 +81,16 @@ def external_state(loss):
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras ``BackupAndRestore`` whose backup files are replaced atomically and which also
+    """Keras ``BackupAndRestore`` whose backup of an epoch is one atomic unit, and which also
     backs up ``state``: variables outside the model's weights (see :func:`external_state`).
 
-    Keras writes the backup in place, so a ``kill -9`` during the write leaves a corrupt file
-    and the rerun cannot resume. Here each file is written beside its target and renamed
-    over it. A kill between the two renames pairs the new weights with the previous epoch
-    number: the rerun repeats that epoch from its end state, losing nothing.
+    Keras overwrites its weights file and then its metadata file in place, so a ``kill -9``
+    leaves a corrupt file, or new weights beside the previous epoch's number (the rerun then
+    trains that epoch again on top of its own end state). Here each backup's weights go to a
+    new file, then ``training_metadata.json``, which names that file and holds the epoch and
+    ``state``, is replaced atomically: that rename commits the backup, and only then is the
+    previous weights file removed. Whenever a kill strikes, the committed backup is one
+    epoch's weights, number and state together, and the rerun resumes from it.
 
     Args:
         backup_dir: the backup folder.
@@ -102,26 +113,86 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     # _save_model/_load_model are private Keras hooks; tests/test_training_callbacks.py fails if Keras changes them.
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
-        save_weights_atomically(self.model, self._weights_path)
+        weights = f"epoch{self._current_epoch:03d}-batch{self._last_batch_seen}.weights.h5"
+        save_weights_atomically(self.model, os.path.join(self.backup_dir, weights))
         metadata = {
             "epoch": self._current_epoch,
             "batch": self._last_batch_seen,
+            "weights": weights,
             "state": {name: np.asarray(variable.numpy()).tolist() for name, variable in self.state.items()},
         }
         write_file_atomically(self._training_metadata_path, json.dumps(metadata))
+        self._weights_path = os.path.join(self.backup_dir, weights)
+        for name in os.listdir(self.backup_dir):
+            if name.endswith(".weights.h5") and name != weights:  # earlier backups and temporary files
+                os.remove(os.path.join(self.backup_dir, name))
 
     def _load_model(self):
-        super()._load_model()
         if not os.path.exists(self._training_metadata_path):
-            return
+            return  # weights without metadata are of an epoch whose backup was never committed
         with open(self._training_metadata_path) as f:
-            saved = json.load(f).get("state", {})
+            metadata = json.load(f)
+        # Backups of tfdml before the weights file was named in the metadata used Keras's name.
+        self._weights_path = os.path.join(self.backup_dir, metadata.get("weights", "latest.weights.h5"))
+        if not os.path.exists(self._weights_path):
+            raise ConfigError(
+                f"The backup in {self.backup_dir} lacks its weights file {self._weights_path}; delete the backup "
+                "folder to train the run afresh."
+            )
+        super()._load_model()
+        saved = metadata.get("state", {})
         unknown = sorted(set(saved) - set(self.state))
         if unknown:
             raise ConfigError(f"The backup in {self.backup_dir} holds state this run does not have: {unknown}.")
         for name, value in saved.items():
             variable = self.state[name]
             variable.assign(np.asarray(value, variable.dtype.as_numpy_dtype))
+
+
+class TrainingDiverged(ConfigError):
+    """Training reached a non-finite loss or non-finite embeddings. A :class:`ConfigError`, since its
+    cure is a setting (most often a lower learning rate)."""
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops ``fit`` with :class:`TrainingDiverged` at the first non-finite loss, or at the end of an
+    epoch after which the model's embeddings of ``probe`` are no longer finite.
+
+    Like ``keras.callbacks.TerminateOnNaN(raise_error=True)`` it raises rather than stopping
+    gracefully, so the callbacks after it never evaluate, record, back up or finish a diverged
+    epoch. The probe catches what the training loss can hide: the last step's update, or
+    BatchNorm, whose training loss uses batch statistics while inference overflows. Before
+    raising, it writes ``marker``, by which :func:`tfdml.training.run_directory.prepare_run_dir`
+    lets a corrected config take a diverged run's folder over.
+
+    Args:
+        marker: the JSON file written on divergence.
+        probe: a batch of model inputs, embedded in inference mode at the end of each epoch.
+        advice: the error message's last sentence (e.g. which setting to change).
+    """
+
+    def __init__(self, marker, probe, advice=""):
+        super().__init__()
+        self.marker = marker
+        self.probe = probe
+        self.advice = advice
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.diverged(f"the loss is {float(loss)} at step {batch + 1} of epoch {self.epoch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not np.isfinite(keras.ops.convert_to_numpy(self.model(self.probe, training=False))).all():
+            self.diverged(f"the embeddings are no longer finite at the end of epoch {epoch + 1}")
+
+    def diverged(self, what):
+        write_file_atomically(self.marker, json.dumps({"epoch": self.epoch + 1, "diverged": what}))
+        raise TrainingDiverged(f"Training diverged: {what}. {self.advice}".strip())
 
 
 class FinishTraining(keras.callbacks.Callback):

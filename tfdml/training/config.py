@@ -7,11 +7,13 @@ gives a float and ``--set model.weights=null`` gives None). Recipes and override
 read with YAML 1.2 scalars: ``1e-3`` is a float and ``yes``/``on`` are strings (PyYAML's
 YAML 1.1 reads ``1e-3`` as a string and ``on`` as true). Every value's type is checked
 against the schema (:data:`DEFAULTS`; a float key accepts integers), so ``epochs=true``
-is an error naming the key. YAML syntax errors and unsafe tags are a :class:`ConfigError`
-naming the file (or override), line and problem.
-A recipe may name another with ``extends: other.yaml`` (relative to itself); its keys
-are merged over that one's. Open-ended sections hold the constructor arguments of a tfdml class:
-``loss.params``, ``miner.params``, ``sampler.params``, ``tune.space``.
+is an error naming the key. YAML syntax errors, duplicate keys and unsafe tags are a
+:class:`ConfigError` naming the file (or override), line and problem. :func:`validate` then checks
+value ranges, the names of the dataset, backbone, pooling and metrics, and that ``run_dir`` can be
+written, so such mistakes fail before TensorFlow builds anything or a run folder is created.
+A recipe file may name another with ``extends: other.yaml`` (relative to itself); its keys
+are merged over that one's (``--set extends=...`` is an error). Open-ended sections hold the
+constructor arguments of a tfdml class: ``loss.params``, ``miner.params``, ``sampler.params``, ``tune.space``.
 
 Example:
 
@@ -20,7 +22,9 @@ Example:
 0.6
 """
 
+import collections.abc
 import copy
+import math
 import os
 import re
 
@@ -107,8 +111,17 @@ NULL_DEFAULT_TYPES = {
     "tune.epochs": int,
 }
 TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
-# Run names become folder names under run_dir and export.dir: one path component, no hidden or parent folder.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Run names become folder names under run_dir and export.dir: one path component, no hidden or parent
+# folder, short enough for any file system with the export's suffixes.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# Keys that must hold an integer >= 1.
+POSITIVE_INTS = (
+    "epochs", "data.image_size", "model.embedding_dim", "model.filters", "model.blocks", "sampler.batch_size",
+    "evaluation.every_n_epochs",
+)
+SEED_MAX = 2**32 - 1  # keras.utils.set_random_seed's largest seed
+# Datasets whose readers give no categories: within-category few-shot episodes cannot be drawn from them.
+UNCATEGORISED_DATASETS = ("digits", "cub200", "caltech_birds2011", "cars196")
 
 
 class ConfigError(ValueError):
@@ -120,8 +133,25 @@ class Yaml12Loader(yaml.SafeLoader):
 
     PyYAML implements YAML 1.1: ``1e-3`` (no dot) is a string, ``yes``/``no``/``on``/``off``
     are booleans, ``010`` is octal and ``1:30`` is sexagesimal. YAML 1.2 reads ``1e-3`` as a
-    float, only ``true``/``false`` as booleans and ``010`` as ten.
+    float, only ``true``/``false`` as booleans and ``010`` as ten. A key repeated in a mapping is an
+    error (YAML requires unique keys; PyYAML would keep the last value silently).
     """
+
+    def construct_mapping(self, node, deep=False):
+        # Keys a merge (``<<``) brings in are the mapping's defaults, not duplicates: compare the explicit ones.
+        first_lines = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            if not isinstance(key, collections.abc.Hashable):
+                continue  # the base class reports it
+            if key in first_lines:
+                raise yaml.MarkedYAMLError(
+                    problem=f"duplicate key {key!r} (first on line {first_lines[key]})", problem_mark=key_node.start_mark
+                )
+            first_lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 _INT, _FLOAT, _BOOL = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"
@@ -151,6 +181,7 @@ def _construct_int(loader, node):
 
 
 Yaml12Loader.add_constructor(_INT, _construct_int)
+
 
 
 class QuotingDumper(yaml.SafeDumper):
@@ -188,7 +219,7 @@ def _expected_types(key_path, default):
     return kind, key_path in NULLABLE
 
 
-def _check_types(config, defaults=DEFAULTS, path=""):
+def check_types(config, defaults=DEFAULTS, path=""):
     """Every value has its key's type: bool, int, float (integers accepted), str or list; null
     where the default is null or the key is in :data:`NULLABLE`; open sections are not checked."""
     for key, value in config.items():
@@ -196,7 +227,7 @@ def _check_types(config, defaults=DEFAULTS, path=""):
         default = defaults[key]
         if isinstance(default, dict):
             if key_path not in OPEN_SECTIONS:
-                _check_types(value, default, key_path + ".")
+                check_types(value, default, key_path + ".")
             continue
         if key_path in ("jit_compile", "data.validation"):
             continue  # several types: checked by value in validate()
@@ -262,26 +293,53 @@ def apply_override(config, keys, value):
     return config
 
 
+def _value(config, key_path):
+    for key in key_path.split("."):
+        config = config[key]
+    return config
+
+
+def _check_choice(key_path, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{key_path} must be one of {', '.join(map(str, choices))}; got {value!r}.")
+
+
 def validate(config):
-    """Check types and value ranges the trainer relies on; errors name the key."""
-    _check_types(config)
+    """Check types, value ranges and names the trainer relies on, and that ``run_dir`` can be
+    written; errors name the key and the value."""
+    check_types(config)
+    if config["extends"] is not None:
+        raise ConfigError(
+            f"extends={config['extends']!r} can only be set in a recipe file (it is resolved when the file is "
+            "read, relative to it), not overridden: pass that recipe as the recipe file instead."
+        )
     name = config["name"]
     if not NAME_PATTERN.fullmatch(name):
         raise ConfigError(
             f"name={name!r} must be one folder name (letters, digits, '.', '_', '-'; starting with a letter "
-            "or digit): it names runs/<name>/ and models/<name>/."
+            "or digit; at most 100 characters): it names runs/<name>/ and models/<name>/."
         )
-    dim = config["model"]["embedding_dim"]
-    if not isinstance(dim, int) or dim <= 0:
-        raise ConfigError(f"model.embedding_dim must be a positive integer; got {dim!r}.")
+    for key_path in POSITIVE_INTS:
+        if _value(config, key_path) <= 0:
+            raise ConfigError(f"{key_path} must be a positive integer; got {_value(config, key_path)!r}.")
+    if not 0 <= config["seed"] <= SEED_MAX:
+        raise ConfigError(f"seed must be an integer in 0..{SEED_MAX} (2**32 - 1); got {config['seed']!r}.")
     sampler = config["sampler"]
     batch, spc = sampler["batch_size"], sampler["samples_per_class"]
-    if not isinstance(batch, int) or batch <= 0:
-        raise ConfigError(f"sampler.batch_size must be a positive integer; got {batch!r}.")
-    if spc is not None and (not isinstance(spc, int) or spc <= 0 or batch % spc):
+    if spc is not None and (spc <= 0 or batch % spc):
         raise ConfigError(
             f"sampler.batch_size={batch} must be divisible by sampler.samples_per_class={spc} (a positive integer)."
         )
+    optimizer = config["optimizer"]
+    if not (math.isfinite(optimizer["learning_rate"]) and optimizer["learning_rate"] > 0):
+        raise ConfigError(f"optimizer.learning_rate must be a finite number > 0; got {optimizer['learning_rate']!r}.")
+    decay = optimizer["weight_decay"]
+    if decay is not None and not (math.isfinite(decay) and decay >= 0):
+        raise ConfigError(f"optimizer.weight_decay must be null or a finite number >= 0; got {decay!r}.")
+    recall_k = config["evaluation"]["recall_k"]
+    if not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in recall_k):
+        raise ConfigError(f"evaluation.recall_k must be a list of positive integers; got {recall_k!r}.")
+    _check_choice("data.channels", config["data"]["channels"], (1, 3))
     if config["jit_compile"] not in ("auto", True, False):
         raise ConfigError(f"jit_compile must be auto, true or false; got {config['jit_compile']!r}.")
     holdout = config["data"]["validation"]
@@ -295,18 +353,56 @@ def validate(config):
             "data.validation must be null, a non-empty list of category/class names or ids, a positive count "
             f"or a fraction in (0, 1); got {holdout!r}."
         )
-    for key in ("epochs",):
-        if not isinstance(config[key], int) or config[key] <= 0:
-            raise ConfigError(f"{key} must be a positive integer; got {config[key]!r}.")
-    if config["steps_per_epoch"] is not None and (
-        not isinstance(config["steps_per_epoch"], int) or config["steps_per_epoch"] <= 0
-    ):
+    if config["steps_per_epoch"] is not None and config["steps_per_epoch"] <= 0:
         raise ConfigError(f"steps_per_epoch must be a positive integer or null; got {config['steps_per_epoch']!r}.")
-    if config["distribute"]["strategy"] not in ("none", "mirrored", "multi_worker"):
-        raise ConfigError(
-            f"distribute.strategy must be 'none', 'mirrored' or 'multi_worker'; got {config['distribute']['strategy']!r}."
-        )
+    _check_choice("distribute.strategy", config["distribute"]["strategy"], ("none", "mirrored", "multi_worker"))
+    _check_names(config)
+    _check_run_dir(config)
     return config
+
+
+def _check_names(config):
+    """Names looked up in tfdml's registries: dataset, backbone, pooling, metrics.
+
+    Imported here rather than at the top because those modules load TensorFlow, and a recipe's
+    syntax, types and ranges are checked without it (this module is imported before TensorFlow)."""
+    from tfdml.data import NAMES
+    from tfdml.evaluation.fewshot import PROTOCOLS
+    from tfdml.evaluation.report import FEWSHOT_METRICS, METRICS
+    from tfdml.models.embedding import BACKBONES, POOLINGS
+
+    data_name = config["data"]["name"]
+    _check_choice("data.name", data_name, NAMES)
+    _check_choice("model.backbone", config["model"]["backbone"], BACKBONES)
+    _check_choice("model.pooling", config["model"]["pooling"], POOLINGS)
+    metrics = config["evaluation"]["metrics"]
+    known = METRICS + FEWSHOT_METRICS
+    if not all(isinstance(metric, str) and metric in known for metric in metrics):
+        raise ConfigError(f"evaluation.metrics must name metrics among {', '.join(known)}; got {metrics!r}.")
+    within = [metric for metric in metrics if metric in PROTOCOLS and PROTOCOLS[metric]["within_category"]]
+    if within and data_name in UNCATEGORISED_DATASETS:
+        raise ConfigError(
+            f"evaluation.metrics={metrics!r}: {', '.join(within)} draws each episode from one category, but "
+            f"data.name={data_name!r} has no categories."
+        )
+
+
+def _check_run_dir(config):
+    """``<run_dir>/<name>`` is a folder this process can write, or can be created: its nearest existing
+    ancestor is a writable folder. Checked with ``os.access``, so nothing is written."""
+    target = os.path.join(config["run_dir"], config["name"])
+    existing = os.path.abspath(target)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    problem = None
+    if not os.path.isdir(existing):
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"the folder {existing} is not writable"
+    if problem:
+        raise ConfigError(
+            f"run_dir={config['run_dir']!r}: {problem}; the run is written to {target}/ (choose another run_dir)."
+        )
 
 
 def read_recipe(recipe, seen=()):
@@ -318,6 +414,10 @@ def read_recipe(recipe, seen=()):
             loaded = parse_yaml(f, recipe) or {}
     except FileNotFoundError:
         raise ConfigError(f"Recipe file not found: {recipe}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"Recipe {recipe} is a folder; name a YAML file in it (e.g. {recipe}/<name>.yaml).") from None
+    except OSError as error:
+        raise ConfigError(f"Recipe file {recipe} cannot be read: {error.strerror}.") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"Recipe {recipe} must hold a mapping at the top level.")
     _check_known(loaded, DEFAULTS)

@@ -1,17 +1,42 @@
 """``tf.distribute`` for a recipe run: the strategy, which worker is the chief, per-replica input."""
 
+import json
+import os
+
 import tensorflow as tf
 
 from tfdml.training.config import ConfigError
 
 
 def make_strategy(name):
-    """The recipe's ``distribute.strategy``; create it before any other TF work (collectives need that)."""
+    """The recipe's ``distribute.strategy``; create it before any other TF work (collectives need that).
+
+    ``multi_worker`` needs ``TF_CONFIG`` to describe a cluster of two or more workers: with one
+    worker (or no ``TF_CONFIG``) Keras logs the loss with a shape that its TensorBoard callback
+    rejects after the first step, so that is refused up front; one machine takes ``mirrored``.
+    """
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
+        check_cluster(os.environ.get("TF_CONFIG"))
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def check_cluster(tf_config):
+    """Raise a :class:`ConfigError` unless ``tf_config`` (``TF_CONFIG``'s value) names two or more workers."""
+    try:
+        cluster = json.loads(tf_config or "{}").get("cluster", {})
+        workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    except (ValueError, AttributeError, TypeError):
+        workers = 0
+    if workers < 2:
+        found = "is not set" if not tf_config else f"is {tf_config[:200]!r}"
+        raise ConfigError(
+            "distribute.strategy='multi_worker' needs the TF_CONFIG environment variable to describe a cluster of "
+            f"two or more workers and this process's task; TF_CONFIG {found}. On one machine use 'mirrored' "
+            "(all its GPUs) or 'none'."
+        )
 
 
 def is_chief(strategy):

@@ -61,13 +61,26 @@ def all_gather_by_sum(context, values):
 
 
 def gather_global_batch(labels, embeddings):
-    """All-gather ``(labels, embeddings)`` over the replicas in sync (identity on one replica)."""
+    """All-gather ``(labels, embeddings)`` over the replicas in sync (identity on one replica).
+
+    Labels arrive exactly as given: integer ids as int64 (every id), float labels in their own
+    dtype (so the loss still refuses fractional ones and those beyond the dtype's exact integers).
+    """
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return labels, embeddings
-    # Labels travel as float64, which holds integer class ids exactly.
-    labels = tf.cast(tf.reshape(labels, [tf.shape(labels)[0], -1]), tf.float64)
-    global_labels = tf.cast(all_gather_by_sum(context, labels), tf.int64)
+    labels = tf.convert_to_tensor(labels)
+    labels = tf.reshape(labels, [tf.shape(labels)[0], -1])
+    # The gather is a float64 sum, which holds every float32 value and every integer below 2**53: integer ids
+    # travel as their high and low 32 bits.
+    if labels.dtype.is_floating:
+        global_labels = tf.cast(all_gather_by_sum(context, tf.cast(labels, tf.float64)), labels.dtype)
+    else:
+        labels = tf.cast(labels, tf.int64)
+        high = tf.math.floordiv(labels, 2**32)
+        halves = tf.cast(tf.concat([high, labels - high * 2**32], axis=1), tf.float64)
+        high, low = tf.split(tf.cast(all_gather_by_sum(context, halves), tf.int64), 2, axis=1)
+        global_labels = high * 2**32 + low
     return global_labels, all_gather_by_sum(context, embeddings)
 
 

@@ -1,18 +1,19 @@
 """Run one recipe end to end: data → sampler → model + loss → ``fit`` → evaluate → export.
 
-A run lives in ``<run_dir>/<name>/`` (see :mod:`tfdml.training.run_directory`); the recipe's
-parts are built by :mod:`tfdml.training.factory`, and :mod:`tfdml.training.callbacks` records,
-backs up and finishes the training.
+A run lives in ``<run_dir>/<name>/`` (see :mod:`tfdml.training.run_directory`), which it holds
+while it lives: a second run of the same name is refused. The recipe's parts are built by
+:mod:`tfdml.training.factory`, and :mod:`tfdml.training.callbacks` records, backs up, stops on
+divergence and finishes the training.
 
-Rerunning the same recipe after an interruption (even ``kill -9`` mid-epoch) resumes
+Rerunning the same recipe after an interruption (even ``kill -9`` at any moment) resumes
 from the last finished epoch, and with a fixed seed the resumed run equals the
 uninterrupted one: the backup also holds the random state that lives outside the
 weights (the miners' random counters), and the input pipeline restarts at the batch
 the interrupted run would have read next. A finished run is never trained again:
-rerunning it evaluates and exports its final weights. A different resolved config
-in the same directory is refused, except that the ``export`` section may change
-(exporting a gallery from a finished run is not a new run), and a directory whose
-run never finished an epoch does not block its name.
+rerunning it evaluates and exports its final weights, keeping the pinned export versions
+it wrote earlier. A different resolved config in the same directory is refused, except
+that the ``export`` section may change (exporting a gallery from a finished run is not a
+new run), and a directory whose run never finished an epoch, or diverged, does not block its name.
 """
 
 import json
@@ -28,23 +29,32 @@ from tfdml import evaluation, sampling
 from tfdml.evaluation import figures
 from tfdml.export import check_export_settings, export_embedding_model, export_retrieval_model
 from tfdml.index import GalleryIndex
-from tfdml.training.callbacks import AtomicBackupAndRestore, EpochJSONLogger, FinishTraining, external_state
+from tfdml.training.callbacks import (
+    AtomicBackupAndRestore, EpochJSONLogger, FinishTraining, StopOnDivergence, external_state,
+)
 from tfdml.training.config import ConfigError
 from tfdml.training.distribute import distribute_batches, is_chief, make_strategy
 from tfdml.training.factory import build_embedder, build_loss, build_optimizer, build_sampler, needs_memory_bank
 from tfdml.training.model import MetricLearningModel, resolve_jit_compile
-from tfdml.training.run_directory import CHECKPOINTS, DONE_FILE, FINAL_WEIGHTS, prepare_run_dir
+from tfdml.training.run_directory import (
+    CHECKPOINTS, DIVERGED_FILE, DONE_FILE, FINAL_WEIGHTS, earlier_exports, hold, prepare_run_dir, record_export,
+    run_folder,
+)
 
 
 def load_split(config, split):
-    """One split; with an augmentation protocol, images stay at their stored size (the protocol
-    crops and resizes them once, to ``data.image_size``)."""
+    """One split; the digits are read with ``data.channels`` (folder and list files take their
+    channel count from ``data.params.channels``; Omniglot and the TFDS readers have their own). With an
+    augmentation protocol, images stay at their stored size (the protocol crops and resizes them once,
+    to ``data.image_size``)."""
     data_config = config["data"]
+    channels = {"channels": data_config["channels"]} if data_config["name"] == "digits" else {}
     return tfdml_data.load(
         data_config["name"],
         root=data_config["root"],
         split=split,
         image_size=None if data_config["augmentation"] else data_config["image_size"],
+        **channels,
         **data_config["params"],
     )
 
@@ -213,12 +223,16 @@ class Setup:
         batches = sampling.batches(self.train_data, self.sampler, preprocess=self.train_preprocess, start=start)
         return distribute_batches(self.strategy, batches, self.sampler.batch_size)
 
+    @property
+    def evaluation_data(self):
+        """What is evaluated during training: the held-out validation classes when the recipe has
+        ``data.validation`` (the test split is then touched once, after training), else the test split."""
+        return self.validation_eval_data if self.validation_data is not None else self.eval_data
+
     def evaluation_callback(self, every_n_epochs=None):
-        """Logs ``val_*`` scores during training: on the held-out validation classes when the recipe
-        has ``data.validation`` (the test split is then touched once, after training), else on the
-        test split."""
+        """Logs ``val_*`` scores of :attr:`evaluation_data` during training."""
         evaluation_config = self.config["evaluation"]
-        data = self.validation_eval_data if self.validation_data is not None else self.eval_data
+        data = self.evaluation_data
         return evaluation.RetrievalEvaluation(
             data.dataset(batch_size=256),
             embedding_model=self.embedder,
@@ -227,6 +241,16 @@ class Setup:
             k=evaluation_config["recall_k"],
             categories=data.categories,
         )
+
+    def divergence_callback(self, run_dir):
+        """Stops training at its first non-finite loss, or embeddings of a batch of :attr:`evaluation_data`."""
+        probe = next(iter(self.evaluation_data.dataset(batch_size=32)))[0]
+        rate = self.config["optimizer"]["learning_rate"]
+        advice = (
+            f"The usual cause is too high a learning rate (optimizer.learning_rate={rate}): lower it and rerun; "
+            f"the corrected command takes {run_dir} over."
+        )
+        return StopOnDivergence(os.path.join(run_dir, DIVERGED_FILE), probe, advice=advice)
 
     def sampler_callbacks(self):
         """Callbacks the sampler needs during ``fit``: the memory-bank refresh of batch-matching samplers."""
@@ -262,16 +286,46 @@ class Setup:
         return evaluate_embeddings(embeddings, self.test_data.labels, self.config, self.test_data.categories)
 
 
+def check_writable(folder, setting):
+    """Fail before training when ``folder`` (from ``setting``) cannot be created or written: its nearest
+    existing ancestor must be a writable folder (checked without creating anything)."""
+    existing = os.path.abspath(folder)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{setting}: cannot write {folder}: {existing} is not a writable folder.")
+
+
 def check_export_config(config):
-    """Fail before training on export settings that would only fail after it."""
+    """Fail before training on export settings that would only fail after it, an unwritable
+    ``export.dir`` among them. The pinned versions that this same run exported earlier
+    (:func:`~tfdml.training.run_directory.earlier_exports`) may exist: :func:`train` keeps them."""
     export_config = config["export"]
     try:
         check_export_settings(
-            config["name"], export_config["version"], export_config["dir"], gallery=export_config["gallery"],
-            gallery_k=export_config["gallery_k"], max_image_pixels=export_config["max_image_pixels"],
+            config["name"], None if earlier_exports(config) else export_config["version"], export_config["dir"],
+            gallery=export_config["gallery"], gallery_k=export_config["gallery_k"],
+            max_image_pixels=export_config["max_image_pixels"],
         )
     except (ValueError, FileExistsError) as error:
         raise ConfigError(str(error)) from None
+    for name in [config["name"]] + ([f"{config['name']}-search"] if export_config["gallery"] else []):
+        check_writable(os.path.join(export_config["dir"], name), "export.dir")
+
+
+def export_once(run_dir, config, model_name, export):
+    """``export()`` to ``model_name``'s pinned ``export.version``, unless this run wrote that folder earlier
+    with the same export settings (its rerun completes an interrupted export): that folder is kept.
+    Without a pinned version every call exports a new version."""
+    version = config["export"]["version"]
+    if version is None:
+        return export()
+    target = os.path.join(config["export"]["dir"], model_name, str(version))
+    if os.path.exists(target) and os.path.abspath(target) in earlier_exports(config):
+        print(f"Kept {target}, exported earlier by this run.")
+        return target
+    record_export(run_dir, target, config["export"])
+    return export()
 
 
 def export_embedder(setup, config):
@@ -316,17 +370,28 @@ def train(config, verbose=1, callbacks=()):
     """Train, evaluate and export one recipe; return ``{"metrics": rows, "export_path": path, "run_dir": dir}``.
 
     ``callbacks``: extra Keras callbacks, called after the run's own (after the epoch's backup).
-    A run whose training finished earlier (``done.json``) is not trained again: its final
-    weights are evaluated and exported. Export settings are checked before anything trains.
+    The run holds its folder until it returns (:func:`~tfdml.training.run_directory.hold`): a second
+    run of the same name meanwhile is refused. A run whose training finished earlier (``done.json``)
+    is not trained again: its final weights are evaluated and exported. Export settings are checked
+    before anything trains. Training that diverges stops at once with
+    :class:`~tfdml.training.callbacks.TrainingDiverged`, a ``ConfigError``.
     """
     check_export_config(config)
+    check_writable(config["run_dir"], "run_dir")
     strategy = make_strategy(config["distribute"]["strategy"])
     keras.utils.set_random_seed(config["seed"])
     if config["model"]["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
     chief = is_chief(strategy)
-    resolver = getattr(strategy, "cluster_resolver", None)
-    run_dir = prepare_run_dir(config, chief, getattr(resolver, "task_id", 0))
+    task_id = getattr(getattr(strategy, "cluster_resolver", None), "task_id", 0)
+    run_dir = run_folder(config, chief, task_id)
+    with hold(run_dir):
+        prepare_run_dir(config, chief, task_id)
+        return train_in_folder(config, run_dir, strategy, chief, verbose, callbacks)
+
+
+def train_in_folder(config, run_dir, strategy, chief, verbose, callbacks):
+    """:func:`train` in its run folder ``run_dir``, prepared and held."""
     started = time.time()
     setup = Setup(config, strategy)
     if chief:
@@ -339,11 +404,13 @@ def train(config, verbose=1, callbacks=()):
     else:
         backup_dir = os.path.join(run_dir, "backup")
         resumed_epochs = AtomicBackupAndRestore.finished_epochs(backup_dir)
-        # Order matters: evaluation adds val_* to the logs before they are recorded; the epoch is
-        # recorded before it is backed up, so a kill in between repeats the epoch rather than losing
-        # its record; the backup restores the weights before the memory bank is embedded with them;
-        # the final weights and done marker are written before the backup is removed.
+        # Order matters: a diverged epoch stops before anything evaluates, records or backs it up;
+        # evaluation adds val_* to the logs before they are recorded; the epoch is recorded before
+        # it is backed up, so a kill in between repeats the epoch rather than losing its record; the
+        # backup restores the weights before the memory bank is embedded with them; the final
+        # weights and done marker are written before the backup is removed.
         run_callbacks = [
+            setup.divergence_callback(run_dir),
             setup.evaluation_callback(),
             EpochJSONLogger(os.path.join(run_dir, "metrics.jsonl")),
             keras.callbacks.ModelCheckpoint(os.path.join(run_dir, CHECKPOINTS), save_weights_only=True),
@@ -371,9 +438,11 @@ def train(config, verbose=1, callbacks=()):
         )
     if not chief:
         return {"metrics": rows, "export_path": None, "run_dir": run_dir}
-    export_path = export_embedder(setup, config)
+    export_path = export_once(run_dir, config, config["name"], lambda: export_embedder(setup, config))
     if config["export"]["gallery"]:
-        search_path = export_gallery_search(setup, config)
+        search_path = export_once(
+            run_dir, config, f"{config['name']}-search", lambda: export_gallery_search(setup, config)
+        )
         print(f"Exported retrieval SavedModel to {search_path}")
     print(f"\n{test_split_heading(config, setup.test_data)}")
     print(format_table(rows))
