@@ -1,7 +1,8 @@
 """Training: ``MetricLearningModel`` (what ``model.fit`` trains), recipes, and the runner behind ``train.py``.
 
-``MetricLearningModel`` and ``gather_global_batch`` load TensorFlow on first access, so that
-``tfdml.training.config`` checks a recipe (and ``train.py`` reports a bad one) in well under a second.
+``MetricLearningModel`` and ``gather_global_batch`` load TensorFlow on first access, so that importing
+``tfdml.training.config`` stays light (validating a recipe's names loads the readers and models, and
+with them TensorFlow).
 """
 
 import importlib
