@@ -39,6 +39,20 @@ FILE_MODE = 0o644
 _HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
+def unwritable_reason(folder):
+    """Why this process cannot create or write ``folder``, or ``None``: its nearest existing ancestor
+    (``folder`` itself when it exists) must be a writable folder. Checked with ``os.access``, so
+    nothing is written."""
+    existing = os.path.abspath(folder)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"the folder {existing} is not writable"
+    return None
+
+
 def write_file_atomically(path, content):
     """Write ``content`` (str or bytes) to ``path`` through a fsynced temporary file and a rename."""
 

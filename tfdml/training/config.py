@@ -30,7 +30,7 @@ import re
 
 import yaml
 
-from tfdml.io import write_file_atomically
+from tfdml.io import unwritable_reason, write_file_atomically
 
 # Sections whose keys are free-form (arguments of a class): not validated here but by the class.
 OPEN_SECTIONS = ("loss.params", "miner.params", "sampler.params", "tune.space", "data.params")
@@ -388,17 +388,9 @@ def _check_names(config):
 
 
 def _check_run_dir(config):
-    """``<run_dir>/<name>`` is a folder this process can write, or can be created: its nearest existing
-    ancestor is a writable folder. Checked with ``os.access``, so nothing is written."""
+    """``<run_dir>/<name>`` is a folder this process can write, or can create (nothing is written)."""
     target = os.path.join(config["run_dir"], config["name"])
-    existing = os.path.abspath(target)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    problem = None
-    if not os.path.isdir(existing):
-        problem = f"{existing} is not a folder"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"the folder {existing} is not writable"
+    problem = unwritable_reason(target)
     if problem:
         raise ConfigError(
             f"run_dir={config['run_dir']!r}: {problem}; the run is written to {target}/ (choose another run_dir)."

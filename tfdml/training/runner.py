@@ -29,6 +29,7 @@ from tfdml import evaluation, sampling
 from tfdml.evaluation import figures
 from tfdml.export import check_export_settings, export_embedding_model, export_retrieval_model
 from tfdml.index import GalleryIndex
+from tfdml.io import unwritable_reason
 from tfdml.training.callbacks import (
     AtomicBackupAndRestore, EpochJSONLogger, FinishTraining, StopOnDivergence, external_state,
 )
@@ -287,13 +288,10 @@ class Setup:
 
 
 def check_writable(folder, setting):
-    """Fail before training when ``folder`` (from ``setting``) cannot be created or written: its nearest
-    existing ancestor must be a writable folder (checked without creating anything)."""
-    existing = os.path.abspath(folder)
-    while not os.path.lexists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{setting}: cannot write {folder}: {existing} is not a writable folder.")
+    """Fail before training when ``folder`` (from ``setting``) cannot be created or written."""
+    problem = unwritable_reason(folder)
+    if problem:
+        raise ConfigError(f"{setting}: cannot write {folder}: {problem}.")
 
 
 def check_export_config(config):
@@ -377,7 +375,6 @@ def train(config, verbose=1, callbacks=()):
     :class:`~tfdml.training.callbacks.TrainingDiverged`, a ``ConfigError``.
     """
     check_export_config(config)
-    check_writable(config["run_dir"], "run_dir")
     strategy = make_strategy(config["distribute"]["strategy"])
     keras.utils.set_random_seed(config["seed"])
     if config["model"]["mixed_precision"]:
