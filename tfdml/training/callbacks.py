@@ -110,7 +110,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         with open(path) as f:
             return int(json.load(f)["epoch"])
 
-    # _save_model/_load_model are private Keras hooks; tests/test_training_callbacks.py fails if Keras changes them.
+    # _save_model/_load_model are private Keras hooks; tests/training/test_training_callbacks.py fails if Keras changes them.
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         weights = f"epoch{self._current_epoch:03d}-batch{self._last_batch_seen}.weights.h5"

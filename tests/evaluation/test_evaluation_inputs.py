@@ -22,7 +22,9 @@ from tfdml.evaluation import fewshot, plots
 from tfdml.export import export_embedding_model, export_retrieval_model
 from tfdml.index import GalleryIndex
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import paths
+
+REPO = str(paths.REPO)
 
 
 # ---------------------------------------------------------------- few-shot

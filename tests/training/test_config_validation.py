@@ -15,7 +15,9 @@ from tfdml.training import config as config_module
 from tfdml.training.config import ConfigError, load_config, parse_yaml
 from tfdml.training.runner import load_split
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import paths
+
+REPO = str(paths.REPO)
 PROBES = "/work/shared/reports/reliability-2026-12"
 
 

@@ -14,7 +14,9 @@ import pytest
 import tfdml
 from tfdml.training import MetricLearningModel
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import paths
+
+REPO = str(paths.REPO)
 
 LOSSES = {
     "margin+distance_weighted": lambda: tfdml.losses.MarginLoss(miner=tfdml.mining.DistanceWeightedMiner(seed=1)),

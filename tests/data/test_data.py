@@ -383,7 +383,7 @@ def test_load_dispatches_by_name_and_resizes(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         data.load("imagenet")
     with pytest.raises(ValueError, match="needs root"):
-        data.load("folder")  # Omniglot without root falls back to TFDS (tests/test_omniglot_tfds.py)
+        data.load("folder")  # Omniglot without root falls back to TFDS (tests/data/test_omniglot_tfds.py)
 
 
 def test_dataset_epochs_shuffle_cache_and_categories():
