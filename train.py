@@ -110,6 +110,7 @@ def main(argv=None):
     show_each_warning_once()
 
     from tfdml.data import DataFileError
+    from tfdml.extras import MissingExtraError, require
     from tfdml.training.config import ConfigError, load_config
 
     try:
@@ -117,14 +118,15 @@ def main(argv=None):
         if config["data"]["root"] is not None and not os.path.exists(config["data"]["root"]):
             raise ConfigError(f"data.root (--data-root) does not exist: {config['data']['root']}")
         if args.tune:
+            require("keras_tuner", "python train.py --tune")
             from tfdml.tune import tune
 
             tune(config, verbose=0 if args.quiet else 1)
         else:
-            from tfdml.training.runner import train
+            from tfdml.run import train
 
             train(config, verbose=0 if args.quiet else 1)
-    except (ConfigError, FileNotFoundError, DataFileError) as error:
+    except (ConfigError, FileNotFoundError, DataFileError, MissingExtraError) as error:
         # Like argparse: one line naming the culprit, status 2, no traceback.
         print(f"train.py: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -14,7 +14,7 @@ neighbour), R-precision and MAP@R (the same exact kNN; ties have probability ~0
 on continuous data). NMI is shown for both, but the k-means runs start from
 different random centroids.
 
-Run: ``python benchmarks/evaluation.py [--samples 60502 --classes 11316 --dim 128]``.
+Run: ``python -m benchmarks.evaluation [--samples 60502 --classes 11316 --dim 128]``.
 Needs ``requirements-peers.txt`` (torch CPU first, then pytorch-metric-learning and faiss-cpu).
 """
 

@@ -16,9 +16,9 @@ Timings are medians over repeats after one warm-up call, of wall time and of the
 process's CPU time (steadier than wall time when other jobs share the cores).
 Targets: tfdml ≤ 0.3× the peer for M ≥ 512, peak memory < 1 GiB at M = 4096.
 
-    python benchmarks/fastap.py                       # the full table
-    python benchmarks/fastap.py --sizes 256 512 --methods tfdml pml
-    python benchmarks/fastap.py --threads 1          # fairer when other jobs load the machine
+    python -m benchmarks.fastap                       # the full table
+    python -m benchmarks.fastap --sizes 256 512 --methods tfdml pml
+    python -m benchmarks.fastap --threads 1          # fairer when other jobs load the machine
 """
 
 import argparse
@@ -33,8 +33,10 @@ import sys
 import time
 
 import numpy as np
-from timing import loss_and_gradient
 
+from benchmarks.timing import loss_and_gradient
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("tfdml", "tfdml-xla", "autodiff", "pml")
 PEER = "pml"
 
@@ -129,13 +131,13 @@ def run_table(args):
     for size in args.sizes:
         for method in args.methods:
             command = [
-                sys.executable, __file__, "--case", method, "--sizes", str(size),
+                sys.executable, "-m", "benchmarks.fastap", "--case", method, "--sizes", str(size),
                 "--num-bins", str(args.num_bins), "--dim", str(args.dim),
                 "--samples-per-class", str(args.samples_per_class),
                 "--min-seconds", str(args.min_seconds), "--max-repeats", str(args.max_repeats),
                 "--threads", str(args.threads),
             ]  # fmt: skip
-            completed = subprocess.run(command, capture_output=True, text=True, env=env)
+            completed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
             if completed.returncode != 0:
                 print(f"{method} M={size} failed:\n{completed.stderr[-2000:]}", file=sys.stderr)
                 continue

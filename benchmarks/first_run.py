@@ -9,7 +9,7 @@ the per-epoch progress lines) and the retrieval picture.
 
 Usage (about 2–3 minutes on 2 cores; run it on quiet cores, after committing):
 
-    python benchmarks/first_run.py [--limit-seconds 180]
+    python -m benchmarks.first_run [--limit-seconds 180]
 """
 
 import argparse
@@ -38,7 +38,7 @@ def shown_output(stdout):
 def readme_block(seconds, cpu_seconds, shown):
     return (
         f"{BEGIN}\n<!-- written by benchmarks/first_run.py: do not edit -->\n"
-        f"Measured by `python benchmarks/first_run.py`: `python train.py` in a fresh clone on 2 CPU cores took "
+        f"Measured by `python -m benchmarks.first_run`: `python train.py` in a fresh clone on 2 CPU cores took "
         f"**{seconds / 60:.1f} minutes** of wall time ({cpu_seconds / 60:.1f} min of CPU time) after install — "
         "TensorFlow's start, training, the three evaluations, the pictures and the export. It printed:\n\n"
         f"```text\n{shown}\n```\n\n"
@@ -64,7 +64,7 @@ def write_readme(block):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit-seconds", type=float, default=180.0, help="the wall-time target (issue: 3 minutes)")
+    parser.add_argument("--limit-seconds", type=float, default=180.0, help="the wall-time target (3 minutes)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         clone = pathlib.Path(scratch) / "tfdml"

@@ -15,8 +15,8 @@ One gallery of random unit vectors (default 100k × 128 float32), one batch of q
 Every row must return the same ids as ``numpy`` (column ``same ids``). Times are the median of
 ``--repeats`` calls after one warm-up call, the rows taking turns. Target: each tfdml row well under 1 s.
 
-    python benchmarks/index.py                   # 100k × 128, 32 queries, k = 10
-    python benchmarks/index.py --gallery 20000 --repeats 5
+    python -m benchmarks.index                   # 100k × 128, 32 queries, k = 10
+    python -m benchmarks.index --gallery 20000 --repeats 5
 """
 
 import argparse

@@ -19,7 +19,7 @@ the same rounds, so it holds on a shared machine where absolute times do not. A 
 that XLA cannot compile prints "does not compile" in its xla column.
 
 ``*/all-pairs`` cases use every pair of the batch on the ``b × b`` matrix
-(:mod:`tfdml.losses.pairs`); their peer is PML's loss without a miner (all pairs).
+(``tfdml.losses.*_all_pairs``); their peer is PML's loss without a miner (all pairs).
 ``contrastive+all-pairs/nonzero`` has PML's normalisation (``AvgNonZeroReducer``) and
 ``multi-similarity+all-pairs`` PML's definition: for these the script also checks that
 both libraries give the same loss value.
@@ -28,7 +28,7 @@ Peak memory is the max RSS (``resource.getrusage``) of a fresh subprocess that
 runs one tfdml step (without XLA) at ``b = 4096``; TensorFlow's own memory counters
 do not work on CPU.
 
-Usage:  python benchmarks/losses.py [--sizes 512 2048 4096] [--repeats 5] [--cases ...] [--skip-peer]
+Usage:  python -m benchmarks.losses [--sizes 512 2048 4096] [--repeats 5] [--cases ...] [--skip-peer]
 """
 import argparse
 import json
@@ -39,7 +39,8 @@ import subprocess
 import sys
 
 import numpy as np
-from timing import interleaved_times, limit_proxy, loss_and_gradient
+
+from benchmarks.timing import interleaved_times, limit_proxy, loss_and_gradient
 
 DIM = 128
 SAMPLES_PER_CLASS = 4
@@ -59,7 +60,7 @@ CASES = (
 TARGET_CASES = ("margin+distance-weighted", "triplet+semi-hard", "multi-similarity", "contrastive+distance-weighted")
 # Cases whose peer computes the same loss value (checked, not only timed).
 SAME_VALUE_AS_PEER = ("contrastive+all-pairs/nonzero", "multi-similarity+all-pairs")
-PROXY_TARGET = 2.5  # every case in its faster mode at b = 2048 and 4096 (issue 15)
+PROXY_TARGET = 2.5  # every case in its faster mode at b = 2048 and 4096
 ALL_PAIRS_PROXY_TARGET = 3.0  # all-pairs contrastive at b = 2048, which must also be <= 1x PML
 
 
@@ -74,7 +75,7 @@ def make_batch(batch_size, seed=0):
 def tfdml_loss(case):
     import tfdml.losses as losses
     import tfdml.mining as mining
-    from tfdml.losses.pairs import contrastive_all_pairs
+    from tfdml.losses import contrastive_all_pairs
 
     return {
         "margin+distance-weighted": lambda: losses.MarginLoss(miner=mining.DistanceWeightedMiner(seed=0)),
@@ -295,7 +296,7 @@ def run_worker(args, memory_cap_gib=None, env=None):
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     process = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), *args],
+        [sys.executable, "-m", "benchmarks.losses", *args],
         capture_output=True,
         text=True,
         preexec_fn=cap,

@@ -1,4 +1,4 @@
-"""The model zoo: train every shipped recipe, evaluate its export from the outside, write the README table.
+"""The model zoo: train every shipped recipe, evaluate its export from the outside, write docs/zoo.md's table.
 
 Each entry of ``ZOO`` is a recipe under ``pipelines/`` trained with ``train.py``'s own
 ``train()`` (run directory ``runs/zoo/<entry>-s<seed>``, export
@@ -11,12 +11,12 @@ export are not), so a run that was interrupted and resumed is timed as if it had
 
 Results land in ``docs/zoo/<entry>-s<seed>.json`` as runs finish: an interrupted zoo
 resumes where it stopped (and ``train()`` resumes an interrupted run from its last
-epoch). At the end the table between the ``<!-- model-zoo -->`` markers of README.md and
+epoch). At the end the table between the ``<!-- model-zoo -->`` markers of docs/zoo.md and
 the validation curves ``docs/zoo/validation_curves.png`` are rewritten from those files.
 
 Usage (all entries, about an hour on 2 cores):
 
-    python benchmarks/model_zoo.py [--entries omniglot_oneshot ...] [--seeds 0 1 2] [--report-only | --reevaluate]
+    python -m benchmarks.model_zoo [--entries omniglot_oneshot ...] [--seeds 0 1 2] [--report-only | --reevaluate]
 """
 
 import argparse
@@ -30,14 +30,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
 from tfdml.io import write_file_atomically  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 RESULTS = os.path.join(REPO, "docs", "zoo")
 RUNS = os.path.join(REPO, "runs", "zoo")
-README = os.path.join(REPO, "README.md")
+PAGE = os.path.join(REPO, "docs", "zoo.md")
 BEGIN, END = "<!-- model-zoo -->", "<!-- /model-zoo -->"
 FEWSHOT = ("fewshot_20way_1shot_within", "fewshot_5way_1shot", "fewshot_5way_5shot")
 
@@ -105,7 +104,7 @@ def epoch_seconds_callback(path):
 
 def train_one(entry, seed):
     """Train (or resume) one zoo run in this process, a line per epoch; record its outcome in the run dir."""
-    from tfdml.training.runner import train
+    from tfdml.run import train
 
     folder = run_dir(entry, seed)
     os.makedirs(folder, exist_ok=True)
@@ -132,16 +131,15 @@ def run_entry(entry, seed):
     if os.path.exists(path):
         return
     _, _, dataset, fewshot = ZOO[entry]
-    subprocess.run([sys.executable, __file__, "--train-one", entry, str(seed)], check=True, cwd=REPO)
+    subprocess.run([sys.executable, "-m", "benchmarks.model_zoo", "--train-one", entry, str(seed)], check=True, cwd=REPO)
+    from tfdml.training.run_folder import RunFolder
+
     folder = run_dir(entry, seed)
     with open(os.path.join(folder, "zoo_outcome.json")) as f:
         outcome = json.load(f)
     with open(os.path.join(folder, "epoch_seconds.json")) as f:
         seconds = json.load(f)
-    with open(os.path.join(folder, "done.json")) as f:
-        done = json.load(f)
-    with open(os.path.join(folder, "metrics.jsonl")) as f:
-        curve = [json.loads(line) for line in f if line.strip()]
+    done, curve = RunFolder(folder).done(), RunFolder(folder).records()
     record = {
         "entry": entry, "seed": seed, "recipe": ZOO[entry][0], "epochs": len(curve),
         "best_epoch": done.get("best_epoch"), "select_by": done.get("select_by"),
@@ -180,10 +178,10 @@ RECORD_FIELDS = ("entry", "seed", "recipe", "epochs", "best_epoch", "train_secon
 
 def load_records():
     """The records of ``RESULTS``; a corrupt or partial one, or none at all, stops the script naming the
-    file (or folder), so that the README table is never rewritten from them."""
+    file (or folder), so that the zoo table is never rewritten from them."""
     names = sorted(name for name in os.listdir(RESULTS) if name.endswith(".json")) if os.path.isdir(RESULTS) else []
     if not names:
-        raise SystemExit(f"model_zoo: no zoo records (*.json) in {RESULTS}; the README table is left as it is. "
+        raise SystemExit(f"model_zoo: no zoo records (*.json) in {RESULTS}; the zoo table is left as it is. "
                          "Restore them (git) or run the zoo without --report-only.")
     records = []
     for name in names:
@@ -261,16 +259,16 @@ def plot_curves(records, path):
     return path
 
 
-def write_readme(records):
-    with open(README) as f:
+def write_table(records):
+    with open(PAGE) as f:
         text = f.read()
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"README.md has no {BEGIN} … {END} markers for the model zoo table.")
+        raise SystemExit(f"{PAGE} has no {BEGIN} … {END} markers for the model zoo table.")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     body = (f"{BEGIN}\n<!-- written by benchmarks/model_zoo.py from docs/zoo/*.json: do not edit -->\n"
             f"{table(records)}\n{END}")
-    write_file_atomically(README, head + body + tail)
+    write_file_atomically(PAGE, head + body + tail)
 
 
 def main(argv=None):
@@ -300,7 +298,7 @@ def main(argv=None):
             run_entry(entry, seed)
             progress.update(count)
     records = load_records()
-    write_readme(records)
+    write_table(records)
     plot_curves(records, os.path.join(RESULTS, "validation_curves.png"))
     print(table(records))
 

@@ -1,4 +1,4 @@
-"""The three papers' claims, checked on real data that trains on this CPU: Omniglot (issues 8, 17).
+"""The three papers' claims, checked on real data that trains on this CPU: Omniglot.
 
 Every configuration is the Omniglot recipe ``pipelines/omniglot_margin.yaml`` (Conv-4 at 28 px,
 64-d embedding, batches of 64 with 4 images per class) with only the compared component changed,
@@ -18,9 +18,9 @@ both protocols are data: ``pipelines/studies/omniglot_claims.yaml``.
 
 Protocols:
 
-- ``ten_epoch`` (issue 8, the default): 10 epochs of 42 steps on all 5 small1 alphabets, metrics
+- ``ten_epoch`` (the default): 10 epochs of 42 steps on all 5 small1 alphabets, metrics
   after the last epoch; runs in ``docs/results/omniglot_study.jsonl``.
-- ``converged`` (issue 17): Latin held out as validation classes; first a tuning stage (the same
+- ``converged``: Latin held out as validation classes; first a tuning stage (the same
   keras-tuner search for every configuration on the validation classes, values in
   ``docs/results/omniglot_study_tuned.jsonl``), then the final runs with the tuned values for the
   budget the YAML states, each evaluated on the test alphabets at its best validation epoch, with its
@@ -36,10 +36,10 @@ and what changed; the text after the notes marker of an existing ``docs/results.
 
 Run:
 
-    python benchmarks/omniglot_study.py                         # 10 epochs, 3 seeds: ~1 h on 2 cores
-    python benchmarks/omniglot_study.py --protocol converged    # tune, then train: see docs/results.md
-    python benchmarks/omniglot_study.py --protocol converged --tune-only
-    python benchmarks/omniglot_study.py --report-only           # rewrite the report only
+    python -m benchmarks.omniglot_study                         # 10 epochs, 3 seeds: ~1 h on 2 cores
+    python -m benchmarks.omniglot_study --protocol converged    # tune, then train: see docs/results.md
+    python -m benchmarks.omniglot_study --protocol converged --tune-only
+    python -m benchmarks.omniglot_study --report-only           # rewrite the report only
 
 ``--experiments wu_beta fastap`` runs a subset, ``--seeds 0 1 2 3`` other seeds (converged: the
 YAML's ``seeds`` by default). Under the converged protocol a decisive comparison (a paper's claim
@@ -51,7 +51,7 @@ process-hours: 248 tuning trials of about 250 s (a search of 8 trials × 15 epoc
 then the final runs: a batch-64 run of 60 epochs 4.5–10.5 min with the SPC samplers, 13.5–17 min with
 the memory-bank samplers (FRD, DDM, GC) and 29–47 min for the rotation-expanded FastAP
 configurations. That is about 20 hours of wall time, over several sessions. Run it in the background,
-e.g. ``nohup python benchmarks/omniglot_study.py --protocol converged > runs/omniglot_study.log 2>&1 &``;
+e.g. ``nohup python -m benchmarks.omniglot_study --protocol converged > runs/omniglot_study.log 2>&1 &``;
 rerunning the same command resumes it.
 """
 
@@ -61,10 +61,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
 from benchmarks.study.experiments import EXPERIMENTS, PROTOCOLS  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEFAULT_DATA_ROOT = os.path.join(REPO, "tfdml", "data", "omniglot_background_small")  # the zips shipped with tfdml
 

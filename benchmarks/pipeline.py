@@ -15,7 +15,7 @@ time per image, and that ratio does not move when other processes share the
 machine. The target is >= 0.90 of ``decode``. Other modules add rows by appending
 ``Case``s to ``CASES`` (e.g. sampler-only throughput).
 
-Usage: python benchmarks/pipeline.py [--images 400] [--trials 3] [--omniglot DIR (default: the zips shipped with tfdml)]
+Usage: python -m benchmarks.pipeline [--images 400] [--trials 3] [--omniglot DIR (default: the zips shipped with tfdml)]
 """
 
 import argparse

@@ -9,7 +9,7 @@ loss values (SoftTriple with τ = 0: PML has no centre regulariser). PML's
 ProxyNCA keeps the target proxy in the softmax denominator and uses squared
 distances, so its values are not compared.
 
-Run: ``python benchmarks/bench_proxy_losses.py [--batch 128] [--dim 128] [--classes 100 1000] [--threads 1]``
+Run: ``python -m benchmarks.proxy_losses [--batch 128] [--dim 128] [--classes 100 1000] [--threads 1]``
 (needs ``requirements-peers.txt``).
 """
 
@@ -24,8 +24,8 @@ import tensorflow as tf
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
+from benchmarks.timing import loss_and_gradient, run_times
 from tfdml.losses import ArcFaceLoss, NormalizedSoftmaxLoss, ProxyNCALoss, SoftTripleLoss
-from timing import loss_and_gradient, run_times
 
 
 def pml_step(loss, labels, embeddings):

@@ -16,7 +16,7 @@ map(load) → augment → batch → prefetch``); target ratio ≥ 0.90 images/s,
 Memory-bank rows are measured over ``batches // 20`` batches (each is a greedy
 coreset or m candidate statistics over b* = 1024 embeddings of dimension 128).
 
-Usage: python benchmarks/sampling.py [--omniglot DIR (default: the zips shipped with tfdml)] [--batches 200] [--repeats 2] [--rounds 9]
+Usage: python -m benchmarks.sampling [--omniglot DIR (default: the zips shipped with tfdml)] [--batches 200] [--repeats 2] [--rounds 9]
 """
 
 import argparse

@@ -9,7 +9,7 @@ the Recall@1 that ``train.py`` printed for the trained model.
 
 Usage (after ``python train.py pipelines/omniglot_fastap.yaml --export-gallery test``)::
 
-    python benchmarks/serving_parity.py --zips tfdml/data/omniglot_background_small \\
+    python -m benchmarks.serving_parity --zips tfdml/data/omniglot_background_small \\
         --embedding-model models/omniglot_fastap/1 --search-model models/omniglot_fastap-search/1
 """
 

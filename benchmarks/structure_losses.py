@@ -17,7 +17,7 @@ takes one pair per class, its angular loss has no N-pair term, and its SNR tripl
 (``TripletMarginLoss`` with ``SNRDistance`` and PML's distance-weighted miner) averages
 over active triplets only.
 
-Run: ``python benchmarks/structure_losses.py [--batch 112 256] [--dim 128] [--threads 1]``
+Run: ``python -m benchmarks.structure_losses [--batch 112 256] [--dim 128] [--threads 1]``
 (needs ``requirements-peers.txt``).
 """
 
@@ -33,6 +33,7 @@ from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 
+from benchmarks.timing import loss_and_gradient, run_times
 from tfdml.losses import (
     AngularLoss,
     GeneralizedLiftedStructureLoss,
@@ -42,7 +43,6 @@ from tfdml.losses import (
     SNRLoss,
 )
 from tfdml.mining import DistanceWeightedMiner
-from timing import loss_and_gradient, run_times
 
 
 def rows():

@@ -1,4 +1,4 @@
-"""Shared timing helpers for the benchmark scripts (run as ``python benchmarks/<name>.py``)."""
+"""Shared timing helpers for the benchmark scripts (run as ``python -m benchmarks.<name>``)."""
 
 import time
 

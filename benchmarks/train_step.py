@@ -24,7 +24,7 @@ The DML share is (sampler + mining + loss) / (input pipeline + backbone + mining
 i.e. with the input pipeline serial to the step (``tf.data`` overlaps it in training, so
 the real share is at most this). Target: <= 10 % for both recipes.
 
-Usage: python benchmarks/train_step.py [--recipes omniglot resnet50] [--repeats 3] [--omniglot DIR (default: the zips shipped with tfdml)]
+Usage: python -m benchmarks.train_step [--recipes omniglot resnet50] [--repeats 3] [--omniglot DIR (default: the zips shipped with tfdml)]
 """
 
 import argparse
@@ -36,14 +36,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import tensorflow as tf
-from timing import loss_and_gradient, run_times
 
+from benchmarks.timing import loss_and_gradient, run_times
 from tfdml import data as tfdml_data
 from tfdml import sampling
 from tfdml.training import MetricLearningModel
 from tfdml.training.config import load_config
 from tfdml.training.factory import build_embedder, build_loss, build_optimizer, build_sampler
-from tfdml.training.runner import load_split
+from tfdml.experiment import load_split
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BATCH_SIZE = 64

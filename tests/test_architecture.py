@@ -16,13 +16,13 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "tfdml"
 #: Lowest first. A module belongs to the layer of its longest listed prefix; it may import its
 #: own layer and the layers below it.
 LAYERS = (
-    ("base and input", ("tfdml.distances", "tfdml.masks", "tfdml.io", "tfdml.neighbors", "tfdml.data", "tfdml.sampling")),
+    ("base and input", ("tfdml.checks", "tfdml.distances", "tfdml.masks", "tfdml.io", "tfdml.extras", "tfdml.neighbors", "tfdml.registry", "tfdml.serialization", "tfdml.data", "tfdml.sampling")),
     ("mining", ("tfdml.mining",)),
     ("losses", ("tfdml.losses",)),
     ("models", ("tfdml.models",)),
     ("training and evaluation", ("tfdml.training", "tfdml.evaluation")),
     ("serving", ("tfdml.export", "tfdml.index")),
-    ("applications", ("tfdml", "tfdml.training.runner", "tfdml.tune", "tfdml.evaluate")),
+    ("applications", ("tfdml", "tfdml.experiment", "tfdml.run", "tfdml.tune", "tfdml.evaluate")),
 )
 
 
@@ -142,3 +142,57 @@ def test_relative_and_function_level_imports_count(tmp_path):
     known = {"tfdml.pkg": package / "__init__.py", "tfdml.pkg.low": package / "low.py"}
     assert imported_modules("tfdml.pkg", known["tfdml.pkg"], known) == {"tfdml.pkg.low"}
     assert imported_modules("tfdml.pkg.low", known["tfdml.pkg.low"], known) == {"tfdml.pkg", "tfdml.pkg.low"}
+
+
+def package_of(module):
+    """The package of ``module`` directly under ``tfdml`` (``tfdml.training.model`` → ``tfdml.training``),
+    or the module itself when it is a top-level module."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_every_package_lies_in_one_layer():
+    """A package is one layer: no module of ``tfdml/training/`` is an application placed elsewhere, so the
+    package edges below are those of its modules."""
+    split = {}
+    for module in modules():
+        if module != "tfdml":
+            split.setdefault(package_of(module), set()).add(LAYERS[layer_of(module)][0])
+    mixed = {package: sorted(layers) for package, layers in split.items() if len(layers) > 1}
+    assert not mixed, f"packages spread over several layers: {mixed}"
+
+
+def test_no_package_imports_a_higher_layer_and_training_serves_nothing():
+    graph = {}
+    for source, targets in import_graph().items():
+        if source != "tfdml":
+            graph.setdefault(package_of(source), set()).update(package_of(t) for t in targets if t != "tfdml")
+    upward = [
+        f"{source} imports {target}"
+        for source, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if layer_of(target) > layer_of(source)
+    ]
+    assert not upward, "upward package imports:\n" + "\n".join(upward)
+    assert not graph["tfdml.training"] & {"tfdml.export", "tfdml.index"}, graph["tfdml.training"]
+
+
+def fit_calls(path):
+    """Line numbers of Keras ``fit`` calls in the Python file ``path``: every ``<receiver>.fit(...)`` call
+    but ``experiment.fit(...)`` (an :class:`tfdml.experiment.Experiment`'s, which is the point)."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "fit"
+        and not ast.unparse(node.func.value).endswith("experiment")
+    ]
+
+
+def test_fit_is_assembled_once():
+    """``train.py``, tuning trials, the study and the zoo all train through ``Experiment.fit``: the code base
+    calls Keras ``fit`` once, in ``tfdml/experiment.py``."""
+    repo = PACKAGE.parent
+    sources = [*PACKAGE.rglob("*.py"), *(repo / "benchmarks").rglob("*.py"), repo / "train.py"]
+    calls = {str(path.relative_to(repo)): fit_calls(path) for path in sources}
+    assert {path: len(lines) for path, lines in calls.items() if lines} == {"tfdml/experiment.py": 1}

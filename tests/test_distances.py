@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdml import distances, masks
+from tfdml import distances
 
 
 def numpy_pairwise(x, y, metric):
@@ -57,26 +57,3 @@ def test_euclidean_gradient_finite_for_identical_embeddings():
     grad = tape.gradient(total, x).numpy()
     assert np.all(np.isfinite(grad))
     np.testing.assert_array_equal(d.numpy(), np.zeros((3, 3)))
-
-
-def test_masks_exclude_self_and_accept_column_labels():
-    labels = np.array([[3], [3], [5], [3]])
-    pos = masks.positive_mask(labels).numpy()
-    neg = masks.negative_mask(labels).numpy()
-    expected_pos = np.array([[a == b and i != j for j, b in enumerate([3, 3, 5, 3])] for i, a in enumerate([3, 3, 5, 3])])
-    np.testing.assert_array_equal(pos, expected_pos)
-    np.testing.assert_array_equal(neg, np.array([[a != b for b in [3, 3, 5, 3]] for a in [3, 3, 5, 3]]))
-    assert not np.any(np.diag(pos)) and not np.any(np.diag(neg))
-
-
-def test_masks_against_separate_keys_with_self_index():
-    query = np.array([0, 1])
-    keys = np.array([1, 0, 0, 1])
-    pos = masks.positive_mask(query, keys, self_index=[1, -1]).numpy()
-    np.testing.assert_array_equal(pos, [[False, False, True, False], [True, False, False, True]])
-    np.testing.assert_array_equal(masks.positive_mask(query, keys).numpy(), [[False, True, True, False], [True, False, False, True]])
-
-
-def test_flatten_labels_rejects_wide_labels():
-    with pytest.raises(ValueError, match=r"\(b,\) or \(b, 1\)"):
-        masks.flatten_labels(np.zeros((4, 2)))

@@ -318,7 +318,7 @@ def test_failed_exports_leave_no_temporary_directories(exported, search_exported
     ],
 )
 def test_export_settings_are_checked_before_training(tmp_path, override, message, monkeypatch):
-    from tfdml.training import runner
+    from tfdml import run
     from tfdml.training.config import ConfigError, load_config
 
     (tmp_path / "models" / "digits_margin" / "1").mkdir(parents=True)
@@ -326,10 +326,10 @@ def test_export_settings_are_checked_before_training(tmp_path, override, message
     def no_training(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(runner, "Setup", no_training)
+    monkeypatch.setattr(run, "Experiment", no_training)
     # Type errors (a float version, a path as name) are caught when the recipe loads, the rest by train().
     with pytest.raises(ConfigError, match=message):
-        runner.train(
+        run.train(
             load_config(
                 None,
                 [f"run_dir={tmp_path / 'runs'}", f"export.dir={tmp_path / 'models'}", "export.gallery=test", override],

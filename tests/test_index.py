@@ -1,4 +1,4 @@
-"""tfdml.index (GalleryIndex, exact_search) and the retrieval SavedModel of tfdml.export.
+"""tfdml.index (GalleryIndex) and the retrieval SavedModel of tfdml.export (exact_search itself: tests/test_neighbors.py).
 
 The reference is a brute-force NumPy search in float64: one distance per (query, gallery row)
 from the formula, then a stable sort so ties keep gallery order, as ``tfdml.index`` documents.
@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tfdml import export, models
-from tfdml.index import GalleryIndex, exact_search
+from tfdml.index import GalleryIndex
 
 DIM = 8
 IMAGE_SHAPE = (16, 16, 1)
@@ -80,17 +80,6 @@ def test_query_equal_to_a_gallery_item_finds_it_at_distance_zero(gallery):
     result = make_index(embeddings).search(embeddings[:10], 1)
     np.testing.assert_array_equal(result.ids[:, 0], np.arange(10))
     np.testing.assert_allclose(result.distances[:, 0], 0.0, atol=1e-3)
-
-
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-@pytest.mark.parametrize("max_scores", [1, 60, 3 * 60 + 7])
-def test_small_chunks_give_identical_results(gallery, metric, max_scores):
-    # max_scores=1 → one query per chunk; 187 → 3 rows per chunk, the last chunk partial (13 queries).
-    embeddings, _, queries = gallery
-    whole_distances, whole_positions = exact_search(queries, embeddings, 7, metric)
-    distances, positions = exact_search(queries, embeddings, 7, metric, max_scores=max_scores)
-    np.testing.assert_array_equal(positions.numpy(), whole_positions.numpy())
-    np.testing.assert_allclose(distances.numpy(), whole_distances.numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_no_queries_give_empty_results(gallery):

@@ -249,12 +249,12 @@ def test_categories_per_batch_of_category_hard_and_random_batches():
     # 4 categories of 10 classes of 4 images: random 32-image batches hold ~8 classes from ~4 categories.
     labels = np.repeat(np.arange(40), 4)
     categories = labels // 10
-    hard = batch_composition(CategoryHardSampler(labels, categories, batch_size=32, seed=0))
-    random = batch_composition(RandomClassSampler(labels, categories, batch_size=32, seed=0))
+    hard = batch_composition(CategoryHardSampler(labels, categories, batch_size=32, seed=0), categories)
+    random = batch_composition(RandomClassSampler(labels, batch_size=32, seed=0), categories)
     assert hard["categories_per_batch"] == 2.0
     assert 3.0 < random["categories_per_batch"] <= 4.0 and random["classes_per_batch"] >= 8.0
     assert hard["same_category_negatives"] > random["same_category_negatives"]
-    assert batch_composition(RandomClassSampler(labels, None, batch_size=32)) is None
+    assert batch_composition(RandomClassSampler(labels, batch_size=32), None) is None
 
 
 def test_one_short_run_on_real_omniglot(omniglot_dir):

@@ -13,7 +13,10 @@ import keras
 import numpy as np
 import pytest
 
-from tfdml.training import callbacks, run_directory, runner
+from tfdml import run
+from tfdml.training import callbacks
+from tfdml.training.model import MetricLearningModel
+from tfdml.training.run_folder import RunFolder, best_epoch, read_records
 from tfdml.training.config import ConfigError, load_config, read_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +40,7 @@ def no_training(*args, **kwargs):
 @pytest.fixture
 def no_export(monkeypatch):
     """Skips the SavedModel exports, for speed where they are not under test."""
-    monkeypatch.setattr(runner, "export_once", lambda *args: None, raising=False)  # absent before issue 33
+    monkeypatch.setattr(run, "export_once", lambda *args: None)
 
 
 def records(run_dir):
@@ -54,8 +57,8 @@ def final_weights(run_dir):
 # D6: a run name is locked while its run lives; a killed holder frees it.
 HOLDER = """
 import sys, time
-from tfdml.training.run_directory import hold
-with hold(sys.argv[1]):
+from tfdml.training.run_folder import RunFolder
+with RunFolder(sys.argv[1]).hold():
     print("holding", flush=True)
     time.sleep(600)
 """
@@ -68,13 +71,13 @@ def test_a_busy_run_name_is_refused_naming_folder_and_holder_and_a_killed_holder
     try:
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(ConfigError) as refused:
-            runner.train(config, verbose=0)
+            run.train(config, verbose=0)
         assert str(run_dir) in str(refused.value) and f"pid {holder.pid}" in str(refused.value)
         assert not (run_dir / "config.yaml").exists()  # refused before anything of the run was written
     finally:
         holder.kill()  # SIGKILL: the lock must not outlive its process
         holder.wait()
-    with run_directory.hold(str(run_dir)):
+    with RunFolder(run_dir).hold():
         pass
 
 
@@ -83,8 +86,8 @@ def test_a_busy_run_name_is_refused_naming_folder_and_holder_and_a_killed_holder
 def uninterrupted(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("whole")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "export_once", lambda *args: None, raising=False)
-        runner.train(tiny_config(tmp_path, "name=whole", "epochs=2"), verbose=0)
+        patch.setattr(run, "export_once", lambda *args: None)
+        run.train(tiny_config(tmp_path, "name=whole", "epochs=2"), verbose=0)
     return tmp_path / "runs" / "whole"
 
 
@@ -104,8 +107,8 @@ def test_a_kill_between_the_backups_weights_and_metadata_resumes_to_the_uninterr
     with monkeypatch.context() as patch:
         patch.setattr(callbacks, "write_file_atomically", killed_before_the_metadata)
         with pytest.raises(Killed):
-            runner.train(config, verbose=0)
-    runner.train(config, verbose=0)
+            run.train(config, verbose=0)
+    run.train(config, verbose=0)
     run_dir = tmp_path / "runs" / "parts"
     assert [r["loss"] for r in records(run_dir)] == [r["loss"] for r in records(uninterrupted)]
     for a, b in zip(final_weights(run_dir), final_weights(uninterrupted), strict=True):
@@ -135,7 +138,7 @@ def test_the_last_epoch_is_evaluated_even_off_the_every_n_epochs_grid(tmp_path, 
         tmp_path, "name=fewer", "epochs=1", "evaluation.every_n_epochs=2", "data.validation=[0, 1]",
         "sampler.batch_size=36",
     )
-    runner.train(config, verbose=0)
+    run.train(config, verbose=0)
     run_dir = tmp_path / "runs" / "fewer"
     assert "val_recall_at_1" in records(run_dir)[-1]
     assert json.loads((run_dir / "done.json").read_text())["best_epoch"] == 1
@@ -149,22 +152,22 @@ def test_a_rerun_completes_an_interrupted_export_with_a_pinned_version(tmp_path,
         raise Killed()
 
     with monkeypatch.context() as patch:
-        patch.setattr(runner, "export_retrieval_model", killed)
+        patch.setattr(run, "export_retrieval_model", killed)
         with pytest.raises(Killed):
-            runner.train(config, verbose=0)
+            run.train(config, verbose=0)
     embedding = tmp_path / "models" / "pinned" / "1"
     search = tmp_path / "models" / "pinned-search" / "1"
     assert (embedding / "saved_model.pb").exists() and not search.exists()
     written = (embedding / "saved_model.pb").stat().st_mtime_ns
 
-    monkeypatch.setattr(runner.MetricLearningModel, "fit", no_training)
-    result = runner.train(config, verbose=0)
+    monkeypatch.setattr(MetricLearningModel, "fit", no_training)
+    result = run.train(config, verbose=0)
     assert os.path.abspath(result["export_path"]) == str(embedding) and (search / "saved_model.pb").exists()
     assert (embedding / "saved_model.pb").stat().st_mtime_ns == written  # this run's own version is kept
     # A version written with other export settings (or by another run) is still refused before anything.
     other = tiny_config(tmp_path, "name=pinned", "epochs=1", "export.version=1", "export.max_image_pixels=1000")
     with pytest.raises(ConfigError, match="already exists"):
-        runner.train(other, verbose=0)
+        run.train(other, verbose=0)
 
 
 # D23: divergence stops at the first non-finite loss with one error; the corrected command takes the name.
@@ -176,7 +179,7 @@ def test_divergence_the_loss_hides_is_one_error_naming_the_epoch_and_the_learnin
         "evaluation.every_n_epochs=1",
     )
     with pytest.raises(ConfigError, match=r"diverged: the embeddings .* epoch 1\b.*optimizer\.learning_rate=1e\+30"):
-        runner.train(config, verbose=0)
+        run.train(config, verbose=0)
     run_dir = tmp_path / "runs" / "div"
     assert not (run_dir / "done.json").exists() and not (run_dir / "metrics.jsonl").exists()
 
@@ -193,11 +196,11 @@ def blow_up_in_epoch(epoch):
 def test_a_run_diverging_after_finished_epochs_stops_at_the_nan_loss_and_does_not_block_its_name(tmp_path, no_export):
     diverging = tiny_config(tmp_path, "name=div", "epochs=3", "evaluation.every_n_epochs=1")
     with pytest.raises(ConfigError, match=r"diverged: the loss is \S+ at step \d+ of epoch 2\b"):
-        runner.train(diverging, verbose=0, callbacks=[blow_up_in_epoch(2)])
+        run.train(diverging, verbose=0, callbacks=[blow_up_in_epoch(2)])
     run_dir = tmp_path / "runs" / "div"
     assert [r["epoch"] for r in records(run_dir)] == [1] and not (run_dir / "done.json").exists()
     corrected = tiny_config(tmp_path, "name=div", "epochs=2", "optimizer.learning_rate=5e-4")
-    runner.train(corrected, verbose=0)
+    run.train(corrected, verbose=0)
     assert read_config(str(run_dir / "config.yaml")) == corrected
     assert [r["epoch"] for r in records(run_dir)] == [1, 2] and (run_dir / "done.json").exists()
     assert all(math.isfinite(r["loss"]) for r in records(run_dir))
@@ -205,17 +208,17 @@ def test_a_run_diverging_after_finished_epochs_stops_at_the_nan_loss_and_does_no
 
 # D29: an export folder that cannot be written is refused before training.
 def test_an_unwritable_export_dir_is_refused_before_training(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner.MetricLearningModel, "fit", no_training)
+    monkeypatch.setattr(MetricLearningModel, "fit", no_training)
     (tmp_path / "a_file").write_text("")
     config = tiny_config(tmp_path, "name=ro", "epochs=1", f"export.dir={tmp_path / 'a_file' / 'models'}")
     with pytest.raises(ConfigError, match="export.dir") as error:
-        runner.train(config, verbose=0)
+        run.train(config, verbose=0)
     assert "a_file" in str(error.value) and not (tmp_path / "runs").exists()
     if os.geteuid() != 0:  # root writes through permission bits
         (tmp_path / "read_only").mkdir(mode=0o555)
         config = tiny_config(tmp_path, "name=ro", "epochs=1", f"export.dir={tmp_path / 'read_only' / 'models'}")
         with pytest.raises(ConfigError, match="export.dir"):
-            runner.train(config, verbose=0)
+            run.train(config, verbose=0)
 
 
 # D37: metrics.jsonl is strict JSON; non-finite numbers are null and readers skip them.
@@ -230,7 +233,7 @@ def test_metrics_jsonl_is_strict_json_with_null_for_non_finite_numbers(tmp_path)
 
     strict = [json.loads(line, parse_constant=not_json) for line in path.read_text().splitlines()]
     assert strict == [{"epoch": 1, "loss": 0.5, "val_nmi": None}, {"epoch": 2, "loss": None, "val_nmi": 0.3}]
-    assert run_directory.best_epoch(str(path), "val_nmi") == 2
+    assert best_epoch(read_records(path), "val_nmi") == 2
 
 
 # D27: multi_worker without a cluster. Last in the file: the old code built a collective strategy here.
@@ -245,5 +248,5 @@ def test_multi_worker_without_a_cluster_is_one_clear_error_before_anything_is_wr
         monkeypatch.setenv("TF_CONFIG", tf_config)
     config = tiny_config(tmp_path, "name=mw", "epochs=1", "distribute.strategy=multi_worker")
     with pytest.raises(ConfigError, match="TF_CONFIG"):
-        runner.train(config, verbose=0)
+        run.train(config, verbose=0)
     assert not (tmp_path / "runs").exists()

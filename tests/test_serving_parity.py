@@ -2,7 +2,7 @@
 in a separate process of plain TensorFlow (tfdml never imported there) give the embeddings (≤ 1e-4),
 Recall@1 and neighbour ids that ``train.py``'s in-process evaluation and ``tfdml.index`` give.
 
-Each test builds the training ``Setup`` of a tiny recipe (no training: parity does not depend on the
+Each test builds the ``Experiment`` of a tiny recipe (no training: parity does not depend on the
 weights), exports ``<name>`` and ``<name>-search`` as ``train.py`` does, and serves the test split.
 One serving process answers every test of a pytest worker: TensorFlow's import is most of a start.
 """
@@ -23,7 +23,8 @@ import tensorflow_datasets as tfds
 from tfdml import evaluation
 from tfdml.index import GalleryIndex
 from tfdml.training.config import load_config
-from tfdml.training.runner import Setup, export_embedder, export_gallery_search
+from tfdml.experiment import Experiment
+from tfdml.run import export_embedder, export_gallery_search
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
@@ -89,13 +90,13 @@ def tiny_setup(tmp_path, name, overrides):
             *overrides,
         ],
     )
-    return Setup(config), config
+    return Experiment(config), config
 
 
 def serve_original_files(tmp_path, server, setup, config):
     """Export both models and serve the test split's original files in the serving process; return its answers."""
-    embedding_model = export_embedder(setup, config)
-    search_model = export_gallery_search(setup, config)
+    embedding_model = export_embedder(setup)
+    search_model = export_gallery_search(setup)
     data = setup.test_data
     folder = tmp_path / "originals"
     folder.mkdir()
@@ -243,7 +244,7 @@ def test_a_folder_gallery_for_a_model_trained_on_a_3_channel_folder(tmp_path, rn
                              f"export.gallery={tmp_path / 'gallery'}"]
     )
     assert config["data"]["channels"] == 1 and setup.embedder.input_shape[-1] == 3
-    path = export_gallery_search(setup, config)
+    path = export_gallery_search(setup)
     gallery_files = [p.read_bytes() for p in sorted((tmp_path / "gallery").glob("*/*"))]
     served = tf.saved_model.load(path).signatures["serving_bytes"](image_bytes=tf.constant(gallery_files))
     # Each gallery file, sent as a query, finds itself first.
@@ -258,7 +259,7 @@ def test_evaluate_cli_embeds_the_original_files_through_serving_bytes(tmp_path):
     setup, config = tiny_setup(tmp_path, "digits", ["data.name=digits", "data.image_size=16"])
     evaluated = setup.embedder.predict(setup.test_images(), verbose=0)
     expected = evaluation.evaluate(evaluated, setup.test_data.labels, metrics=["recall_at_k"], k=[1])["recall_at_1"]
-    report = main([export_embedder(setup, config), "--data", "digits", "--out", str(tmp_path / "eval"), "--k", "1",
+    report = main([export_embedder(setup), "--data", "digits", "--out", str(tmp_path / "eval"), "--k", "1",
                    "--verbose", "0"])
     assert report["preprocessing"].startswith("serving_bytes")
     assert report["metrics"]["recall_at_1"] == expected

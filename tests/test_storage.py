@@ -1,8 +1,8 @@
 """Issue 33, storage and serving: what tfdml writes survives a kill, and what it reads is checked.
 
-D1/D33 the gallery index's ids, index.json and gallery.npz; D2/D30 a writer killed inside
-``tfdml.io.write_directory_atomically`` (simulated in a child process that exits where a
-``kill -9`` would stop it); D11 export names; D18-D20 the image size limit of ``serving_bytes``.
+D1/D33 the gallery index's ids, index.json and gallery.npz; D11 export names; D18-D20 the image
+size limit of ``serving_bytes``. D2/D30 (a writer killed inside ``tfdml.io.write_directory_atomically``):
+tests/test_io.py.
 """
 
 import io
@@ -18,7 +18,6 @@ import pytest
 import tensorflow as tf
 
 from tfdml import export, models
-from tfdml import io as tio
 from tfdml.data import images
 from tfdml.index import GalleryIndex
 
@@ -100,113 +99,6 @@ def test_d33_labels_beyond_int64_are_refused_not_wrapped(tmp_path):
     big = np.full(4, 2**63 - 1, np.uint64)
     loaded = GalleryIndex.load(str(saved_index(tmp_path / "b", labels=big)))
     np.testing.assert_array_equal(loaded.labels, big.astype(np.int64))
-
-
-# ---------------------------------------------------------------- D2/D30: a writer killed half-way
-
-CHILD = r"""
-import os, shutil, sys
-import tfdml.io as tio
-source, target, point = sys.argv[1:]
-real_rename, real_exchange = os.rename, getattr(tio, "_exchange", None)
-
-def die():
-    os._exit(137)  # what a kill -9 does at this point: no except/finally runs
-
-if point == "between-renames":  # the two-rename replace of filesystems without an atomic exchange
-    tio._exchange = lambda a, b: False
-    def rename(a, b):
-        real_rename(a, b)
-        if os.path.basename(b) == "previous":
-            die()
-    os.rename = rename
-elif point == "after-exchange":
-    def exchange(a, b):
-        real_exchange(a, b)
-        die()
-    tio._exchange = exchange
-
-def write(tmp):
-    for name in os.listdir(source):
-        shutil.copy(os.path.join(source, name), tmp)
-    if point == "while-writing":
-        die()
-
-tio.write_directory_atomically(target, write, overwrite=True)
-"""
-
-
-def killed_writer(source, target, point):
-    """Run ``write_directory_atomically(target, <copy of source>)`` in a process that dies at ``point``."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(source), str(target), point], env=env, capture_output=True)
-    assert done.returncode == 137, done.stderr.decode()[-2000:]
-
-
-def make_index(ids):
-    index = GalleryIndex(dim=4)
-    index.add(np.eye(4)[: len(ids)], ids=ids)
-    return index
-
-
-@pytest.mark.parametrize(
-    "point, survivor",
-    [("between-renames", "old"), ("after-exchange", "new"), ("while-writing", "old")],
-)
-def test_d2_a_replace_killed_anywhere_leaves_the_old_or_new_index_and_no_leftovers(point, survivor, tmp_path):
-    folder = tmp_path / "indexes"
-    make_index([1, 2, 3, 4]).save(str(folder / "idx"))
-    make_index([7, 8, 9]).save(str(tmp_path / "new"))
-    killed_writer(tmp_path / "new", folder / "idx", point)
-    if point != "between-renames":  # with an atomic exchange the path is never empty, not even for a moment
-        assert (folder / "idx" / "index.json").exists()
-    expected = [1, 2, 3, 4] if survivor == "old" else [7, 8, 9]
-    np.testing.assert_array_equal(GalleryIndex.load(str(folder / "idx")).ids, expected)
-    assert sorted(os.listdir(folder)) == ["idx"]  # load cleaned what the dead writer left
-    killed_writer(tmp_path / "new", folder / "idx", point)
-    make_index([5]).save(str(folder / "idx"))  # a later save recovers and cleans too
-    assert sorted(os.listdir(folder)) == ["idx"]
-    np.testing.assert_array_equal(GalleryIndex.load(str(folder / "idx")).ids, [5])
-
-
-def test_d2_a_failed_second_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
-    target = tmp_path / "d"
-    tio.write_directory_atomically(str(target), lambda tmp: open(os.path.join(tmp, "a"), "w").write("old"))
-    monkeypatch.setattr(tio, "_exchange", lambda a, b: False)
-    real_rename = os.rename
-
-    def rename(a, b):
-        if os.path.basename(a).startswith(".tmp-"):
-            raise OSError("disk gone")
-        real_rename(a, b)
-
-    monkeypatch.setattr(os, "rename", rename)
-    with pytest.raises(OSError, match="disk gone"):
-        tio.write_directory_atomically(str(target), lambda tmp: open(f"{tmp}/a", "w").write("new"), overwrite=True)
-    assert (target / "a").read_text() == "old" and sorted(os.listdir(tmp_path)) == ["d"]
-
-
-def dead_pid():
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
-
-
-def test_d30_a_later_export_cleans_a_dead_writers_temp_folder_but_never_a_live_ones(embedder, tmp_path, monkeypatch):
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "saved_model.pb").write_text("x")
-    model_dir = tmp_path / "models" / "m"
-    killed_writer(source, model_dir / "1", "while-writing")
-    assert [name for name in os.listdir(model_dir) if name.startswith(".tmp-1-")]
-    live = model_dir / (tio._temp_prefix("tmp", "1", os.getpid()) + "live")  # a writer in this very process
-    live.mkdir()
-    with monkeypatch.context() as patch:  # pids of another machine sharing the folder mean nothing here
-        patch.setattr(tio, "_HOST", "elsewhere")
-        other_host = model_dir / (tio._temp_prefix("tmp", "1", dead_pid()) + "abc")
-    other_host.mkdir()
-    assert export.export_embedding_model(embedder, str(tmp_path / "models"), "m") == str(model_dir / "1")
-    assert sorted(os.listdir(model_dir)) == sorted(["1", live.name, other_host.name])
 
 
 # ---------------------------------------------------------------- D11: export names

@@ -101,7 +101,7 @@ def test_digits_recipe_beats_raw_pixels_and_the_untrained_network_on_unseen_digi
     """The digits recipe's bar: MAP@R and NMI on digits 5-9 above raw pixels and the untrained net."""
     sys.path.insert(0, REPO)
     from tfdml.training.config import load_config
-    from tfdml.training.runner import train
+    from tfdml.run import train
 
     config = load_config(os.path.join(REPO, "pipelines", "digits_margin.yaml"), [f"run_dir={tmp_path}/runs", f"export.dir={tmp_path}/models"])
     rows = train(config, verbose=0)["metrics"]
@@ -115,18 +115,22 @@ def test_memory_bank_recipes_train_and_keep_the_bank_equal_to_the_current_embedd
     sys.path.insert(0, REPO)
     from tfdml.sampling import indexed_batches
     from tfdml.training.config import load_config
-    from tfdml.training.runner import Setup
+    from tfdml.experiment import Experiment
+    from tfdml.training.run_folder import RunFolder
 
     config = load_config(
         os.path.join(REPO, "pipelines", "digits_margin.yaml"),
         [f"sampler.class={sampler}", "sampler.samples_per_class=2", "sampler.params={pool_size: 200}",
-         "model.filters=8", f"run_dir={tmp_path}"],
+         "model.filters=8", f"run_dir={tmp_path}", "epochs=2", "steps_per_epoch=2", "data.validation=null"],
     )
-    setup = Setup(config)
-    assert setup.bank is not None and setup.bank.num_samples == len(setup.train_data)
-    setup.model.fit(setup.batches, epochs=2, steps_per_epoch=2, callbacks=setup.sampler_callbacks(), verbose=0)
-    expected = setup.embedder.predict(indexed_batches(setup.train_data, 256).map(lambda images, _: images), verbose=0)
-    np.testing.assert_allclose(setup.bank.embeddings, expected, atol=1e-5)
+    experiment = Experiment(config)
+    assert experiment.bank is not None and experiment.bank.num_samples == len(experiment.train_data)
+    folder = RunFolder(tmp_path / "bank").prepare(config)
+    experiment.fit(folder, verbose=0)
+    expected = experiment.embedder.predict(
+        indexed_batches(experiment.train_data, 256).map(lambda images, _: images), verbose=0
+    )
+    np.testing.assert_allclose(experiment.bank.embeddings, expected, atol=1e-5)
 
 
 # Issue 14: runs, resuming and run names.
@@ -167,7 +171,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path):
     per-epoch losses and final weights, bit for bit (miner random counter and input position restored)."""
     import h5py
 
-    from tfdml.training.runner import train
+    from tfdml.run import train
 
     # 5 batches per sampler epoch and 3 steps per Keras epoch: the resumed input starts mid sampler epoch.
     whole = tiny_config(tmp_path, "name=whole", "epochs=4")
@@ -192,7 +196,8 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path):
 
 def test_a_finished_training_is_not_redone_when_the_export_was_interrupted(tmp_path, monkeypatch):
     """Item 4: killed after the last epoch but before the export ended, the rerun goes straight to export."""
-    from tfdml.training import runner
+    from tfdml import run
+    from tfdml.training.model import MetricLearningModel
 
     config = tiny_config(tmp_path, "name=fin", "epochs=2")
 
@@ -200,9 +205,9 @@ def test_a_finished_training_is_not_redone_when_the_export_was_interrupted(tmp_p
         raise Interrupt()
 
     with monkeypatch.context() as patch:
-        patch.setattr(runner, "export_embedding_model", killed_during_export)
+        patch.setattr(run, "export_embedding_model", killed_during_export)
         with pytest.raises(Interrupt):
-            runner.train(config, verbose=0)
+            run.train(config, verbose=0)
     run_dir = tmp_path / "runs" / "fin"
     assert (run_dir / "done.json").exists() and not (run_dir / "backup").exists()
     records = (run_dir / "metrics.jsonl").read_text()
@@ -210,8 +215,8 @@ def test_a_finished_training_is_not_redone_when_the_export_was_interrupted(tmp_p
     def no_training(*args, **kwargs):
         raise AssertionError("a finished training was trained again")
 
-    monkeypatch.setattr(runner.MetricLearningModel, "fit", no_training)
-    result = runner.train(config, verbose=0)
+    monkeypatch.setattr(MetricLearningModel, "fit", no_training)
+    result = run.train(config, verbose=0)
     assert os.path.exists(os.path.join(result["export_path"], "saved_model.pb"))
     assert (run_dir / "metrics.jsonl").read_text() == records
 
@@ -219,20 +224,21 @@ def test_a_finished_training_is_not_redone_when_the_export_was_interrupted(tmp_p
 def test_a_run_that_never_finished_an_epoch_does_not_block_its_name(tmp_path):
     """Item 6: a run that failed in its first epoch leaves a directory; the corrected command may use it."""
     from tfdml.training.config import ConfigError
-    from tfdml.training.runner import prepare_run_dir, train
+    from tfdml.run import train
+    from tfdml.training.run_folder import RunFolder
 
     failing = tiny_config(tmp_path, "name=lc", "epochs=1", "loss.params={beta: 1.2, margin: 0.2, no_such_argument: 1}")
     with pytest.raises(ConfigError, match="no_such_argument"):
         train(failing, verbose=0)
     corrected = tiny_config(tmp_path, "name=lc", "epochs=1")
-    run_dir = prepare_run_dir(corrected)
+    run_dir = RunFolder.of(corrected).prepare(corrected).path
     from tfdml.training.config import read_config
 
     assert read_config(os.path.join(run_dir, "config.yaml")) == corrected
     # A run with a finished epoch still blocks a different config.
     (tmp_path / "runs" / "lc" / "metrics.jsonl").write_text('{"epoch": 1, "loss": 0.5}\n')
     with pytest.raises(ConfigError, match="different config"):
-        prepare_run_dir(failing)
+        RunFolder.of(failing).prepare(failing)
 
 
 def test_run_name_outside_the_run_dir_is_refused_before_anything_is_written(tmp_path):

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from tfdml.training.config import load_config
+from tfdml.training.run_folder import RunFolder
 from tfdml.tune import make_tuner, trial_seconds, tune
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,7 +16,7 @@ def test_two_trial_search_on_digits_writes_summary_and_best_recipe_and_resumes(t
         "name=tiny",
         "steps_per_epoch=2",
         "model.filters=8",
-        "tune={algorithm: random, max_trials: 2, epochs: 1, objective: val_recall_at_1, space: "
+        "tune={algorithm: random, max_trials: 2, epochs: 2, objective: val_recall_at_1, space: "
         "{loss.params.margin: {type: float, min: 0.1, max: 0.3}, "
         "loss.class: {type: choice, values: [MarginLoss, TripletLoss]}}}",
     ]
@@ -26,6 +27,14 @@ def test_two_trial_search_on_digits_writes_summary_and_best_recipe_and_resumes(t
         written = yaml.safe_load(f)
     assert written == best and best["loss"]["class"] in ("MarginLoss", "TripletLoss")
     assert 0.1 <= best["loss"]["params"]["margin"] <= 0.3
+    # Each trial trained as train.py trains, in its run folder: its score is the objective at the epoch it selected.
+    tuner = make_tuner(config, str(tmp_path / "tiny-tune"), 0)
+    for trial in tuner.oracle.trials.values():
+        folder = RunFolder(os.path.join(tuner.get_trial_dir(trial.trial_id), "run"))
+        done = folder.done()
+        assert done["select_by"] == "val_recall_at_1" and done["best_epoch"] == folder.best_epoch("val_recall_at_1")
+        assert [record["epoch"] for record in folder.records()] == [1, 2]
+        assert trial.score == folder.records()[done["best_epoch"] - 1]["val_recall_at_1"]
 
     capsys.readouterr()
     again, _ = tune(config, verbose=0)  # finished trials are reloaded, not retrained
@@ -52,6 +61,13 @@ def test_other_search_algorithms_run_on_digits(algorithm, tmp_path):
     best, table = tune(config, verbose=0)
     assert 1e-4 <= best["optimizer"]["learning_rate"] <= 1e-2
     assert os.path.exists(tmp_path / "alg-tune" / "best.yaml")
+    # Hyperband's budget is honoured: a trial trains from its initial epoch to its epochs, no further.
+    tuner = make_tuner(config, str(tmp_path / "alg-tune"), 0)
+    for trial in tuner.oracle.trials.values():
+        values = trial.hyperparameters.values
+        first, last = values.get("tuner/initial_epoch", 0) + 1, values.get("tuner/epochs", 2)
+        records = RunFolder(os.path.join(tuner.get_trial_dir(trial.trial_id), "run")).records()
+        assert [record["epoch"] for record in records] == list(range(first, last + 1))
 
 
 def tiny_search(tmp_path, space, max_trials=1):

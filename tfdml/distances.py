@@ -15,27 +15,9 @@ TensorShape([8, 8])
 TensorShape([8, 8])
 """
 
-import numpy as np
 import tensorflow as tf
 
 METRICS = ("euclidean", "squared_euclidean", "cosine")
-
-
-def as_embeddings(embeddings, name="embeddings", *, dim=None, rows="n"):
-    """A finite float32 ``(rows, d)`` NumPy array from an array or tensor, or a ``ValueError`` naming ``name``.
-
-    Without ``dim`` at least one row is required; with it, ``d`` must equal ``dim`` and no rows is fine
-    (an empty batch of gallery items or queries). ``rows`` names the row count in the message.
-    """
-    array = np.asarray(embeddings, dtype=np.float32)
-    if dim is None:
-        if array.ndim != 2 or array.shape[0] == 0:
-            raise ValueError(f"{name} must have shape ({rows}, d) with {rows} >= 1; got {array.shape}.")
-    elif array.ndim != 2 or array.shape[1] != dim:
-        raise ValueError(f"{name} must have shape ({rows}, {dim}); got {array.shape}.")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contain NaN or inf values.")
-    return array
 
 
 def squared_distances_are_finite(x):

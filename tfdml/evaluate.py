@@ -55,7 +55,7 @@ import tensorflow as tf
 import tfdml.data
 from tfdml import evaluation
 from tfdml.evaluation import figures, plots
-from tfdml.io import check_replaceable, write_directory_atomically
+from tfdml.io import check_replaceable, write_directory_atomically, write_file_atomically
 
 #: Random different-class pairs drawn for the negative-distance histogram.
 NEGATIVE_PAIRS = 100_000
@@ -196,7 +196,7 @@ def write_report(embeddings, data, out_dir, *, k=(1, 2, 4, 8), metric="euclidean
         )
         drawn["projection"] = plots.projection_plot(embeddings, labels, folder / "projection.png")
         report["figures"] = {name: pathlib.Path(path).name for name, path in drawn.items()}
-        (folder / "report.json").write_text(json.dumps(report, indent=2))
+        write_file_atomically(str(folder / "report.json"), json.dumps(report, indent=2))
 
     write_directory_atomically(str(out_dir), write, overwrite=True, owned=REPORT_FILES)
     return report
@@ -238,8 +238,8 @@ def _integer_at_least(minimum):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tfdml.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="SavedModel directory (an export models/<name>/<version>) or .keras file")
-    parser.add_argument("--data", required=True, choices=tfdml.data.NAMES, metavar="NAME",
-                        help=f"dataset name for tfdml.data.load: {', '.join(tfdml.data.NAMES)}")
+    parser.add_argument("--data", required=True, choices=tfdml.data.READERS.names, metavar="NAME",
+                        help=f"dataset name for tfdml.data.load: {', '.join(tfdml.data.READERS.names)}")
     parser.add_argument("--root", default=None, help="dataset location (see tfdml.data.load)")
     parser.add_argument("--split", default="test", choices=tfdml.data.SPLITS, help="split to evaluate (default: test)")
     parser.add_argument(

@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdml.data.images import decode, header_size
+from tfdml.extras import require
 from tfdml.io import write_directory_atomically
 from tfdml.neighbors import exact_search
 from tfdml.training.config import NAME_PATTERN
@@ -46,6 +47,7 @@ from tfdml.training.config import NAME_PATTERN
 #: Largest decoded image (height × width) ``serving_bytes`` accepts by default: 4096 × 4096 (48 MiB as RGB).
 MAX_IMAGE_PIXELS = 4096 * 4096
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+_WARMUP_PURPOSE = "An export (its TF Serving warm-up requests)"
 # Top-level entries of a SavedModel version folder: the only ones an overwrite may replace.
 SAVED_MODEL_ENTRIES = ("saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra")
 
@@ -102,8 +104,8 @@ def check_export_settings(name, version, base_dir, *, gallery=None, gallery_k=10
 
     Raises ``ValueError`` naming the setting for a bad model name (also of ``<name>-search``
     with a gallery), a non-positive or non-integer version or ``gallery_k``/``max_image_pixels``,
-    a gallery that is neither ``"test"`` nor an existing folder, and ``FileExistsError`` for a
-    version that already exists.
+    a gallery that is neither ``"test"`` nor an existing folder, ``FileExistsError`` for a
+    version that already exists, and ``MissingExtraError`` without ``tfdml[serving]``.
     """
     check_name(name)
     names = [name] + ([f"{name}-search"] if gallery else [])
@@ -118,6 +120,7 @@ def check_export_settings(name, version, base_dir, *, gallery=None, gallery_k=10
             raise ValueError(f"export.gallery must be 'test' or an existing image folder; {gallery!r} is neither.")
         _check_positive_int(gallery_k, "export.gallery_k")
     _check_positive_int(max_image_pixels, "export.max_image_pixels")
+    require("tensorflow_serving", _WARMUP_PURPOSE)
 
 
 def check_name(name):
@@ -140,6 +143,7 @@ def _check_positive_int(value, what):
 
 def write_warmup_requests(saved_model_dir, model_name, image_shape):
     """Write TF Serving's warm-up file: one PredictRequest per signature, batch of one."""
+    require("tensorflow_serving", _WARMUP_PURPOSE)
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     png = tf.io.encode_png(tf.zeros((*image_shape[:2], image_shape[2]), tf.uint8)).numpy()

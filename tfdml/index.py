@@ -30,9 +30,10 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tfdml.distances import METRICS, as_embeddings
+from tfdml.checks import as_embeddings, label_array
+from tfdml.distances import METRICS
+from tfdml.extras import require
 from tfdml.io import recover_directory, write_directory_atomically
-from tfdml.masks import label_array
 from tfdml.neighbors import exact_search
 
 BACKENDS = ("exact", "faiss")
@@ -66,10 +67,7 @@ class GalleryIndex:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}.")
         if backend == "faiss":
-            try:
-                import faiss  # noqa: F401
-            except ImportError:
-                raise ImportError("backend='faiss' needs the faiss-cpu package: pip install faiss-cpu") from None
+            require("faiss", "GalleryIndex(backend='faiss')")
         self.dim, self.metric, self.backend = int(dim), metric, backend
         self.embeddings = np.zeros((0, self.dim), np.float32)
         self.ids = np.zeros((0,), np.int64)

@@ -36,7 +36,10 @@ A search is reproducible: its values are drawn from the recipe's ``seed`` (keras
 seed 0 as "draw a random seed"), and each trial seeds its training from it as ``train.py`` does
 (``keras.utils.set_random_seed``). Identical searches give the same trials, values and scores,
 and a search interrupted (even by ``kill -9``) and rerun equals the uninterrupted one: finished
-trials are reloaded and the interrupted trial is trained again from its start.
+trials are reloaded and the interrupted trial resumes after its last finished epoch.
+Each trial trains as ``train.py`` does (:meth:`tfdml.experiment.Experiment.fit`), in
+``search/trial_*/run/``: it stops at once if training diverges, and its score is
+``tune.objective`` at its best epoch (the first on ties), whose weights the trial keeps.
 Each trial's full recipe is written to its trial folder (``search/trial_*/config.yaml``)
 before it trains, and its training time after (``search/trial_*/seconds.txt``), so a resumed
 search still knows what its earlier trials cost (:func:`trial_seconds`); the search ends with a
@@ -56,7 +59,8 @@ import numpy as np
 
 from tfdml.io import check_replaceable, write_file_atomically
 from tfdml.training.config import ConfigError, check_types, dump_config, load_config, read_config, validate
-from tfdml.training.runner import Setup
+from tfdml.experiment import Experiment
+from tfdml.training.run_folder import RunFolder
 
 ALGORITHMS = ("random", "bayesian", "hyperband")
 
@@ -113,6 +117,8 @@ def trial_config(config, hp):
     trial = copy.deepcopy(config)
     if config["tune"]["epochs"] is not None:
         trial["epochs"] = config["tune"]["epochs"]
+    if "tuner/epochs" in hp.values:  # Hyperband's budget for this trial
+        trial["epochs"] = hp.values["tuner/epochs"]
     space = config["tune"]["space"]
     for path in sorted(space, key=lambda p: not p.endswith(".class")):
         value = declare(hp, path, space[path])
@@ -145,36 +151,43 @@ class CheckObjectiveLogged(keras.callbacks.Callback):
 
 
 class RecipeHyperModel(keras_tuner.HyperModel):
-    """Builds and trains one trial of the recipe (data, sampler, model and loss are all per trial)."""
+    """Builds and trains one trial of the recipe (data, sampler, model and loss are all per trial).
+
+    A trial is an :class:`~tfdml.experiment.Experiment` of its recipe trained by the same
+    :meth:`~tfdml.experiment.Experiment.fit` as ``train.py``, in the run folder ``run/`` of its trial
+    folder: it stops on divergence, evaluates every epoch, and keeps the weights of its epoch with the best
+    ``tune.objective`` (the first on ties), whose value is the trial's score. Hyperband's budget
+    (``epochs``, ``initial_epoch``) is honoured.
+    """
 
     def __init__(self, config, verbose):
         super().__init__(name=config["name"])
         self.config = config
         self.verbose = verbose
-        self.setup = None
+        self.experiment = None
+        self.trial_dir = None  # set by the tuner before each trial (RecordsTrialConfigs.run_trial)
 
     def build(self, hp):
-        config = trial_config(self.config, hp)
         # Each trial starts from the seed, as a train.py run does: its result does not depend on the trials before it.
-        keras.utils.set_random_seed(config["seed"])
-        self.setup = Setup(config)
-        return self.setup.model
+        self.experiment = Experiment(trial_config(self.config, hp))
+        return self.experiment.model
 
-    def fit(self, hp, model, *args, callbacks=None, **kwargs):
-        setup = self.setup
-        return model.fit(
-            setup.batches,
-            epochs=setup.config["epochs"],
-            steps_per_epoch=setup.steps_per_epoch,
-            callbacks=[
-                *setup.sampler_callbacks(),
-                setup.evaluation_callback(every_n_epochs=1),
-                CheckObjectiveLogged(self.config["tune"]["objective"]),
-                *(callbacks or []),
-            ],
-            shuffle=False,
-            verbose=self.verbose,
-        )
+    def fit(self, hp, model, *args, callbacks=None, initial_epoch=0, **kwargs):
+        experiment = self.experiment
+        objective = self.config["tune"]["objective"]
+        folder = RunFolder(os.path.join(self.trial_dir, "run"))
+        with folder.hold():
+            folder.prepare(experiment.config)
+            fitted = experiment.fit(
+                folder,
+                select_by=objective,
+                evaluate_every=1,
+                callbacks=[CheckObjectiveLogged(objective), *(callbacks or [])],
+                verbose=self.verbose,
+                initial_epoch=initial_epoch,
+            )
+        selected = next(record for record in fitted.records if record["epoch"] == fitted.selected_epoch)
+        return {objective: selected[objective]}
 
 
 TRIAL_SECONDS = "seconds.txt"
@@ -185,6 +198,7 @@ class RecordsTrialConfigs:
     and its training time in seconds to ``<trial dir>/seconds.txt`` after."""
 
     def run_trial(self, trial, *args, **kwargs):
+        self.hypermodel.trial_dir = self.get_trial_dir(trial.trial_id)
         dump_config(trial_config(self.hypermodel.config, trial.hyperparameters), self.trial_config_path(trial.trial_id))
         started = time.perf_counter()
         result = super().run_trial(trial, *args, **kwargs)

@@ -211,7 +211,7 @@ def _sampling_pairs(entries):
     return pairs
 
 
-# Issue 17's decisive comparisons, as (row, row) pairs of a fully run experiment: Wu's best combination and
+# The converged study's decisive comparisons, as (row, row) pairs of a fully run experiment: Wu's best combination and
 # learned β against their closest rival, SPC-2 vs SPC-4 and the best vs worst sampler (the spread), each
 # R- variant against its base, category-hard against random batches.
 DECISIVE = {
@@ -250,7 +250,7 @@ def unsettled(experiment, rows, seeds):
 
 def extra_runs(experiments, protocol, data_root, records, tuned=None):
     """``(key, overrides, seed)`` runs of ``protocol.extra_seeds`` that a decisive comparison within 2 SE
-    after the protocol's seeds still needs (issue 17: 5 seeds where 3 do not settle it).
+    after the protocol's seeds still needs (5 seeds where 3 do not settle it).
 
     An experiment is looked at once all its rows have the protocol's seeds; after the extra seeds a
     different rival can become closest, so the caller asks again until nothing is left.

@@ -93,7 +93,7 @@ def resolved_config(overrides, seed, data_root):
     return load_config(BASE_RECIPE, [*overrides, f"seed={seed}", f"data.root={os.path.abspath(data_root)}"])
 
 
-# Recipe keys added to the schema after the first runs were recorded (issue 8): left out of the key
+# Recipe keys added to the schema after the first runs were recorded: left out of the key
 # while they hold their default, so a schema addition does not re-key the runs recorded before it.
 # A key added to tfdml.training.config.DEFAULTS later belongs here too.
 KEYED_WHEN_CHANGED = {

@@ -41,7 +41,7 @@ def _learned_beta(loss_object):
 
 def loaded_splits(config):
     """``(train, test)`` of ``config``'s data, read once per process."""
-    from tfdml.training.runner import load_split
+    from tfdml.experiment import load_split
 
     data_key = json.dumps(config["data"], sort_keys=True)
     if data_key not in _SPLITS:
@@ -52,41 +52,29 @@ def loaded_splits(config):
 def run_one(overrides, seed, data_root):
     """Train one configuration with one seed and return its record (without key and seed).
 
-    With validation classes (``data.validation``) the validation scores are logged every
-    ``evaluation.every_n_epochs`` and the weights of the best ``evaluation.select_by`` epoch (the
-    first on ties, as ``train.py`` exports) are the ones measured on the test split.
+    The run trains as ``train.py`` trains (:meth:`tfdml.experiment.Experiment.fit`), in a temporary run
+    folder: with validation classes (``data.validation``) the validation scores are logged every
+    ``evaluation.every_n_epochs`` and the weights of the best ``evaluation.select_by`` epoch (the first on
+    ties) are the ones measured on the test split.
     """
+    import tempfile
+
     import keras
 
     from tfdml.evaluation import singular_values, spectral_decay
-    from tfdml.sampling import indexed_batches
-    from tfdml.training.runner import Setup
+    from tfdml.experiment import Experiment
+    from tfdml.training.run_folder import RunFolder
 
     started = time.perf_counter()
     config = resolved_config(overrides, seed, data_root)
     keras.backend.clear_session()
-    keras.utils.set_random_seed(seed)
-    setup = Setup(config, splits=loaded_splits(config))
-    callbacks = setup.sampler_callbacks()
-    selection = None
-    if setup.validation_data is not None:
-        # Never stops early (patience = the whole run); restores the best epoch's weights at the end.
-        selection = keras.callbacks.EarlyStopping(
-            monitor=config["evaluation"]["select_by"], mode="max", patience=config["epochs"], restore_best_weights=True,
-        )
-        callbacks = [setup.evaluation_callback(), selection, *callbacks]
-    history = setup.model.fit(
-        setup.batches,
-        epochs=config["epochs"],
-        steps_per_epoch=setup.steps_per_epoch,
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=0,
-    )
-    train_images = indexed_batches(setup.train_data, 256).map(lambda images, indices: images)
-    test_embeddings = setup.embedder.predict(setup.test_images(), verbose=0)
-    train_embeddings = setup.embedder.predict(train_images, verbose=0)
-    metrics = setup.evaluate(test_embeddings)
+    experiment = Experiment(config, splits=loaded_splits(config))
+    with tempfile.TemporaryDirectory(prefix="study-run-") as path:
+        folder = RunFolder(path).prepare(config)
+        fitted = experiment.fit(folder, verbose=0)
+    test_embeddings = experiment.embed_test()
+    train_embeddings = experiment.embed_train()
+    metrics = experiment.evaluate(test_embeddings)
     spectra = {split: singular_values(x) for split, x in (("train", train_embeddings), ("test", test_embeddings))}
     record = {
         **{metric: float(metrics[metric]) for metric in METRICS},
@@ -96,19 +84,15 @@ def run_one(overrides, seed, data_root):
         "rank_train": int(np.count_nonzero(spectra["train"])),
         "rank_test": int(np.count_nonzero(spectra["test"])),
         "singular_values": {split: values.tolist() for split, values in spectra.items()},
-        "final_loss": float(history.history["loss"][-1]),
-        "learned_beta": _learned_beta(setup.model.dml_loss),
+        "final_loss": fitted.records[-1]["loss"],
+        "learned_beta": _learned_beta(experiment.model.dml_loss),
         "seconds": time.perf_counter() - started,
     }
-    if setup.bank is None:  # label samplers plan their batches up front; batch-matching ones need the bank
-        record["batch_composition"] = batch_composition(setup.sampler)
-    if selection is not None:
-        epochs = len(history.history["loss"])
-        record["best_epoch"] = selection.best_epoch + 1
-        record["curve"] = [
-            {"epoch": epoch + 1, **{name: float(values[epoch]) for name, values in history.history.items()}}
-            for epoch in range(epochs)
-        ]
+    if experiment.bank is None:  # label samplers plan their batches up front; batch-matching ones need the bank
+        record["batch_composition"] = batch_composition(experiment.sampler, experiment.train_data.categories)
+    if fitted.selected_epoch is not None:
+        record["best_epoch"] = fitted.selected_epoch
+        record["curve"] = fitted.records
     return record
 
 

@@ -181,7 +181,7 @@ def test_bad_arguments_are_named():
 
 def test_config_round_trip():
     augment = augmentation("wu", size=64, seed=9)
-    assert augment.get_config() == {"protocol": "wu", "size": 64, "seed": 9}
+    assert augment.get_config() == {"protocol": "wu", "size": 64, "seed": 9, "affine": None}
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(augment))
     assert isinstance(restored, Augmentation) and restored.get_config() == augment.get_config()
 

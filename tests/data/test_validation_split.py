@@ -71,7 +71,7 @@ def test_real_omniglot_latin_as_validation(omniglot_dir):
 )
 def test_train_py_table_says_whether_its_classes_were_held_out(train_split, test_split, held_out):
     from tfdml.training.config import load_config
-    from tfdml.training.runner import test_split_heading
+    from tfdml.run import test_split_heading
 
     config = load_config(None, [f"data.train_split={train_split}", f"data.test_split={test_split}"])
     heading = test_split_heading(config, _collection([0, 0, 1]))

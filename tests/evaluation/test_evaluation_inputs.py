@@ -178,6 +178,29 @@ def test_d25_one_class_warns_and_reports_nan(workspace, tmp_path):
     assert sorted(os.listdir(out)) == sorted(["report.json", *written["figures"].values()])
 
 
+def test_every_report_file_is_written_through_tfdml_io(workspace, tmp_path, monkeypatch):
+    import tfdml.evaluate
+
+    written = []
+    for module, name in ((plots, "save_file_atomically"), (tfdml.evaluate, "write_file_atomically")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda path, *args, original=original: written.append(path) or original(path, *args))
+    main(_argv(workspace, tmp_path / "eval"))
+    assert sorted(os.path.basename(path) for path in written) == sorted(os.listdir(tmp_path / "eval")) == sorted(
+        tfdml.evaluate.REPORT_FILES
+    )
+
+
+def test_entries_refuse_bad_categories_and_self_index_naming_them():
+    embeddings, labels, categories = _fewshot_data()
+    with pytest.raises(ValueError, match=r"^RetrievalEvaluation: categories must hold integers"):
+        evaluation.RetrievalEvaluation((embeddings, labels), categories=np.array(["a", "b", "c"])[categories])
+    with pytest.raises(ValueError, match=r"^categories must have shape \(150,\) to match the embeddings; got \(10,\)"):
+        evaluation.evaluate(embeddings, labels, metrics=["fewshot_5way_1shot"], categories=categories[:10])
+    with pytest.raises(ValueError, match=r"^self_index must hold integers; got dtype float64"):
+        evaluation.nearest_neighbors(embeddings, embeddings, k=1, self_index=np.zeros(len(labels)))
+
+
 def test_d25_a_failed_report_leaves_no_half_written_folder(workspace, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -282,7 +305,7 @@ def zoo(tmp_path, monkeypatch):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{module.BEGIN}\n| old table |\n{module.END}\nrest\n")
     monkeypatch.setattr(module, "RESULTS", str(tmp_path / "zoo"))
-    monkeypatch.setattr(module, "README", str(readme))
+    monkeypatch.setattr(module, "PAGE", str(readme))
     return module
 
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import registry_cases as rc
 from tfdml import losses, mining
-from tfdml.losses.pairs import contrastive_all_pairs
+from tfdml.losses import contrastive_all_pairs
 from tfdml.training import MetricLearningModel
 from tfdml.training.model import gather_global_batch
 
-BATCH, DIM = 8, 8
+BATCH, DIM = 8, rc.DIM  # the class losses of the registry cases are built for rc.DIM
 SMALL = np.array([0, 0, 1, 1, 2, 2, 3, 3])
 
 
@@ -24,16 +25,17 @@ def batch(seed=0):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-# Deterministic losses whose value depends on the label partition only (no class parameters).
+def class_indexed(loss):
+    """Whether ``loss`` reads a table indexed by class id (proxies, class centres, class βs)."""
+    return "num_classes" in rc.required_arguments(type(loss)) or getattr(loss, "beta_class", False)
+
+
+# Every registered loss (batch-hard mining where it takes a miner) whose value depends on the label
+# partition only: deterministic, without class parameters.
 PARTITION_LOSSES = {
-    "contrastive-all": lambda: losses.ContrastiveLoss(pairs="all"),
-    "triplet-batchhard": lambda: losses.TripletLoss(miner=mining.BatchHardMiner()),
-    "margin-semihard": lambda: losses.MarginLoss(miner=mining.SemiHardMiner(seed=0)),
-    "npair": lambda: losses.NPairLoss(),
-    "multi-similarity": lambda: losses.MultiSimilarityLoss(),
-    "fastap": lambda: losses.FastAPLoss(),
-    "histogram": lambda: losses.HistogramLoss(),
-    "lifted-structure": lambda: losses.GeneralizedLiftedStructureLoss(),
+    name: make
+    for name, make in rc.loss_cases(rc.default_miner).items()
+    if not rc.is_stochastic(name) and not class_indexed(make())
 }
 
 # ---------------------------------------------------------------- D8: every integer class id is exact
@@ -120,13 +122,11 @@ def test_labels_gathered_across_replicas_stay_exact(mirrored_strategy):
 
 # ---------------------------------------------------------------- D9: out-of-range labels under XLA
 
+# Every registered loss that indexes a table by class id, and the margin loss's class βs.
 CLASS_LOSSES = {
-    "proxy-nca": lambda: losses.ProxyNCALoss(4, DIM, seed=0),
-    "soft-triple": lambda: losses.SoftTripleLoss(4, DIM, seed=0),
-    "normalized-softmax": lambda: losses.NormalizedSoftmaxLoss(4, DIM, seed=0),
-    "arcface": lambda: losses.ArcFaceLoss(4, DIM, seed=0),
-    "margin-beta-class": lambda: losses.MarginLoss(beta_class=True, num_classes=4),
-    "margin-beta-class-all-pairs": lambda: losses.MarginLoss(beta_class=True, num_classes=4, pairs="all"),
+    **{name: make for name, make in rc.loss_cases().items() if class_indexed(make()) and "-" not in name},
+    "MarginLoss-beta-class": lambda: losses.MarginLoss(beta_class=True, num_classes=4),
+    "MarginLoss-beta-class-all-pairs": lambda: losses.MarginLoss(beta_class=True, num_classes=4, pairs="all"),
 }
 
 
@@ -154,20 +154,11 @@ def test_out_of_range_image_index_gives_a_nan_loss_under_xla():
 
 # ---------------------------------------------------------------- D13: constructor arguments
 
-PROXY_CLASSES = (losses.ProxyNCALoss, losses.SoftTripleLoss, losses.NormalizedSoftmaxLoss, losses.ArcFaceLoss)
-
-
 def constructible():
-    """Every loss and miner class with the arguments it cannot do without."""
-    classes = [getattr(losses, n) for n in losses.__all__ if n[0].isupper()]
-    classes += [getattr(mining, n) for n in mining.__all__ if n[0].isupper()]
-    required = {cls: {"num_classes": 4, "embedding_dim": DIM} for cls in PROXY_CLASSES}
-    required[mining.RhoRegularizedMiner] = {"miner": mining.BatchHardMiner()}
-    abstract = (losses.DMLLoss, losses.ParametricDMLLoss, losses.LossParameters, mining.Miner, mining.TupleMiner)
+    """Every registered loss and miner class with the arguments it cannot do without."""
     return {
-        cls: required.get(cls, {})
-        for cls in classes
-        if inspect.isclass(cls) and cls not in abstract and issubclass(cls, (losses.DMLLoss, mining.Miner))
+        cls: {name: rc.SUPPLIED[name]() for name in rc.required_arguments(cls)}
+        for cls in rc.loss_classes() + rc.miner_classes()
     }
 
 
@@ -223,52 +214,15 @@ def test_arguments_outside_their_domain_are_named(make, argument):
         make()
 
 
-def test_arguments_inside_their_domain_are_kept_and_round_trip():
+def test_arguments_inside_their_domain_are_kept():  # round trips: tests/test_registry.py
     assert mining.MultiSimilarityMiner(epsilon=float("inf")).epsilon == math.inf  # documented: keep every pair
     assert losses.FastAPLoss(num_bins=10.0).num_bins == 10
     assert losses.TripletLoss(margin=0).margin == 0.0
     assert mining.SemiHardMiner(margin=None, lower_bound=0.0).get_config()["margin"] is None
-    for cls, required in constructible().items():
-        made = cls(**required)
-        config = made.get_config()
-        rebuilt = cls.from_config(config)
-        assert rebuilt.get_config() == config, cls.__name__
 
 
 # ---------------------------------------------------------------- D14: huge finite embeddings
-
-ALL_LOSSES = {
-    **PARTITION_LOSSES,
-    "contrastive": lambda: losses.ContrastiveLoss(miner=mining.BatchHardMiner()),
-    "margin": lambda: losses.MarginLoss(miner=mining.BatchHardMiner()),
-    "margin-all": lambda: losses.MarginLoss(pairs="all"),
-    "quadruplet": lambda: losses.QuadrupletLoss(miner=mining.BatchHardMiner(seed=0)),
-    "snr": lambda: losses.SNRLoss(miner=mining.BatchHardMiner()),
-    "angular": lambda: losses.AngularLoss(),
-    "multi-similarity-all": lambda: losses.MultiSimilarityLoss(pairs="all"),
-    **CLASS_LOSSES,
-}
-XLA_SUBSET = ("contrastive", "margin", "triplet-batchhard", "quadruplet", "proxy-nca", "multi-similarity-all")
-
-
-def modes(name):
-    # A tf.function runs eager mode's TensorFlow kernels; XLA's differ (its max keeps NaN, TensorFlow's clamps it).
-    return ["eager"] + (["xla"] if name in XLA_SUBSET else [])
-
-
-@pytest.mark.parametrize(
-    "name, mode", [pytest.param(n, m, id=f"{n}-{m}") for n in sorted(ALL_LOSSES) for m in modes(n)]
-)
-def test_embeddings_whose_squared_distances_overflow_give_a_nan_loss(name, mode):
-    loss = ALL_LOSSES[name]().value
-    call = tf.function(loss, jit_compile=True) if mode == "xla" else loss
-    x = batch()
-    labels = tf.constant(SMALL)
-    assert np.isfinite(float(call(labels, tf.constant(x * 1e15))))  # squared norms 1e30: still representable
-    assert np.isnan(float(call(labels, tf.constant(x * 1e30))))
-    one_row = x.copy()
-    one_row[5] *= 1e20
-    assert np.isnan(float(call(labels, tf.constant(one_row))))
+# Every loss, eager, in a graph and under XLA: tests/test_registry.py (the NaN policy).
 
 
 def test_all_pairs_functions_give_nan_for_huge_embeddings():

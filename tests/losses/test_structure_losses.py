@@ -32,13 +32,10 @@ class FixedTriplets(Miner):
 
     def __init__(self, anchors, positives, negatives, seed=None):
         super().__init__(seed=seed)
-        self.triplets = (list(anchors), list(positives), list(negatives))
+        self.anchors, self.positives, self.negatives = list(anchors), list(positives), list(negatives)
 
     def mine(self, embeddings, labels):
-        return Triplets(*(tf.constant(t, tf.int32) for t in self.triplets))
-
-    def get_config(self):
-        return {**super().get_config(), **dict(zip(("anchors", "positives", "negatives"), self.triplets))}
+        return Triplets(*(tf.constant(t, tf.int32) for t in (self.anchors, self.positives, self.negatives)))
 
 
 # Includes an R-SNR switched triplet (2, 2, 1): the anchor is its own positive.
@@ -114,6 +111,7 @@ def gradient_of(loss, labels, x, dtype=tf.float32):
     return value, tape.gradient(value, x)
 
 
+@pytest.mark.reference("NPairLoss", "AngularLoss", "GeneralizedLiftedStructureLoss", "MultiSimilarityLoss", "HistogramLoss", "SNRLoss")
 @pytest.mark.parametrize("labels", [SPC2, SPC3, UNEVEN], ids=["spc2", "spc3", "uneven"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_numpy_reference(case, labels, rng):
@@ -143,11 +141,10 @@ def test_loss_functions_take_explicit_inputs_in_float64(rng):
     np.testing.assert_allclose(generalized_lifted_structure_loss(y, e, 0.5, 0.0).numpy(), expected, rtol=1e-10)
     np.testing.assert_allclose(histogram_loss(y, e, num_bins=11).numpy(), ref.histogram(labels, x, 11), rtol=1e-10)
     masks = PairMasks(*(tf.constant(m) for m in ref.multi_similarity_masks(labels, x)))
-    unit = tf.math.l2_normalize(e, axis=1)
-    np.testing.assert_allclose(multi_similarity_loss(unit, masks).numpy(), ref.multi_similarity(labels, x), rtol=1e-10)
+    np.testing.assert_allclose(multi_similarity_loss(masks, e).numpy(), ref.multi_similarity(labels, x), rtol=1e-10)
     columns = [tf.constant(t, tf.int32) for t in SNR_TRIPLETS]
     triplets = MaskedTriplets(*columns, tf.ones_like(columns[0], tf.bool))
-    np.testing.assert_allclose(snr_loss(unit, triplets).numpy(), ref.snr(x, *SNR_TRIPLETS), rtol=1e-10)
+    np.testing.assert_allclose(snr_loss(triplets, e).numpy(), ref.snr(x, *SNR_TRIPLETS), rtol=1e-10)
 
 
 def test_npair_hand_built_batch():
@@ -216,6 +213,7 @@ def test_bad_hyperparameters_are_named(make_loss, argument):
         make_loss()
 
 
+@pytest.mark.reference("MultiSimilarityMiner")
 @pytest.mark.parametrize("labels", [SPC2, SPC3, UNEVEN, np.array([0, 1, 2, 3])], ids=["spc2", "spc3", "uneven", "singletons"])
 @pytest.mark.parametrize("epsilon", [0.0, 0.1, 0.5])
 def test_multi_similarity_miner_matches_reference(labels, epsilon, rng):
@@ -328,13 +326,6 @@ def test_edge_cases_give_finite_values_and_gradients(name, batch, kind, rng):
 
 
 @pytest.mark.parametrize("name", sorted(DEFAULT_LOSSES))
-def test_labels_of_shape_b1_equal_labels_of_shape_b(name, rng):
-    x = embeddings(rng, SPC3)
-    make_loss = DEFAULT_LOSSES[name]
-    assert loss_value(make_loss(), SPC3[:, None], x) == pytest.approx(loss_value(make_loss(), SPC3, x), rel=1e-6)
-
-
-@pytest.mark.parametrize("name", sorted(DEFAULT_LOSSES))
 def test_float16_inputs_under_mixed_precision_compute_in_float32(name, rng):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -358,22 +349,6 @@ def test_rejects_mismatched_or_malformed_inputs(name):
         loss(tf.constant([0, 0, 1]), tf.zeros((2, 3)))
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_serialization_round_trip(case, rng):
-    loss = CASES[case][0]()
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
-    assert type(restored) is type(loss)
-    assert restored.get_config() == loss.get_config()
-    x = embeddings(rng, SPC2)
-    assert loss_value(restored, SPC2, x) == pytest.approx(loss_value(loss, SPC2, x), rel=1e-6)
-
-
-def test_multi_similarity_miner_serialization_round_trip():
-    miner = MultiSimilarityMiner(epsilon=0.25, seed=3)
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(miner))
-    assert isinstance(restored, MultiSimilarityMiner) and restored.get_config() == miner.get_config()
-
-
 @pytest.mark.parametrize("name", sorted(DEFAULT_LOSSES))
 def test_runs_in_tf_function_with_unknown_batch_size(name, rng):
     loss = DEFAULT_LOSSES[name]()
@@ -382,16 +357,6 @@ def test_runs_in_tf_function_with_unknown_batch_size(name, rng):
     assert float(call(tf.constant(SPC3, tf.int32), tf.constant(x, tf.float32))) == pytest.approx(
         CASES[name][1](SPC3, x), rel=1e-5, abs=1e-6
     )
-
-
-def test_keras_compile_and_fit_with_every_loss(rng):
-    labels = np.repeat(np.arange(4), 4)
-    features = embeddings(rng, labels, dim=6, cluster=1.0).astype(np.float32)
-    for name, make_loss in sorted(DEFAULT_LOSSES.items()):
-        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5)])
-        model.compile(optimizer=keras.optimizers.SGD(0.01), loss=make_loss())
-        history = model.fit(features, labels[:, None], batch_size=8, epochs=2, shuffle=False, verbose=0)
-        assert np.all(np.isfinite(history.history["loss"])), name
 
 
 # SNR and R-SNR.

@@ -1,9 +1,11 @@
 import collections
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import registry_cases as rc
 from tests import reference_tuple as ref
 from tfdml.mining import (
     BatchHardMiner,
@@ -12,20 +14,10 @@ from tfdml.mining import (
     RhoRegularizedMiner,
     SemiHardMiner,
     SoftHardMiner,
+    TupleMiner,
 )
-from tfdml.mining.base import ReplicaConsistentRandom, deserialize_miner, serialize_miner
+from tfdml.mining.base import ReplicaConsistentRandom, deserialize_miner
 from tfdml.mining.tuples import sample_columns
-
-ALL_MINERS = [
-    lambda: RandomMiner(seed=1),
-    lambda: SemiHardMiner(seed=1),
-    lambda: SemiHardMiner(lower_bound=0.5, construction="anchors", seed=1),
-    lambda: SoftHardMiner(seed=1),
-    lambda: BatchHardMiner(seed=1),
-    lambda: DistanceWeightedMiner(seed=1),
-    lambda: DistanceWeightedMiner(construction="anchors", nonzero_loss_cutoff=None, seed=1),
-]
-MINER_IDS = ["random", "semihard", "semihard-fixed", "softhard", "batchhard", "dw-wu", "dw-roth"]
 
 
 def unit_batch(rng, num_classes=4, per_class=4, dim=16):
@@ -42,46 +34,6 @@ def assert_valid(tuples, labels):
     for a, p, n in tuples:
         assert a != p and labels[a] == labels[p], (a, p)
         assert labels[n] != labels[a], (a, n)
-
-
-@pytest.mark.parametrize("make_miner", ALL_MINERS, ids=MINER_IDS)
-def test_tuples_are_valid_eager_and_in_tf_function(make_miner, rng):
-    x, labels = unit_batch(rng)
-    miner = make_miner()
-    eager = as_tuples(miner(x, labels))
-    assert eager and all(isinstance(i, int) for t in eager for i in t)
-    assert_valid(eager, labels)
-    graph = as_tuples(tf.function(miner.__call__)(tf.constant(x), tf.constant(labels[:, None])))
-    assert_valid(graph, labels)
-
-
-@pytest.mark.parametrize("make_miner", ALL_MINERS, ids=MINER_IDS)
-def test_seeded_miners_are_reproducible(make_miner, rng):
-    x, labels = unit_batch(rng)
-    assert as_tuples(make_miner()(x, labels)) == as_tuples(make_miner()(x, labels))
-
-
-@pytest.mark.parametrize("make_miner", ALL_MINERS, ids=MINER_IDS)
-@pytest.mark.parametrize("labels", [np.arange(8), np.zeros(8, int)], ids=["no-positive-pair", "one-class"])
-def test_batches_without_valid_tuple_give_empty_tuples(make_miner, labels, rng):
-    x = rng.normal(size=(8, 4)).astype(np.float32)
-    triplets = make_miner()(x, labels)
-    assert [int(t.shape[0]) for t in triplets] == [0, 0, 0]
-
-
-@pytest.mark.parametrize("make_miner", ALL_MINERS, ids=MINER_IDS)
-def test_identical_embeddings_give_valid_tuples(make_miner):
-    labels = np.repeat(np.arange(3), 3)
-    tuples = as_tuples(make_miner()(np.ones((9, 8), np.float32), labels))
-    assert tuples
-    assert_valid(tuples, labels)
-
-
-@pytest.mark.parametrize("make_miner", ALL_MINERS, ids=MINER_IDS)
-def test_miners_serialize(make_miner):
-    miner = make_miner()
-    restored = deserialize_miner(serialize_miner(miner))
-    assert type(restored) is type(miner) and restored.get_config() == miner.get_config()
 
 
 @pytest.mark.parametrize("miner_class", [SemiHardMiner, DistanceWeightedMiner])
@@ -101,6 +53,7 @@ def test_roth_construction_gives_one_tuple_per_anchor_with_a_positive(rng):
     assert [a for a, _, _ in tuples] == list(range(len(labels) - 1))
 
 
+@pytest.mark.reference("BatchHardMiner")
 def test_batch_hard_matches_reference(rng):
     x = rng.normal(size=(12, 5)).astype(np.float32)
     labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 4, 4, 4])
@@ -114,6 +67,7 @@ def test_batch_hard_matches_reference(rng):
     assert as_tuples(BatchHardMiner()(x, labels)) == expected
 
 
+@pytest.mark.reference("SoftHardMiner")
 def test_soft_hard_draws_from_the_hard_candidate_sets(rng):
     x, labels = unit_batch(rng, num_classes=4, per_class=5, dim=3)
     d = ref.distance_matrix(x)
@@ -131,6 +85,7 @@ def test_soft_hard_draws_from_the_hard_candidate_sets(rng):
         assert seen_positives[a] == set(positives) and seen_negatives[a] == set(negatives)
 
 
+@pytest.mark.reference("SemiHardMiner")
 @pytest.mark.parametrize(
     "lower_bound,margin,squared", [(None, 0.2, False), (None, None, False), (0.5, 0.2, False), (None, 0.3, True)]
 )
@@ -167,6 +122,7 @@ def test_semi_hard_draws_uniformly_inside_the_band():
     assert all(60 <= c <= 140 for c in counts.values()), counts
 
 
+@pytest.mark.reference("RandomMiner")
 def test_random_miner_is_uniform_over_valid_triplets():
     labels = np.array([0, 0, 0, 1, 1, 2])
     valid = ref.valid_triplets(labels)
@@ -178,6 +134,7 @@ def test_random_miner_is_uniform_over_valid_triplets():
     assert max(abs(c - expected) for c in counts.values()) < 5 * np.sqrt(expected)
 
 
+@pytest.mark.reference("DistanceWeightedMiner")
 @pytest.mark.parametrize("dim", [64, 128, 512, 2048])
 def test_distance_weighted_probabilities_are_valid_per_row_and_match_reference(dim, rng):
     x, labels = unit_batch(rng, num_classes=4, per_class=3, dim=dim)
@@ -237,15 +194,16 @@ def test_distance_weighted_samples_are_much_flatter_in_distance_than_the_batch(r
     assert variation(sampled_hist) < 0.5 * variation(raw_hist), (sampled_hist, raw_hist)
 
 
-@pytest.mark.parametrize("make_miner", ALL_MINERS, ids=MINER_IDS)
-def test_p_switch_turns_tuples_into_anchor_anchor_positive(make_miner, rng):
+@pytest.mark.reference("RhoRegularizedMiner")
+@pytest.mark.parametrize("name", sorted(n for n, make in rc.miner_cases().items() if isinstance(make(), TupleMiner)))
+def test_p_switch_turns_tuples_into_anchor_anchor_positive(name, rng):
+    # Roth et al.'s ρ rule, for every tuple miner and the wrapper: with p_switch = 1, every (a, p, n)
+    # the miner gives with p_switch = 0 becomes (a, a, p) (same seed, same tuples before the switch).
     x, labels = unit_batch(rng)
-    base = make_miner()
-    config = base.get_config()
-    switched = type(base)(**{**config, "p_switch": 1.0})
-    plain = as_tuples(base(x, labels))
-    # Same seed, same tuples before the switch: every (a, p, n) becomes (a, a, p).
-    assert as_tuples(switched(x, labels)) == [(a, a, p) for a, p, _ in plain]
+    config = rc.miner_cases()[name]().get_config()
+    plain = as_tuples(type(rc.miner_cases()[name]()).from_config({**config, "p_switch": 0.0})(x, labels))
+    switched = type(rc.miner_cases()[name]()).from_config({**config, "p_switch": 1.0})
+    assert plain and as_tuples(switched(x, labels)) == [(a, a, p) for a, p, _ in plain]
 
 
 def test_p_switch_rate_and_wrapper_compose_with_any_miner(rng):
@@ -260,7 +218,7 @@ def test_p_switch_rate_and_wrapper_compose_with_any_miner(rng):
         assert_valid([t for t in tuples if t[0] != t[1]], labels)
         assert abs(len(switched) / len(tuples) - 0.3) < 0.12
     wrapper = RhoRegularizedMiner(SemiHardMiner(seed=2), p_switch=0.4, seed=3)
-    restored = deserialize_miner(serialize_miner(wrapper))
+    restored = deserialize_miner(keras.saving.serialize_keras_object(wrapper))
     assert isinstance(restored.miner, SemiHardMiner) and restored.p_switch == 0.4
     assert as_tuples(restored(x, labels)) == as_tuples(
         RhoRegularizedMiner(SemiHardMiner(seed=2), p_switch=0.4, seed=3)(x, labels)
@@ -282,3 +240,13 @@ def test_p_switch_rate_and_wrapper_compose_with_any_miner(rng):
 def test_bad_arguments_raise_clear_errors(bad):
     with pytest.raises((ValueError, TypeError)):
         bad()
+
+
+def test_xla_miners_compile_with_static_shapes_where_the_graph_miners_drop_invalid_tuples(rng):
+    # Two classes with one sample each have no positive: their cells are invalid, not absent.
+    x, labels = unit_batch(rng)
+    labels[-2:] = [100, 101]
+    mined = tf.function(DistanceWeightedMiner(seed=1).mine_masked, jit_compile=True)(x, labels)
+    assert mined.anchors.shape == (len(labels) ** 2,)
+    expected_pairs = sum(int(np.sum(labels == label)) * (int(np.sum(labels == label)) - 1) for label in set(labels))
+    assert int(np.sum(mined.valid.numpy())) == expected_pairs

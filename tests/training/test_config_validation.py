@@ -13,7 +13,7 @@ import tensorflow as tf
 from tfdml.data import TFDS_SPECS, digits
 from tfdml.training import config as config_module
 from tfdml.training.config import ConfigError, load_config, parse_yaml
-from tfdml.training.runner import load_split
+from tfdml.experiment import load_split
 
 import paths
 
@@ -100,7 +100,8 @@ def test_a_merge_key_may_still_be_overridden_explicitly():
         (["model.filters=0"], "model.filters must be a positive integer; got 0"),
         (["model.pooling=bogus"], "model.pooling must be one of avg, .*; got 'bogus'"),
         (["model.backbone=bogus"], "model.backbone must be one of convnet, .*; got 'bogus'"),
-        (["data.name=bogus"], "data.name must be one of digits, omniglot, .*; got 'bogus'"),
+        (["data.name=bogus"], "data.name must be one of .*digits, .*omniglot, .*; got 'bogus'"),
+        (["optimizer.name=adamw"], "optimizer.name must be one of adam, sgd; got 'adamw'"),
         ([f"name={'a' * 101}"], "at most 100 characters"),
         (
             ["evaluation.metrics=[nmi, fewshot_20way_1shot_within]"],

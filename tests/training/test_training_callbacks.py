@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdml.training.callbacks import AtomicBackupAndRestore
+from tfdml.training.run_folder import RunFolder
 
 
 def tiny_model():
@@ -36,14 +37,14 @@ def test_keras_still_has_the_private_hooks_it_overrides(tmp_path):
 
 
 def test_keras_calls_save_model_at_each_epoch_and_load_model_at_train_begin(tmp_path):
-    backup_dir = str(tmp_path / "backup")
+    backup_dir = RunFolder(tmp_path).backup_dir
     counter = tf.Variable(7, dtype=tf.int64)
     callback = AtomicBackupAndRestore(backup_dir, state={"counter": counter}, delete_checkpoint=False)
     fit(tiny_model(), callback, epochs=2)
     with open(os.path.join(backup_dir, "training_metadata.json")) as f:
         metadata = json.load(f)
     assert metadata["epoch"] == 2 and metadata["state"] == {"counter": 7}  # written by the _save_model override
-    assert AtomicBackupAndRestore.finished_epochs(backup_dir) == 2
+    assert RunFolder(tmp_path).finished_epochs() == 2
     assert os.path.exists(callback._weights_path)
     assert sorted(os.listdir(backup_dir)) == [os.path.basename(callback._weights_path), "training_metadata.json"]  # no temporary files
 

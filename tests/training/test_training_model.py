@@ -6,6 +6,7 @@ import tensorflow as tf
 from tfdml import models
 from tfdml.losses.base import DMLLoss, LossParameters, ParametricDMLLoss
 from tfdml.training import MetricLearningModel
+from tfdml.training.model import resolve_jit_compile
 
 
 class CentreLoss(ParametricDMLLoss):
@@ -121,3 +122,11 @@ def test_mirrored_two_replicas_equal_one_device_on_the_global_batch(rng, mirrore
     mirrored.fit(images, labels, batch_size=16, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(single.embedding_model.get_weights(), mirrored.embedding_model.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_jit_compile_recipe_values():
+    values = ("auto", True, False, "TRUE", "false")
+    assert [resolve_jit_compile(v) for v in values] == ["auto", True, False, True, False]
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match="jit_compile"):
+            resolve_jit_compile(bad)

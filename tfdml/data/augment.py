@@ -53,6 +53,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfdml.serialization import constructor_config, from_constructor_config
+
 PROTOCOLS = ("base", "big", "red", "adv", "wu", "eval", "affine")
 _DEFAULT_SIZES = {"big": 256}
 _RESIZE_RATIO = 256 / 224
@@ -131,14 +133,11 @@ class Augmentation:
         )
 
     def get_config(self):
-        config = {"protocol": self.protocol, "size": self.size, "seed": self.seed}
-        if self.affine is not None:
-            config["affine"] = {**self.affine, "scale": list(self.affine["scale"])}
-        return config
+        return constructor_config(self)
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return from_constructor_config(cls, config)
 
     def __repr__(self):
         return f"Augmentation(protocol={self.protocol!r}, size={self.size}, seed={self.seed})"

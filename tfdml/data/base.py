@@ -20,8 +20,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfdml.data import images
+from tfdml.registry import Registry
 
 SPLITS = ("train", "test", "all")
+
+#: Dataset readers by name, for :func:`tfdml.data.load` and recipe validation. Each reader module
+#: registers ``reader(root, *, split, image_size, **options) -> LabelledImages`` under its names;
+#: ``image_size=None`` keeps the stored size.
+READERS = Registry("dataset")
 
 
 class DataFileError(OSError):
@@ -146,6 +152,10 @@ class LabelledImages:
         if not isinstance(image_size, int) or image_size < 1:
             raise ValueError(f"{self.name}: image_size must be a positive int, got {image_size!r}")
         return self.preprocessed(lambda image: tf.image.resize(image, [image_size, image_size], antialias=True))
+
+    def resized_to(self, image_size):
+        """:meth:`resized`, or the images as stored for ``image_size=None``."""
+        return self if image_size is None else self.resized(image_size)
 
     def _files(self, attribute):
         if not self.has_files:

@@ -4,7 +4,7 @@ import numpy as np
 import sklearn.datasets
 import tensorflow as tf
 
-from tfdml.data.base import EncodedImages, LabelledImages, class_disjoint_split
+from tfdml.data.base import READERS, EncodedImages, LabelledImages, class_disjoint_split
 
 _MAX_PIXEL = 16
 _FIRST_TEST_DIGIT = 5
@@ -53,3 +53,9 @@ def digits(*, split="train", image_size=32, channels=1):
         load=EncodedImages(lambda index: tf.gather(png_files, index), channels=channels, preprocess=preprocess),
         class_names=[str(digit) for digit in range(10)],
     )
+
+
+@READERS.register("digits")
+def _digits_reader(root, *, split, image_size, **options):
+    """``load("digits")``: read from scikit-learn, so ``root`` is unused."""
+    return digits(split=split, image_size=image_size, **options)

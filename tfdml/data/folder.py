@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from tfdml.data import images
-from tfdml.data.base import SPLITS, EncodedImages, LabelledImages, class_disjoint_split
+from tfdml.data.base import READERS, SPLITS, EncodedImages, LabelledImages, class_disjoint_split
 
 
 def image_folder(root, *, split="all", train_classes=None, channels=3, validate="decode"):
@@ -110,6 +110,24 @@ def list_file(path, *, image_root=None, split="all", train_classes=None, delimit
         f"list_file({path})", paths, labels, categories, class_names, category_names,
         split, train_classes, channels, validate,
     )
+
+
+@READERS.register("folder")
+def _folder_reader(root, *, split, image_size, **options):
+    """``load("folder", root=...)``: :func:`image_folder`."""
+    return image_folder(_required_root("folder", root), split=split, **options).resized_to(image_size)
+
+
+@READERS.register("list")
+def _list_reader(root, *, split, image_size, **options):
+    """``load("list", root=...)``: :func:`list_file`, ``root`` being the list file."""
+    return list_file(_required_root("list", root), split=split, **options).resized_to(image_size)
+
+
+def _required_root(name, root):
+    if root is None:
+        raise ValueError(f"tfdml.data.load({name!r}) needs root=")
+    return root
 
 
 def _empty_class(folder):

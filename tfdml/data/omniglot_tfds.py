@@ -12,12 +12,15 @@ drawings inside a class differs: TFDS keeps no file names, so they follow TFDS's
 stored order.
 """
 
+import pathlib
+import warnings
+
 import numpy as np
-import tensorflow_datasets as tfds
 
 from tfdml.data import images
-from tfdml.data.base import EncodedImages, LabelledImages, class_disjoint_split
-from tfdml.data.omniglot import preprocessing
+from tfdml.data.base import READERS, EncodedImages, LabelledImages, class_disjoint_split
+from tfdml.data.omniglot import ZIP_NAMES, omniglot, preprocessing
+from tfdml.extras import require
 
 TFDS_SPLITS = ("small1", "small2")
 
@@ -43,6 +46,7 @@ def omniglot_tfds(*, split="train", image_size=None, invert=True, data_dir=None,
     """
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise ValueError(f"omniglot: image_size must be a positive int or None, got {image_size!r}")
+    tfds = require("tensorflow_datasets", "Reading Omniglot through TFDS")
     builder = tfds.builder("omniglot", data_dir=data_dir)
     if download:
         try:
@@ -90,6 +94,22 @@ def omniglot_tfds(*, split="train", image_size=None, invert=True, data_dir=None,
     first_test_label = sum(alphabet in train_alphabets for alphabet, _ in characters)
     indices = class_disjoint_split(collection.labels, split, first_test_label, "omniglot")
     return collection.subset(indices, f"omniglot/{split}")
+
+
+@READERS.register("omniglot")
+def _omniglot_reader(root, *, split, image_size, **options):
+    """``load("omniglot")``: the zips shipped with tfdml, or those in ``root``; TFDS's copy (with a
+    warning) when ``root`` lacks them. Registered here, beside the TFDS reader it falls back to."""
+    if root is None or all((pathlib.Path(root) / zip_name).is_file() for zip_name in ZIP_NAMES):
+        return omniglot(root, split=split, image_size=image_size, **options)
+    warnings.warn(f"tfdml.data.load('omniglot'): {root} does not hold {ZIP_NAMES}; reading TFDS's omniglot")
+    return omniglot_tfds(split=split, image_size=image_size, **options)
+
+
+@READERS.register("omniglot_tfds")
+def _omniglot_tfds_reader(root, *, split, image_size, **options):
+    """``load("omniglot_tfds", root=data_dir)``."""
+    return omniglot_tfds(split=split, image_size=image_size, data_dir=root, **options)
 
 
 def _read(examples, alphabet_names):

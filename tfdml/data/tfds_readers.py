@@ -18,10 +18,10 @@ import dataclasses
 from typing import Optional
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from tfdml.data import images
-from tfdml.data.base import SPLITS, EncodedImages, LabelledImages, class_disjoint_split
+from tfdml.data.base import READERS, SPLITS, EncodedImages, LabelledImages, class_disjoint_split
+from tfdml.extras import require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +61,7 @@ def tfds_dataset(name, *, split="train", data_dir=None, download=False, validate
     if split not in SPLITS:
         raise ValueError(f"tfds_dataset({name}): split must be one of {SPLITS}, got {split!r}")
     spec = TFDS_SPECS[name]
+    tfds = require("tensorflow_datasets", f"Reading {name} through TFDS")
     builder = tfds.builder(name, data_dir=data_dir)
     if download:
         builder.download_and_prepare()
@@ -90,6 +91,19 @@ def tfds_dataset(name, *, split="train", data_dir=None, download=False, validate
         return dataclasses.replace(collection, name=f"{name}/{split}")
     indices = class_disjoint_split(collection.labels, split, spec.first_test_label, name)
     return collection.subset(indices, f"{name}/{split}")
+
+
+def _reader(name):
+    """``load(name, root=data_dir)`` for the TFDS dataset ``name``."""
+
+    def read(root, *, split, image_size, **options):
+        return tfds_dataset(name, split=split, data_dir=root, **options).resized_to(image_size)
+
+    return read
+
+
+for _name, _aliases in (("caltech_birds2011", ("cub200",)), ("cars196", ()), ("stanford_online_products", ("sop",))):
+    READERS.register(_name, *_aliases)(_reader(_name))
 
 
 def _read_examples(examples, spec):

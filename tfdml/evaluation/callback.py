@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfdml.checks import label_array
 from tfdml.evaluation.report import evaluate
 
 
@@ -72,7 +73,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         self.prefix = prefix
         self.embedding_model = embedding_model
         self.batch_size = batch_size
-        self.categories = None if categories is None else np.asarray(categories).reshape(-1)
+        self.categories = None if categories is None else label_array(categories, "categories", who="RetrievalEvaluation")
         self.evaluate_kwargs = evaluate_kwargs
 
     def _embedder(self):

@@ -38,7 +38,7 @@ import sklearn.metrics
 from sklearn.metrics.cluster import pair_confusion_matrix
 
 from tfdml.evaluation import lloyd
-from tfdml.distances import as_embeddings
+from tfdml.checks import as_embeddings
 
 BACKENDS = ("lloyd", "sklearn", "faiss")
 

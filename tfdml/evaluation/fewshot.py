@@ -22,7 +22,7 @@ least ``ways`` classes), and 5-way 1-shot / 5-shot over all classes (Vinyals et 
 Episodes are index arrays (:class:`Episodes`), sampled vectorised over the episodes, so
 two embeddings of the same images (e.g. two models) can be scored on identical episodes.
 Sampling memory is proportional to ``episodes × ways × (shots + queries)``, whatever the
-size of the classes. Since issue 33 made it so, a seed draws other episodes than before:
+size of the classes. This sampler (tfdml 0.1, December 2026) draws other episodes from a seed than earlier versions:
 scores from earlier versions differ from today's by sampling noise (within their CIs).
 
 Example:
@@ -37,8 +37,8 @@ import warnings
 
 import numpy as np
 
-from tfdml.distances import as_embeddings
-from tfdml.masks import label_array
+from tfdml.checks import as_embeddings, label_array
+from tfdml.neighbors import search
 
 CLASSIFIERS = ("prototype", "nearest")
 DEFAULT_EPISODES = 1000
@@ -50,7 +50,6 @@ PROTOCOLS = {
     "fewshot_5way_1shot": {"ways": 5, "shots": 1, "within_category": False},
     "fewshot_5way_5shot": {"ways": 5, "shots": 5, "within_category": False},
 }
-_EPISODE_CHUNK = 256  # episodes per distance computation, to bound memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,33 +185,25 @@ def episode_accuracies(embeddings, episodes, *, classifier="prototype"):
     """``(episodes,)`` fraction of each episode's queries assigned their own class (Euclidean distance).
 
     ``classifier``: ``"prototype"`` (distance to the mean support embedding of a class)
-    or ``"nearest"`` (to its nearest support embedding); see the module docstring.
+    or ``"nearest"`` (to its nearest support embedding); see the module docstring. All episodes
+    are one batched exact search (:func:`tfdml.neighbors.search`, one gallery per episode): its
+    nearest prototype, or support image, names each query's class; ties go to the lower way.
+    Memory: the episodes' embeddings, ``episodes × ways × (shots + queries) × d`` floats.
     """
     if classifier not in CLASSIFIERS:
         raise ValueError(f"fewshot: classifier must be one of {CLASSIFIERS}; got {classifier!r}.")
-    # NaN or inf distances would make argmin pick way 0: a chance-level score instead of an error.
-    embeddings = as_embeddings(embeddings, "fewshot: embeddings").astype(np.float64)
-    accuracies = []
-    for begin in range(0, len(episodes.support), _EPISODE_CHUNK):
-        support = embeddings[episodes.support[begin : begin + _EPISODE_CHUNK]]  # (e, ways, shots, d)
-        query = embeddings[episodes.query[begin : begin + _EPISODE_CHUNK]]  # (e, ways, queries, d)
-        e, ways, queries, dim = query.shape
-        query = query.reshape(e, ways * queries, dim)
-        if classifier == "prototype":
-            distances = _squared_distances(query, support.mean(axis=2))  # (e, ways·queries, ways)
-        else:
-            shots = support.shape[2]
-            distances = _squared_distances(query, support.reshape(e, ways * shots, dim))
-            distances = distances.reshape(e, ways * queries, ways, shots).min(axis=3)
-        truth = np.repeat(np.arange(ways), queries)
-        accuracies.append((distances.argmin(axis=2) == truth).mean(axis=1))
-    return np.concatenate(accuracies)
-
-
-def _squared_distances(a, b):
-    """Batched ``‖a_i − b_j‖²`` of ``(e, m, d)`` and ``(e, n, d)``: ``(e, m, n)``, clipped at 0."""
-    products = np.einsum("emd,end->emn", a, b)
-    return np.maximum((a**2).sum(-1)[:, :, None] + (b**2).sum(-1)[:, None, :] - 2 * products, 0.0)
+    # NaN or inf distances would make every query pick way 0: a chance-level score instead of an error.
+    embeddings = as_embeddings(embeddings, "fewshot: embeddings")
+    support = embeddings[episodes.support]  # (e, ways, shots, d)
+    e, ways, shots, dim = support.shape
+    queries = episodes.query.shape[2]
+    if classifier == "prototype":
+        gallery, per_way = support.mean(axis=2, dtype=np.float64).astype(np.float32), 1  # (e, ways, d)
+    else:
+        gallery, per_way = support.reshape(e, ways * shots, dim), shots  # way-major: row // shots is the way
+    _, nearest = search(embeddings[episodes.query].reshape(e, ways * queries, dim), gallery, k=1)
+    truth = np.repeat(np.arange(ways), queries)
+    return (nearest.numpy()[..., 0] // per_way == truth).mean(axis=1)
 
 
 def fewshot_accuracy(

@@ -1,4 +1,4 @@
-"""Figures of an image collection and its embeddings, written crash-safe (:mod:`tfdml.io`).
+"""Figures of an image collection and its embeddings, written crash-safe (:mod:`tfdml.io`, through :mod:`.plots`).
 
 What a person looks at after training, rather than a table: :func:`retrieval_figure` (queries of
 distinct classes and their nearest neighbours, right ones framed green, wrong ones red) and
@@ -18,7 +18,6 @@ import tensorflow as tf
 
 from tfdml.evaluation import plots
 from tfdml.evaluation.knn import nearest_neighbors
-from tfdml.io import save_file_atomically
 
 
 def spread_queries(labels, count, seed=0):
@@ -47,18 +46,15 @@ def retrieval_figure(embeddings, data, path, *, queries=8, neighbours=8, metric=
     def image(index):
         return data.load(tf.constant(index, tf.int64)).numpy()
 
-    return save_file_atomically(
+    return plots.retrieval_grid(
+        np.stack([image(index) for index in chosen]),
+        np.stack([[image(index) for index in row] for row in nearest]),
+        labels[nearest] == labels[chosen][:, np.newaxis],
         str(path),
-        lambda tmp: plots.retrieval_grid(
-            np.stack([image(index) for index in chosen]),
-            np.stack([[image(index) for index in row] for row in nearest]),
-            labels[nearest] == labels[chosen][:, np.newaxis],
-            tmp,
-            query_labels=labels[chosen],
-            neighbour_labels=labels[nearest],
-            title=f"{data.name}: queries of {len(chosen)} classes and their nearest neighbours "
-            "(green: same class, red: another class)",
-        ),
+        query_labels=labels[chosen],
+        neighbour_labels=labels[nearest],
+        title=f"{data.name}: queries of {len(chosen)} classes and their nearest neighbours "
+        "(green: same class, red: another class)",
     )
 
 
@@ -70,14 +66,11 @@ def embedding_map(panels, labels, path, *, classes=10, seed=0, data_name="embedd
     shown = np.unique(labels)
     shown = np.random.default_rng(seed).choice(shown, size=min(classes, len(shown)), replace=False)
     rows = np.flatnonzero(np.isin(labels, shown))
-    return save_file_atomically(
+    return plots.projection_plot(
+        {title: np.asarray(embeddings)[rows] for title, embeddings in panels.items()},
+        labels[rows],
         str(path),
-        lambda tmp: plots.projection_plot(
-            {title: np.asarray(embeddings)[rows] for title, embeddings in panels.items()},
-            labels[rows],
-            tmp,
-            method="tsne",
-            seed=seed,
-            title=f"{data_name}: all images of {len(shown)} classes, coloured by class",
-        ),
+        method="tsne",
+        seed=seed,
+        title=f"{data_name}: all images of {len(shown)} classes, coloured by class",
     )

@@ -30,8 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdml.distances import as_embeddings
-from tfdml.masks import label_array
+from tfdml.checks import as_embeddings, label_array
 from tfdml.neighbors import BLOCK, chunk_scores, check_metric, map_chunks, ranking_operands, search
 
 #: Rank stored for a positive that lies beyond the search depth (it cannot count for any metric).
@@ -49,7 +48,10 @@ def _query_and_gallery(query, gallery, self_index, chunk_size):
     gallery = as_embeddings(gallery, "gallery")
     if gallery.shape[1] != query.shape[1]:
         raise ValueError(f"query and gallery dimensions differ: {query.shape[1]} vs {gallery.shape[1]}.")
-    self_index = np.full(query.shape[0], -1) if self_index is None else np.asarray(self_index, dtype=np.int64)
+    if self_index is None:
+        self_index = np.full(query.shape[0], -1)
+    else:
+        self_index = label_array(self_index, "self_index", count=query.shape[0], integral_floats=False)
     return query, gallery, self_index
 
 

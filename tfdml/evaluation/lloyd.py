@@ -8,8 +8,10 @@ sequence. Data and centroids are centred on the data mean first (as scikit-learn
 does) so the float32 scores lose less to cancellation.
 
 Scores. A sample ``x`` orders the centroids by ``‖c‖² − 2x·c`` (its squared
-distance less ``‖x‖²``): one matmul of ``[−2x, 1]`` with ``[c, ‖c‖²]`` per block of
-rows, at most :data:`BLOCK_SCORES` scores at a time (never n × K at once).
+distance less ``‖x‖²``), the ranking scores of :mod:`tfdml.neighbors`, whose
+:func:`~tfdml.neighbors.nearest_two` finds each sample's best two: one matmul of
+``[−2x, 1]`` with ``[c, ‖c‖²]`` per block of rows, at most :data:`BLOCK_SCORES`
+scores at a time (never n × K at once).
 
 Rescoring only what moved. A centroid keeps its position while its samples do
 not change, and after the first moves few change (at Stanford Online Products
@@ -44,7 +46,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdml.neighbors import BLOCK, PADDING_SCORE
+from tfdml.neighbors import as_query_operand, nearest_two
 
 #: Scores held at once (64 MB of float32); sets the rows of each matmul block.
 BLOCK_SCORES = 1 << 24
@@ -58,55 +60,10 @@ def starting_centroids(count, num_clusters, seed):
     return np.random.RandomState(seed).choice(count, size=num_clusters, replace=False, p=weights / weights.sum())
 
 
-def _operand(centroids):
-    """``[c, ‖c‖²]`` rows, the right operand of the score matmul, padded with rows scoring
-    :data:`PADDING_SCORE` to a multiple of :data:`BLOCK`."""
-    padding = np.zeros((-centroids.shape[0] % BLOCK, centroids.shape[1] + 1), np.float32)
-    padding[:, -1] = PADDING_SCORE
-    operand = np.concatenate([centroids, np.sum(np.square(centroids), axis=1, keepdims=True)], axis=1)
-    return np.concatenate([operand, padding])
-
-
-@tf.function(
-    input_signature=[tf.TensorSpec([None, None], tf.float32)] * 2 + [tf.TensorSpec([None], tf.float32)],
-    autograph=False,
-)
-def _best_two(samples, centroids, extra):
-    """Per row of ``samples @ centroidsᵀ`` and ``extra`` as one more column: the best
-    column (lowest on ties; ``-1`` for ``extra``), its score and the second-best score.
-
-    One pass over the block takes the minimum of every :data:`BLOCK` columns; the best
-    lies in the block with the smallest minimum, and the second best is the smaller of
-    that block's second smallest and the other blocks' smallest minimum. (An argmin pass
-    and a masked-minimum pass over the whole block cost ~3× more.)
-    """
-    scores = tf.matmul(samples, centroids, transpose_b=True)
-    blocks = tf.reshape(scores, [tf.shape(scores)[0], -1, BLOCK])
-    minima = tf.reduce_min(blocks, axis=2)
-    best_block = tf.argmin(minima, axis=1, output_type=tf.int32)
-    within = tf.gather(blocks, best_block, batch_dims=1)
-    offset = tf.argmin(within, axis=1, output_type=tf.int32)
-    best = tf.gather(within, offset, batch_dims=1)
-    second = tf.minimum(
-        tf.reduce_min(tf.where(tf.range(BLOCK) == offset[:, tf.newaxis], np.inf, within), axis=1),
-        tf.reduce_min(tf.where(tf.range(tf.shape(minima)[1]) == best_block[:, tf.newaxis], np.inf, minima), axis=1),
-    )
-    # Merging the extra column here costs O(rows); concatenating it would copy the block.
-    extra_wins = extra < best
-    second = tf.where(extra_wins, best, tf.minimum(second, extra))
-    column = tf.where(extra_wins, -1, best_block * BLOCK + offset)
-    return column, tf.minimum(best, extra), second
-
-
 def _nearest(samples, centroids, extra):
-    """:func:`_best_two` over row blocks of at most :data:`BLOCK_SCORES` scores, as NumPy arrays."""
-    rows = max(1, BLOCK_SCORES // centroids.shape[0])
-    centroids = tf.constant(centroids)
-    blocks = [
-        _best_two(samples[start : start + rows], centroids, extra[start : start + rows])
-        for start in range(0, samples.shape[0], rows)
-    ]
-    return tuple(np.concatenate([block[part].numpy() for block in blocks]) for part in range(3))
+    """:func:`tfdml.neighbors.nearest_two` of the sample operand over ``centroids`` ``(K, d)``, as NumPy arrays."""
+    found = nearest_two(samples, centroids, np.asarray(extra, np.float32), BLOCK_SCORES)
+    return tuple(np.array(part) for part in found)
 
 
 def _move(samples, assigned, clusters, centroids):
@@ -149,13 +106,13 @@ def _rescore(samples, centroids, moved, assigned, score, bound):
     moved_mask = np.zeros(centroids.shape[0], bool)
     moved_mask[moved] = True
     # The assigned centroid competes with its stored score unless it moved (then its column is fresh).
-    column, best, second = _nearest(samples, _operand(centroids[moved]), np.where(moved_mask[assigned], np.inf, score))
+    column, best, second = _nearest(samples, centroids[moved], np.where(moved_mask[assigned], np.inf, score))
     winner = np.where(column >= 0, moved[np.maximum(column, 0)], assigned)
     unsure = np.flatnonzero(best >= bound)
     bound = np.minimum(bound, second)
     if unsure.size:
         winner[unsure], best[unsure], bound[unsure] = _nearest(
-            samples[unsure], _operand(centroids), np.full(unsure.size, np.inf, np.float32)
+            tf.gather(samples, unsure), centroids, np.full(unsure.size, np.inf, np.float32)
         )
     return winner, best, bound
 
@@ -172,9 +129,9 @@ def lloyd(samples, centroids, max_iterations=20, verbose=0):
     mean = samples.mean(axis=0)
     samples, centroids = samples - mean, np.asarray(centroids, np.float32) - mean
     num_clusters = centroids.shape[0]
-    scored = np.concatenate([-2.0 * samples, np.ones_like(samples[:, :1])], axis=1)
+    scored = as_query_operand(samples)
     no_extra = np.full(samples.shape[0], np.inf, np.float32)
-    assigned, score, bound = _nearest(scored, _operand(centroids), no_extra)
+    assigned, score, bound = _nearest(scored, centroids, no_extra)
     clusters = np.ones(num_clusters, bool)
     progress = keras.utils.Progbar(max_iterations, unit_name="move", stateful_metrics=["moved"]) if verbose else None
     for iteration in range(1, max_iterations + 1):
@@ -183,7 +140,7 @@ def lloyd(samples, centroids, max_iterations=20, verbose=0):
             break
         if 2 * moved.size > num_clusters:
             # Rescoring most columns twice would cost more than one full pass.
-            winner, score, bound = _nearest(scored, _operand(centroids), no_extra)
+            winner, score, bound = _nearest(scored, centroids, no_extra)
         else:
             winner, score, bound = _rescore(scored, centroids, moved, assigned, score, bound)
         changed = winner != assigned

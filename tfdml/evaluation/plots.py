@@ -1,4 +1,5 @@
-"""Evaluation figures (matplotlib, no pyplot state): each function writes one PNG and returns its path.
+"""Evaluation figures (matplotlib, no pyplot state): each function writes one PNG (through
+:func:`tfdml.io.save_file_atomically`) and returns its path.
 
 - :func:`retrieval_grid`: queries and their nearest gallery images, correct results
   framed green and wrong ones red (Wu et al. 2017, Fig. 5).
@@ -13,19 +14,24 @@ Example:
 'out/spectrum.png'
 """
 
-import matplotlib.figure
 import numpy as np
 import sklearn.decomposition
 import sklearn.manifold
+
+from tfdml.extras import require
+from tfdml.io import save_file_atomically
 
 CORRECT_COLOUR = "tab:green"
 WRONG_COLOUR = "tab:red"
 
 
+def _figure(figsize):
+    return require("matplotlib.figure", "Writing evaluation plots").Figure(figsize=figsize)
+
+
 def _save(figure, path):
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    return str(path)
+    return save_file_atomically(str(path), lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
 
 
 def _show_image(axis, image):
@@ -50,7 +56,7 @@ def retrieval_grid(query_images, neighbour_images, correct, path, *, query_label
     """
     correct = np.asarray(correct, dtype=bool)
     rows, k = correct.shape
-    figure = matplotlib.figure.Figure(figsize=(1.2 * (k + 1), 1.3 * rows))
+    figure = _figure(figsize=(1.2 * (k + 1), 1.3 * rows))
     axes = figure.subplots(rows, k + 1, squeeze=False)
     for row in range(rows):
         _show_image(axes[row, 0], query_images[row])
@@ -71,7 +77,7 @@ def retrieval_grid(query_images, neighbour_images, correct, path, *, query_label
 
 def negative_distance_histogram(distances, path, *, bins=100, metric="euclidean"):
     """Histogram (density) of negative-pair distances."""
-    figure = matplotlib.figure.Figure(figsize=(5, 3.5))
+    figure = _figure(figsize=(5, 3.5))
     axis = figure.subplots()
     axis.hist(np.asarray(distances), bins=bins, density=True, color="tab:blue")
     axis.set_xlabel(f"{metric} distance between different-class pairs")
@@ -82,7 +88,7 @@ def negative_distance_histogram(distances, path, *, bins=100, metric="euclidean"
 def singular_value_plot(singular_values, path):
     """Singular values normalised to sum 1, largest first, on a log scale."""
     values = np.asarray(singular_values, dtype=np.float64)
-    figure = matplotlib.figure.Figure(figsize=(5, 3.5))
+    figure = _figure(figsize=(5, 3.5))
     axis = figure.subplots()
     axis.semilogy(np.arange(1, values.size + 1), values / values.sum(), marker=".")
     axis.set_xlabel("singular value index")
@@ -103,7 +109,7 @@ def projection_plot(embeddings, labels, path, *, method="pca", seed=0, title=Non
     """
     panels = embeddings if isinstance(embeddings, dict) else {None: embeddings}
     _, class_index = np.unique(labels, return_inverse=True)
-    figure = matplotlib.figure.Figure(figsize=(5 * len(panels), 5))
+    figure = _figure(figsize=(5 * len(panels), 5))
     for axis, (panel, values) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels.items()):
         values = np.asarray(values, dtype=np.float64)
         if method == "tsne":

@@ -7,9 +7,8 @@ import warnings
 
 import numpy as np
 
-from tfdml.distances import as_embeddings
+from tfdml.checks import as_embeddings, label_array
 from tfdml.evaluation import clustering, fewshot, knn, retrieval, spectrum
-from tfdml.masks import label_array
 
 RETRIEVAL_METRICS = ("recall_at_k", "r_precision", "map_at_r", "map_c")
 CLUSTERING_METRICS = ("nmi", "f1")
@@ -179,9 +178,6 @@ def evaluate(
 
 def _fewshot_scores(name, embeddings, labels, rows, categories, episodes, seed):
     if categories is not None:
-        categories = np.asarray(categories).reshape(-1)
-        if categories.shape != labels.shape:
-            raise ValueError(f"categories must have one entry per embedding ({labels.shape}); got {categories.shape}.")
-        categories = categories[rows]
+        categories = label_array(categories, "categories", count=labels.shape[0])[rows]
     return fewshot.protocol_scores(name, embeddings[rows], labels[rows], categories=categories, episodes=episodes,
                                    seed=seed)

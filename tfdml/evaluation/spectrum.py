@@ -27,9 +27,8 @@ import scipy.linalg
 import scipy.stats
 
 from tfdml import distances
-from tfdml.distances import as_embeddings
+from tfdml.checks import as_embeddings, label_array
 from tfdml.evaluation.verification import paired_distances
-from tfdml.masks import label_array
 
 #: Pairs per step when averaging intra-class distances (bounds memory for very large classes).
 PAIR_CHUNK = 1 << 20

@@ -26,7 +26,7 @@ import numpy as np
 import sklearn.metrics.pairwise
 from sklearn.model_selection import KFold
 
-from tfdml.distances import as_embeddings
+from tfdml.checks import as_embeddings
 
 
 def paired_distances(a, b, metric="euclidean"):

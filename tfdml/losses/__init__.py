@@ -2,19 +2,40 @@
 
 Tuple losses take a miner (``TripletLoss(miner=tfdml.mining.SemiHardMiner())``); losses with
 trainable parameters (``MarginLoss(learn_beta=True)``, the proxy losses) train through
-``tfdml.training.MetricLearningModel``. Each class wraps a function of explicit inputs
-(``triplet_loss(embeddings, triplets, margin=0.2)``, ``npair_loss(labels, embeddings)``, ...).
+``tfdml.training.MetricLearningModel``.
+
+Each class wraps a function of explicit inputs, all in one argument order: first what says which
+samples belong together (the labels ``(b,)``, or the tuples a miner chose: ``MaskedTriplets``,
+``PairMasks``), then the embeddings ``(b, d)``, then further per-tuple or learned inputs (per-anchor
+β, proxies, class centres), then the hyperparameters::
+
+    triplet_loss(triplets, embeddings, margin=0.2)
+    margin_loss(triplets, embeddings, anchor_betas, margin=0.2, nu=0.0)
+    npair_loss(labels, embeddings, nu=0.005)
+    proxy_nca_loss(labels, embeddings, proxies)
+    contrastive_all_pairs(labels, embeddings, margin=1.0)   # every pair of the batch, no miner
+
+Normalisation. Every function takes the embeddings as the model outputs them, normalised or not.
+Those defined on the unit sphere (cosine similarities: angular, histogram, FastAP, multi-similarity,
+SNR, the proxy and class-centre losses) L2-normalise the embeddings (and proxies or centres)
+themselves, with gradients through the normalisation; the others (contrastive, triplet, margin,
+quadruplet, lifted structure, N-pair) use them as given, so their scale is the model's
+(``normalize=True`` by default). A class that mines on normalised embeddings (SNR,
+multi-similarity) hands its function the embeddings it received.
+
+The all-pairs variants (``pairs="all"``) sit with their losses: :func:`contrastive_all_pairs`,
+:func:`margin_loss_all_pairs`, :func:`multi_similarity_all_pairs`.
 """
 
 from tfdml.losses.angular import AngularLoss, angular_loss
 from tfdml.losses.arcface import ArcFaceLoss, arcface_loss
 from tfdml.losses.base import DMLLoss, LossParameters, ParametricDMLLoss
-from tfdml.losses.contrastive import ContrastiveLoss, contrastive_loss
+from tfdml.losses.contrastive import ContrastiveLoss, contrastive_all_pairs, contrastive_loss
 from tfdml.losses.fastap import FastAPLoss, fastap_loss, fastap_loss_autodiff
 from tfdml.losses.histogram import HistogramLoss, histogram_loss
 from tfdml.losses.lifted_structure import GeneralizedLiftedStructureLoss, generalized_lifted_structure_loss
-from tfdml.losses.margin import MarginLoss, margin_loss
-from tfdml.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_loss
+from tfdml.losses.margin import MarginLoss, margin_loss, margin_loss_all_pairs
+from tfdml.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_all_pairs, multi_similarity_loss
 from tfdml.losses.normalized_softmax import NormalizedSoftmaxLoss, normalized_softmax_loss
 from tfdml.losses.npair import NPairLoss, npair_loss
 from tfdml.losses.proxy_nca import ProxyNCALoss, proxy_nca_loss
@@ -44,12 +65,15 @@ __all__ = [
     "TripletLoss",
     "angular_loss",
     "arcface_loss",
+    "contrastive_all_pairs",
     "contrastive_loss",
     "fastap_loss",
     "fastap_loss_autodiff",
     "generalized_lifted_structure_loss",
     "histogram_loss",
     "margin_loss",
+    "margin_loss_all_pairs",
+    "multi_similarity_all_pairs",
     "multi_similarity_loss",
     "normalized_softmax_loss",
     "npair_loss",

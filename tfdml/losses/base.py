@@ -28,31 +28,25 @@ per-sample weight has no defined meaning and there is no per-sample vector for
 Keras to reduce. A ``sample_weight`` (a third element in the dataset) raises an error.
 
 Every loss is a function of explicit inputs (labels or mined tuples, embeddings,
-parameters, hyperparameters), e.g. ``margin_loss(embeddings, triplets, anchor_betas,
-margin=0.2, nu=0.0)``, next to a thin serialisable class that mines, gathers
-per-anchor parameters, calls the function and documents the formula. The classes
+parameters, hyperparameters, in that order: see :mod:`tfdml.losses`), e.g.
+``margin_loss(triplets, embeddings, anchor_betas, margin=0.2, nu=0.0)``, next to a thin
+serialisable class that mines, gathers per-anchor parameters, calls the function and
+documents the formula. The classes
 store each constructor argument under its own name, from which
-:meth:`DMLLoss.get_config` builds the config.
+:meth:`DMLLoss.get_config` builds the config (:mod:`tfdml.serialization`).
 """
-
-import inspect
 
 import keras
 import tensorflow as tf
 
+from tfdml.checks import check_label_dtype, inexact_message, labels_are_exact, labels_are_integral
 from tfdml.distances import squared_distances_are_finite
 from tfdml.losses.math import nan_unless
-from tfdml.masks import (
-    check_label_dtype,
-    flatten_labels,
-    inexact_message,
-    labels_are_exact,
-    labels_are_integral,
-)
-from tfdml.mining.base import Miner, serialize_miner
+from tfdml.masks import flatten_labels
+from tfdml.serialization import constructor_config
 
 # Constructor arguments that are not part of a loss's config: Keras' own dtype (losses compute in float32).
-_NOT_IN_CONFIG = ("self", "name", "dtype")
+_NOT_IN_CONFIG = ("name", "dtype")
 
 
 class DMLLoss(keras.losses.Loss):
@@ -164,13 +158,7 @@ class DMLLoss(keras.losses.Loss):
         Losses store their arguments normalised (``float(margin)``, the resolved default miner), so
         ``type(loss).from_config(loss.get_config())`` rebuilds an equal loss.
         """
-        config = {"name": self.name}
-        for parameter in inspect.signature(type(self).__init__).parameters.values():
-            if parameter.name in _NOT_IN_CONFIG or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-                continue
-            value = getattr(self, parameter.name)
-            config[parameter.name] = serialize_miner(value) if isinstance(value, Miner) else value
-        return config
+        return {"name": self.name, **constructor_config(self, exclude=_NOT_IN_CONFIG)}
 
 
 class LossParameters(keras.layers.Layer):

@@ -1,18 +1,26 @@
-"""Contrastive loss (Hadsell, Chopra & LeCun 2006) on mined pairs."""
+"""Contrastive loss (Hadsell, Chopra & LeCun 2006) on mined pairs or on every pair of the batch."""
 
 import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
 from tfdml.distances import euclidean
-from tfdml.losses.pairs import check_pairs, contrastive_all_pairs
+from tfdml.losses.pairs import (
+    AVERAGES,
+    check_pairs,
+    count_active,
+    nan_unless_finite,
+    symmetric_batch_distances,
+    without_diagonal,
+)
 from tfdml.losses.math import masked_mean
 from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
 from tfdml.mining.base import check_argument
+from tfdml.masks import same_label_mask
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
-def contrastive_loss(embeddings, triplets, margin=1.0, positive_margin=0.0):
+def contrastive_loss(triplets, embeddings, margin=1.0, positive_margin=0.0):
     """Contrastive loss (see :class:`ContrastiveLoss`) of the ``(anchor, positive)`` and
     ``(anchor, negative)`` pairs of the mined ``triplets`` (:class:`~tfdml.mining.base.MaskedTriplets`)."""
     anchor_positive, anchor_negative = anchor_distances(euclidean(embeddings), triplets)
@@ -20,6 +28,42 @@ def contrastive_loss(embeddings, triplets, margin=1.0, positive_margin=0.0):
     negative_terms = tf.nn.relu(margin - anchor_negative)
     # Each valid tuple holds one positive and one negative pair.
     return masked_mean(positive_terms + negative_terms, triplets.valid) / 2.0
+
+
+def contrastive_all_pairs(labels, embeddings, margin=1.0, positive_margin=0.0, average="pairs"):
+    """Contrastive loss (Hadsell et al. 2006; Roth et al. 2020, eq. 1) on every ordered pair:
+
+        ℓ_ij = 1[y_i = y_j] (D_ij − m⁺)_+ + 1[y_i ≠ y_j] (γ − D_ij)_+,   i ≠ j,
+
+    with Euclidean ``D``. ``average="pairs"`` (default, as :class:`ContrastiveLoss`
+    documents) is the mean of ``ℓ`` over all ``b (b − 1)`` ordered pairs;
+    ``average="nonzero"`` is pytorch-metric-learning's ``AvgNonZeroReducer``: the mean of
+    the non-zero positive terms plus the mean of the non-zero negative terms (a side
+    without a non-zero term adds 0). Defaults ``γ = 1``, ``m⁺ = 0`` (Roth et al., PML).
+
+    Example:
+
+    >>> contrastive_all_pairs(tf.constant([0, 0, 1]), tf.eye(3), average="nonzero")
+    """
+    if average not in AVERAGES:
+        raise ValueError(f"contrastive_all_pairs: average must be one of {AVERAGES}; got {average!r}.")
+    embeddings = tf.convert_to_tensor(embeddings)
+    distances = symmetric_batch_distances(embeddings)
+    same = same_label_mask(labels)
+    positive_terms = tf.nn.relu(distances - positive_margin)
+    negative_terms = tf.nn.relu(margin - distances)
+    if average == "pairs":
+        terms = without_diagonal(tf.where(same, positive_terms, negative_terms))
+        num_pairs = tf.cast(tf.size(distances) - tf.shape(distances)[0], distances.dtype)
+        loss = tf.math.divide_no_nan(tf.reduce_sum(terms), num_pairs)
+    else:
+        zero = tf.zeros_like(distances)
+        positive_terms = without_diagonal(tf.where(same, positive_terms, zero))
+        negative_terms = tf.where(same, zero, negative_terms)
+        loss = tf.math.divide_no_nan(tf.reduce_sum(positive_terms), count_active(positive_terms)) + (
+            tf.math.divide_no_nan(tf.reduce_sum(negative_terms), count_active(negative_terms))
+        )
+    return nan_unless_finite(loss, embeddings)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -43,7 +87,7 @@ class ContrastiveLoss(DMLLoss):
             ``SemiHardMiner(lower_bound=0.5)``).
         pairs: ``"mined"`` (default: the miner's tuples) or ``"all"``: every ordered pair of
             the batch, no miner (Roth et al.'s and PML's all-pairs definition), on the
-            ``b × b`` distance matrix (:func:`tfdml.losses.pairs.contrastive_all_pairs`).
+            ``b × b`` distance matrix (:func:`contrastive_all_pairs`).
 
     Example:
 
@@ -64,4 +108,4 @@ class ContrastiveLoss(DMLLoss):
         if self.pairs == "all":
             return contrastive_all_pairs(labels, embeddings, self.margin, self.positive_margin)
         triplets = mine_triplets(self.miner, embeddings, labels)
-        return contrastive_loss(embeddings, triplets, self.margin, self.positive_margin)
+        return contrastive_loss(triplets, embeddings, self.margin, self.positive_margin)

@@ -6,14 +6,22 @@ import tensorflow as tf
 from tfdml.losses.base import LossParameters, ParametricDMLLoss
 from tfdml.distances import euclidean
 from tfdml.losses.math import nan_unless
-from tfdml.losses.pairs import check_pairs, margin_loss_all_pairs
+from tfdml.losses.pairs import (
+    batch_distances,
+    check_pairs,
+    count_active,
+    nan_unless_finite,
+    symmetric_batch_distances,
+    without_diagonal,
+)
 from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
-from tfdml.masks import ids_in_range
+from tfdml.checks import ids_in_range
+from tfdml.masks import same_label_mask
 from tfdml.mining.base import check_argument
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
-def margin_loss(embeddings, triplets, anchor_betas, margin=0.2, nu=0.0):
+def margin_loss(triplets, embeddings, anchor_betas, margin=0.2, nu=0.0):
     """Margin loss (see :class:`MarginLoss`) of the ``(anchor, positive)`` and ``(anchor, negative)``
     pairs of the mined ``triplets`` (:class:`~tfdml.mining.base.MaskedTriplets`), with each tuple's
     boundary ``β(i)`` of its anchor in ``anchor_betas`` (shape ``(T,)``, trainable or not)."""
@@ -27,6 +35,35 @@ def margin_loss(embeddings, triplets, anchor_betas, margin=0.2, nu=0.0):
     )
     total = tf.reduce_sum(positive_terms) + tf.reduce_sum(negative_terms) + nu * 2.0 * tf.reduce_sum(beta)
     return tf.math.divide_no_nan(total, num_active)
+
+
+def margin_loss_all_pairs(labels, embeddings, beta=1.2, margin=0.2, nu=0.0):
+    """Margin loss (Wu et al. 2017, §4) on every ordered pair ``(i, j)``, ``i ≠ j``, anchored at ``i``:
+
+        ℓ_ij = (α + y_ij (D_ij − β_i))_+,   y_ij = +1 if y_i = y_j else −1,
+        L = [Σ_{i≠j} ℓ_ij + ν β_i] / #{(i, j) : ℓ_ij > 0}    (0 when no term is active),
+
+    the normalisation of Wu et al.'s code and of :class:`MarginLoss`. ``beta`` is a scalar
+    or the per-anchor ``β_i`` of shape ``(b,)`` (e.g. ``β⁽⁰⁾ + β_class(y_i)``); gradients
+    flow into it, so learnable β train as with mined pairs. Defaults ``α = 0.2``,
+    ``β = 1.2``, ``ν = 0``.
+
+    Example:
+
+    >>> margin_loss_all_pairs(tf.constant([0, 0, 1]), tf.eye(3), beta=tf.constant([1.2, 1.2, 1.0]))
+    """
+    embeddings = tf.convert_to_tensor(embeddings)
+    beta = tf.cast(beta, embeddings.dtype)
+    # One β makes the loss symmetric in D; per-anchor β keep the transpose in the gradient, which costs
+    # less than symmetrising the terms without XLA (the default on CPU).
+    distances = (symmetric_batch_distances if beta.shape.rank == 0 else batch_distances)(embeddings)
+    beta = tf.broadcast_to(beta, tf.shape(distances)[:1])
+    offset = distances - beta[:, tf.newaxis]
+    terms = without_diagonal(tf.nn.relu(margin + tf.where(same_label_mask(labels), offset, -offset)))
+    pairs_per_anchor = tf.cast(tf.shape(distances)[0] - 1, distances.dtype)
+    total = tf.reduce_sum(terms) + nu * pairs_per_anchor * tf.reduce_sum(beta)
+    loss = tf.math.divide_no_nan(total, count_active(terms))
+    return nan_unless_finite(loss, embeddings)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -71,7 +108,7 @@ class MarginLoss(ParametricDMLLoss):
         miner: a :class:`~tfdml.mining.base.Miner` (default ``DistanceWeightedMiner()``).
         pairs: ``"mined"`` (default: the miner's tuples) or ``"all"``: every ordered pair
             ``(i, j)``, ``i ≠ j``, anchored at ``i``, no miner, on the ``b × b`` distance matrix
-            (:func:`tfdml.losses.pairs.margin_loss_all_pairs`); learnable β work the same.
+            (:func:`margin_loss_all_pairs`); learnable β work the same.
 
     Example:
 
@@ -189,4 +226,4 @@ class MarginLoss(ParametricDMLLoss):
             return nan_unless(in_range, margin_loss_all_pairs(labels, embeddings, beta, self.margin, self.nu))
         triplets = mine_triplets(self.miner, embeddings, labels)
         beta = self.anchor_betas(labels, triplets.anchors, image_ids, embeddings.dtype)
-        return nan_unless(in_range, margin_loss(embeddings, triplets, beta, self.margin, self.nu))
+        return nan_unless(in_range, margin_loss(triplets, embeddings, beta, self.margin, self.nu))

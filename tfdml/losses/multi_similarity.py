@@ -4,7 +4,8 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.losses.pairs import check_pairs, multi_similarity_all_pairs, multi_similarity_terms
+from tfdml.losses.math import log1p_sum_exp
+from tfdml.losses.pairs import check_pairs, nan_unless_finite, pair_masks
 from tfdml.losses.tuples import resolve_miner
 from tfdml.mining.base import MaskedTriplets, check_argument
 from tfdml.mining.multi_similarity import MultiSimilarityMiner, PairMasks
@@ -22,12 +23,41 @@ def pair_masks_from_triplets(triplets, batch_size):
     return PairMasks(scatter(triplets.anchors, triplets.positives), scatter(triplets.anchors, triplets.negatives))
 
 
-def multi_similarity_loss(normalized, pairs, alpha=2.0, beta=40.0, threshold=0.5):
-    """Multi-similarity loss (see :class:`MultiSimilarityLoss`) of L2-normalised embeddings ``normalized``
-    ``(b, d)`` on the ``pairs`` mined on them (:class:`~tfdml.mining.multi_similarity.PairMasks`): the mean
-    over anchors of :func:`tfdml.losses.pairs.multi_similarity_terms` on their cosine similarity."""
+def multi_similarity_terms(similarity, positives, negatives, alpha=2.0, beta=40.0, threshold=0.5):
+    """Per-anchor multi-similarity terms (Wang et al. 2019, eq. 12) on the pairs in the masks:
+
+        (1/α) log(1 + Σ_{j ∈ P_i} exp(−α (S_ij − λ))) + (1/β) log(1 + Σ_{k ∈ N_i} exp(β (S_ik − λ)))
+
+    ``similarity`` is the ``(b, b)`` cosine similarity; ``positives``/``negatives`` boolean
+    ``(b, b)`` masks. Empty sums add ``log 1 = 0``; both are log-sum-exps, so large ``β`` cannot overflow.
+    """
+    positive_terms = log1p_sum_exp(-alpha * (similarity - threshold), positives) / alpha
+    negative_terms = log1p_sum_exp(beta * (similarity - threshold), negatives) / beta
+    return positive_terms + negative_terms
+
+
+def multi_similarity_loss(pairs, embeddings, alpha=2.0, beta=40.0, threshold=0.5):
+    """Multi-similarity loss (see :class:`MultiSimilarityLoss`) of ``embeddings`` ``(b, d)``, L2-normalised
+    here, on the mined ``pairs`` (:class:`~tfdml.mining.multi_similarity.PairMasks`): the mean over anchors
+    of :func:`multi_similarity_terms` on their cosine similarity."""
+    normalized = tf.math.l2_normalize(embeddings, axis=1)
     similarity = tf.matmul(normalized, normalized, transpose_b=True)
     return tf.reduce_mean(multi_similarity_terms(similarity, pairs.positives, pairs.negatives, alpha, beta, threshold))
+
+
+def multi_similarity_all_pairs(labels, embeddings, alpha=2.0, beta=40.0, threshold=0.5):
+    """Multi-similarity loss (Wang et al. 2019) without pair mining: the mean over anchors of
+    :func:`multi_similarity_terms` with every positive and every negative pair of the batch,
+    on the cosine similarity of the L2-normalised embeddings. Defaults are Roth et al.'s
+    (``α = 2``, ``β = 40``, ``λ = 0.5``).
+
+    Example:
+
+    >>> multi_similarity_all_pairs(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
+    """
+    embeddings = tf.convert_to_tensor(embeddings)
+    loss = multi_similarity_loss(PairMasks(*pair_masks(labels)), embeddings, alpha, beta, threshold)
+    return nan_unless_finite(loss, embeddings)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -59,7 +89,7 @@ class MultiSimilarityLoss(DMLLoss):
             ``Triplets`` contributes its ``(anchor, positive)``/``(anchor, negative)`` pairs.
         pairs: ``"mined"`` (default: the miner's pairs) or ``"all"``: every positive and
             negative pair of the batch, no miner
-            (:func:`tfdml.losses.pairs.multi_similarity_all_pairs`).
+            (:func:`multi_similarity_all_pairs`).
         name: name of the loss instance.
 
     Example:
@@ -83,8 +113,8 @@ class MultiSimilarityLoss(DMLLoss):
     def compute(self, labels, embeddings):
         if self.pairs == "all":
             return multi_similarity_all_pairs(labels, embeddings, self.alpha, self.beta, self.threshold)
-        normalized = tf.math.l2_normalize(embeddings, axis=1)
-        return multi_similarity_loss(normalized, self.mine(normalized, labels), self.alpha, self.beta, self.threshold)
+        pairs = self.mine(tf.math.l2_normalize(embeddings, axis=1), labels)
+        return multi_similarity_loss(pairs, embeddings, self.alpha, self.beta, self.threshold)
 
     def mine(self, normalized, labels):
         """The pairs entering the sums, as :class:`PairMasks`."""

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from tfdml.losses.base import LossParameters, ParametricDMLLoss
 from tfdml.losses.math import nan_unless
-from tfdml.masks import ids_in_range
+from tfdml.checks import ids_in_range
 from tfdml.mining.base import check_argument
 
 
@@ -46,7 +46,7 @@ def checked_labels(labels, num_classes, loss_name):
 
     Labels known without running the graph (eager tensors, constants) raise a
     ``ValueError`` at once. Inside ``tf.function`` the returned labels depend on
-    an in-graph assertion (:func:`tfdml.masks.ids_in_range`), so a bad label raises
+    an in-graph assertion (:func:`tfdml.checks.ids_in_range`), so a bad label raises
     ``InvalidArgumentError`` before any op indexes with it; XLA drops the assertion,
     so the loss turns NaN where ``in_range`` is false.
     """

@@ -70,7 +70,7 @@ def sample_other_class_of_samples(generator, labels, first, second):
     return _draw_outside_ranges(generator, labels, range_of(first), range_of(second), same_class)
 
 
-def quadruplet_loss(embeddings, triplets, fourth, has_fourth, margin_1=1.0, margin_2=0.5):
+def quadruplet_loss(triplets, embeddings, fourth, has_fourth, margin_1=1.0, margin_2=0.5):
     """Quadruplet loss (see :class:`QuadrupletLoss`) of the mined ``triplets``
     (:class:`~tfdml.mining.base.MaskedTriplets`) and, per tuple, a fourth sample ``fourth`` of a third
     class (``has_fourth`` false where the batch has none, e.g. from :func:`sample_other_class_of_samples`)."""
@@ -122,4 +122,4 @@ class QuadrupletLoss(DMLLoss):
         fourth, has_fourth = sample_other_class_of_samples(
             self.miner.generator, labels, triplets.anchors, triplets.negatives
         )
-        return quadruplet_loss(embeddings, triplets, fourth, has_fourth, self.margin_1, self.margin_2)
+        return quadruplet_loss(triplets, embeddings, fourth, has_fourth, self.margin_1, self.margin_2)

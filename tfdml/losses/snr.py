@@ -28,9 +28,10 @@ def snr_distances(embeddings):
     return tf.math.divide_no_nan(noise, signal[:, tf.newaxis])
 
 
-def snr_loss(normalized, triplets, margin=0.2, regularization=0.005):
-    """SNR triplet loss (see :class:`SNRLoss`) of L2-normalised embeddings ``normalized`` ``(b, d)``
-    and the ``triplets`` (:class:`~tfdml.mining.base.MaskedTriplets`) mined on them."""
+def snr_loss(triplets, embeddings, margin=0.2, regularization=0.005):
+    """SNR triplet loss (see :class:`SNRLoss`) of ``embeddings`` ``(b, d)``, L2-normalised here, on the
+    mined ``triplets`` (:class:`~tfdml.mining.base.MaskedTriplets`)."""
+    normalized = tf.math.l2_normalize(embeddings, axis=1)
     anchor_positive, anchor_negative = anchor_distances(snr_distances(normalized), triplets)
     ranking = masked_mean(tf.nn.relu(anchor_positive - anchor_negative + margin), triplets.valid)
     zero_mean = tf.reduce_mean(tf.abs(tf.reduce_sum(normalized, axis=1)))
@@ -83,6 +84,5 @@ class SNRLoss(DMLLoss):
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):
-        normalized = tf.math.l2_normalize(embeddings, axis=1)
-        triplets = mine_triplets(self.miner, normalized, labels)
-        return snr_loss(normalized, triplets, self.margin, self.regularization)
+        triplets = mine_triplets(self.miner, tf.math.l2_normalize(embeddings, axis=1), labels)
+        return snr_loss(triplets, embeddings, self.margin, self.regularization)

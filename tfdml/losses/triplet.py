@@ -11,7 +11,7 @@ from tfdml.mining.base import check_argument
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
-def triplet_loss(embeddings, triplets, margin=0.2, squared=False):
+def triplet_loss(triplets, embeddings, margin=0.2, squared=False):
     """Triplet loss (see :class:`TripletLoss`) of the mined ``triplets``
     (:class:`~tfdml.mining.base.MaskedTriplets`) of ``embeddings`` ``(b, d)``."""
     distances = squared_euclidean(embeddings) if squared else euclidean(embeddings)
@@ -50,4 +50,4 @@ class TripletLoss(DMLLoss):
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):
-        return triplet_loss(embeddings, mine_triplets(self.miner, embeddings, labels), self.margin, self.squared)
+        return triplet_loss(mine_triplets(self.miner, embeddings, labels), embeddings, self.margin, self.squared)

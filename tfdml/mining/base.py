@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdml.masks import flatten_labels
+from tfdml.serialization import constructor_config, from_constructor_config
 
 
 class Triplets(NamedTuple):
@@ -177,11 +178,12 @@ class Miner:
         raise NotImplementedError
 
     def get_config(self):
-        return {"seed": self.seed}
+        """Each constructor argument, read from the attribute of the same name (:mod:`tfdml.serialization`)."""
+        return constructor_config(self)
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return from_constructor_config(cls, config)
 
 
 def switch_negatives(triplets, p_switch, generator):
@@ -207,13 +209,6 @@ class TupleMiner(Miner):
 
     def mine_masked(self, embeddings, labels):
         return switch_negatives(super().mine_masked(embeddings, labels), self.p_switch, self.generator)
-
-    def get_config(self):
-        return {**super().get_config(), "p_switch": self.p_switch}
-
-
-def serialize_miner(miner):
-    return None if miner is None else keras.saving.serialize_keras_object(miner)
 
 
 def deserialize_miner(config):

@@ -93,11 +93,3 @@ class DistanceWeightedMiner(TupleMiner):
 
         negatives = fill_slots(tuples, self.generator.next_seed(), draw)
         return grid_triplets(tuples, negatives, tf.reduce_any(candidates, axis=1))
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "cutoff": self.cutoff,
-            "nonzero_loss_cutoff": self.nonzero_loss_cutoff,
-            "construction": self.construction,
-        }

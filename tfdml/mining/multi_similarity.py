@@ -64,6 +64,3 @@ class MultiSimilarityMiner(Miner):
             positives=tf.logical_and(positives, similarity - self.epsilon < hardest_negative),
             negatives=tf.logical_and(negatives, similarity + self.epsilon > hardest_positive),
         )
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}

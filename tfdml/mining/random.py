@@ -51,6 +51,3 @@ class RandomMiner(TupleMiner):
         sampled_negatives, _ = sample_column(self.generator, 0.0, tf.gather(negatives, anchors))
         valid = tf.fill(tf.shape(anchors), any_triplet[0])
         return MaskedTriplets(anchors, sampled_positives, sampled_negatives, valid)
-
-    def get_config(self):
-        return {**super().get_config(), "num_tuples": self.num_tuples}

@@ -19,7 +19,7 @@ Example:
 
 import keras
 
-from tfdml.mining.base import Miner, TupleMiner, deserialize_miner, serialize_miner
+from tfdml.mining.base import Miner, TupleMiner, deserialize_miner
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -41,6 +41,3 @@ class RhoRegularizedMiner(TupleMiner):
 
     def mine(self, embeddings, labels):
         return self.miner.mine_masked(embeddings, labels)
-
-    def get_config(self):
-        return {**super().get_config(), "miner": serialize_miner(self.miner)}

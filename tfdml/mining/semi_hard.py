@@ -87,12 +87,3 @@ class SemiHardMiner(TupleMiner):
 
         columns = fill_slots(tuples, self.generator.next_seed(), negative_for_slot)
         return grid_triplets(tuples, columns, tf.reduce_any(negatives, axis=1))
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "margin": self.margin,
-            "lower_bound": self.lower_bound,
-            "squared": self.squared,
-            "construction": self.construction,
-        }

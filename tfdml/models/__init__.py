@@ -1,8 +1,16 @@
 """Embedding models: backbones (ResNet50, a small convnet) with a pooled linear L2-normalised head."""
 
+import importlib
+import pkgutil
+
+from tfdml.models.backbones import BACKBONES
 from tfdml.models.convnet import convnet
-from tfdml.models.embedding import BACKBONES, POOLINGS, build_embedding_model
+from tfdml.models.embedding import POOLINGS, build_embedding_model
 from tfdml.models.preprocessing import CaffePreprocessing
 from tfdml.models.resnet import freeze_batchnorm, resnet50
+
+# Every module of the package, so each backbone module registers its builder in BACKBONES, listed here or not.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["BACKBONES", "POOLINGS", "CaffePreprocessing", "build_embedding_model", "convnet", "freeze_batchnorm", "resnet50"]

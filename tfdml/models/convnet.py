@@ -9,6 +9,8 @@ feature map is 1 pixel wide, so tiny inputs (8×8 digits) also work.
 
 import keras
 
+from tfdml.models.backbones import BACKBONES
+
 
 def convnet(input_shape=(32, 32, 1), filters=64, blocks=4, synchronized_batchnorm=False, name="convnet"):
     """Conv-4 feature extractor: ``(h, w, c)`` images in ``[0, 255]`` → ``(h', w', filters)`` features.
@@ -31,3 +33,12 @@ def convnet(input_shape=(32, 32, 1), filters=64, blocks=4, synchronized_batchnor
             x = keras.layers.MaxPooling2D(2, name=f"pool{block + 1}")(x)
             size //= 2
     return keras.Model(inputs, x, name=name)
+
+
+@BACKBONES.register("convnet")
+def convnet_backbone(input_shape=None, *, weights=None, filters=64, blocks=4, synchronized_batchnorm=False, **_):
+    """The ``"convnet"`` backbone: :func:`convnet`, default input ``(32, 32, 1)``; it has no pretrained weights."""
+    if weights is not None:
+        raise ValueError("The convnet backbone has no pretrained weights; use weights=None.")
+    input_shape = input_shape or (32, 32, 1)
+    return convnet(input_shape, filters=filters, blocks=blocks, synchronized_batchnorm=synchronized_batchnorm)

@@ -15,23 +15,9 @@ TensorShape([2, 64])
 
 import keras
 
-from tfdml.models.convnet import convnet
-from tfdml.models.resnet import resnet50
+from tfdml.models.backbones import BACKBONES
 
-BACKBONES = ("convnet", "resnet50")
 POOLINGS = ("avg", "max", "avgmax", "flatten")
-
-
-def build_backbone(
-    backbone, input_shape, weights=None, freeze_batchnorm=False, filters=64, blocks=4, synchronized_batchnorm=False
-):
-    if backbone == "resnet50":
-        return resnet50(input_shape, weights=weights, frozen_batchnorm=freeze_batchnorm)
-    if backbone == "convnet":
-        if weights is not None:
-            raise ValueError("The convnet backbone has no pretrained weights; use weights=None.")
-        return convnet(input_shape, filters=filters, blocks=blocks, synchronized_batchnorm=synchronized_batchnorm)
-    raise ValueError(f"Unknown backbone {backbone!r}; expected one of {BACKBONES} or a keras.Model.")
 
 
 def global_pool(features, pooling):
@@ -65,9 +51,10 @@ def build_embedding_model(
     """Build a Keras model ``float images in [0, 255] → embeddings (b, embedding_dim)``.
 
     Args:
-        backbone: ``"resnet50"``, ``"convnet"``, or a ``keras.Model`` mapping images to a feature map.
-        input_shape: image shape ``(h, w, c)``; defaults to ``(224, 224, 3)`` for ResNet50 and
-            ``(32, 32, 1)`` for the convnet.
+        backbone: a name in :data:`~tfdml.models.backbones.BACKBONES` (``"resnet50"``, ``"convnet"``), or a
+            ``keras.Model`` mapping images to a feature map.
+        input_shape: image shape ``(h, w, c)``; defaults to the backbone's own: ``(224, 224, 3)`` for
+            ResNet50, ``(32, 32, 1)`` for the convnet.
         embedding_dim: size of the linear embedding layer (default 128).
         pooling: ``"avg"`` (default), ``"max"`` or ``"avgmax"`` global pooling, or ``"flatten"``.
         normalize: L2-normalise the output (default ``True``).
@@ -82,14 +69,16 @@ def build_embedding_model(
         raise ValueError(f"embedding_dim must be a positive integer; got {embedding_dim!r}.")
     if isinstance(backbone, keras.Model):
         features_model = backbone
-        input_shape = tuple(backbone.input_shape[1:])
     else:
-        if input_shape is None:
-            input_shape = (224, 224, 3) if backbone == "resnet50" else (32, 32, 1)
-        features_model = build_backbone(
-            backbone, tuple(input_shape), weights, freeze_batchnorm, filters, blocks, synchronized_batchnorm
+        features_model = BACKBONES.get(backbone)(
+            None if input_shape is None else tuple(input_shape),
+            weights=weights,
+            freeze_batchnorm=freeze_batchnorm,
+            filters=filters,
+            blocks=blocks,
+            synchronized_batchnorm=synchronized_batchnorm,
         )
-    inputs = keras.Input(shape=tuple(input_shape), name="images")
+    inputs = keras.Input(shape=tuple(features_model.input_shape[1:]), name="images")
     features = features_model(inputs)
     pooled = global_pool(features, pooling)
     embeddings = keras.layers.Dense(int(embedding_dim), name="embedding")(pooled)

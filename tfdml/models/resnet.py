@@ -15,6 +15,7 @@ import os
 
 import keras
 
+from tfdml.models.backbones import BACKBONES
 from tfdml.models.preprocessing import CaffePreprocessing
 
 IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -73,3 +74,9 @@ def resnet50(input_shape=(224, 224, 3), weights=None, frozen_batchnorm=True):
     inputs = keras.Input(shape=tuple(input_shape), name="images")
     features = base(CaffePreprocessing()(inputs))
     return keras.Model(inputs, features, name="resnet50")
+
+
+@BACKBONES.register("resnet50")
+def resnet50_backbone(input_shape=None, *, weights=None, freeze_batchnorm=False, **_):
+    """The ``"resnet50"`` backbone: :func:`resnet50`, default input ``(224, 224, 3)``."""
+    return resnet50(input_shape or (224, 224, 3), weights=weights, frozen_batchnorm=freeze_batchnorm)

@@ -1,6 +1,6 @@
 """The contract every batch sampler follows, and the label bookkeeping they share.
 
-A sampler only sees the label (and category) arrays of a dataset. For each epoch it
+A sampler only sees the label (and, for the category samplers, category) arrays of a dataset. For each epoch it
 plans a NumPy matrix of sample indices, one row per batch, from a generator seeded
 by ``(seed, epoch)``; :meth:`BatchSampler.index_dataset` turns the plans into a
 ``tf.data.Dataset`` of int64 index vectors. Planning a whole epoch at once keeps the
@@ -12,7 +12,8 @@ epoch reproducible on its own, so training can resume mid-run with ``initial_epo
 import numpy as np
 import tensorflow as tf
 
-from tfdml.masks import label_array
+from tfdml.checks import label_array
+from tfdml.serialization import constructor_arguments, constructor_config, from_constructor_config
 
 
 class LabelGroups:
@@ -98,27 +99,22 @@ class BatchSampler:
 
     Args:
         labels: int ``(n,)`` class label of each sample.
-        categories: optional int ``(n,)`` category of each sample (``-1`` = unknown).
         batch_size: samples per batch.
         seed: integer seed; the same seed gives the same batches, epoch by epoch.
 
     ``data_arguments`` names the further constructor arguments a recipe run supplies from its
-    data or its ``sampler`` section (``samples_per_class``, the memory ``bank``), so the runner
-    passes exactly those.
+    data or its ``sampler`` section (the data's ``categories``, ``samples_per_class``, the memory
+    ``bank``), so the runner passes exactly those.
+
+    Every constructor argument is stored under its own name, from which :meth:`get_config`
+    builds the config (:mod:`tfdml.serialization`).
     """
 
     data_arguments = ()
 
-    def __init__(self, labels, categories=None, *, batch_size, seed=0):
+    def __init__(self, labels, *, batch_size, seed=0):
         name = type(self).__name__
         self.labels = label_array(labels, "labels", who=name, integral_floats=False)
-        self.categories = None
-        if categories is not None:
-            self.categories = label_array(categories, "categories", who=name, integral_floats=False)
-            if self.categories.shape != self.labels.shape:
-                raise ValueError(
-                    f"{name}: categories has {self.categories.size} entries but labels has {self.labels.size}."
-                )
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"{name}: batch_size must be a positive integer; got {batch_size}.")
         self.batch_size = int(batch_size)
@@ -158,13 +154,13 @@ class BatchSampler:
         return epoch_numbers.flat_map(plan)
 
     def get_config(self):
-        return {
-            "labels": self.labels.tolist(),
-            "categories": None if self.categories is None else self.categories.tolist(),
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-        }
+        return constructor_config(self)
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        """The sampler of ``config``; a memory ``bank`` is rebuilt fresh, of the same shape (embeddings are
+        not serialised)."""
+        if "categories" not in constructor_arguments(cls):
+            # Configs saved while every sampler took categories hold them for samplers that never used them.
+            config = {name: value for name, value in config.items() if name != "categories"}
+        return from_constructor_config(cls, config)

@@ -140,7 +140,6 @@ class BatchMatchingSampler(BatchSampler):
 
     Args:
         labels: int ``(n,)`` class label of each sample.
-        categories: unused; accepted so every sampler shares one signature.
         bank: the :class:`~tfdml.sampling.MemoryBank` of the n samples.
         batch_size: b, a multiple of ``samples_per_class``.
         samples_per_class: samples per seed (default 2, Roth et al.'s SPC-2 default).
@@ -155,7 +154,6 @@ class BatchMatchingSampler(BatchSampler):
     def __init__(
         self,
         labels,
-        categories=None,
         *,
         bank,
         batch_size,
@@ -164,7 +162,7 @@ class BatchMatchingSampler(BatchSampler):
         batches_per_epoch=None,
         seed=0,
     ):
-        super().__init__(labels, categories, batch_size=batch_size, seed=seed)
+        super().__init__(labels, batch_size=batch_size, seed=seed)
         name = type(self).__name__
         if bank.num_samples != self.num_samples:
             raise ValueError(f"{name}: the bank holds {bank.num_samples} samples but labels has {self.num_samples}.")
@@ -233,22 +231,6 @@ class BatchMatchingSampler(BatchSampler):
             generate, output_signature=tf.TensorSpec((self.batch_size,), tf.int64)
         ).with_options(options)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            bank=keras.saving.serialize_keras_object(self.bank),
-            samples_per_class=self.samples_per_class,
-            pool_size=self.pool_size,
-            batches_per_epoch=self.batches_per_epoch,
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        """Rebuilds the sampler with a fresh bank of the same shape (embeddings are not serialised)."""
-        config = dict(config, bank=keras.saving.deserialize_keras_object(config["bank"]))
-        return cls(**config)
-
 
 @keras.saving.register_keras_serializable(package="tfdml")
 class CoresetSampler(BatchMatchingSampler):
@@ -288,8 +270,8 @@ class CandidateBatchSampler(BatchMatchingSampler):
         other arguments: see :class:`BatchMatchingSampler`.
     """
 
-    def __init__(self, labels, categories=None, *, bank, batch_size, num_candidate_batches=10, **kwargs):
-        super().__init__(labels, categories, bank=bank, batch_size=batch_size, **kwargs)
+    def __init__(self, labels, *, bank, batch_size, num_candidate_batches=10, **kwargs):
+        super().__init__(labels, bank=bank, batch_size=batch_size, **kwargs)
         if self.batch_size < 2:
             raise ValueError(f"{type(self).__name__}: batch_size must be at least 2 to compare statistics; got 1.")
         if int(num_candidate_batches) != num_candidate_batches or num_candidate_batches < 1:
@@ -319,11 +301,6 @@ class CandidateBatchSampler(BatchMatchingSampler):
         )
         return self.select_batch(pool, candidates)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_candidate_batches=self.num_candidate_batches)
-        return config
-
 
 @keras.saving.register_keras_serializable(package="tfdml")
 class DDMSampler(CandidateBatchSampler):
@@ -344,19 +321,14 @@ class DDMSampler(CandidateBatchSampler):
     >>> sampler = DDMSampler(labels, bank=bank, batch_size=32, num_candidate_batches=10, seed=0)
     """
 
-    def __init__(self, labels, categories=None, *, bank, batch_size, num_bins=50, **kwargs):
-        super().__init__(labels, categories, bank=bank, batch_size=batch_size, **kwargs)
+    def __init__(self, labels, *, bank, batch_size, num_bins=50, **kwargs):
+        super().__init__(labels, bank=bank, batch_size=batch_size, **kwargs)
         if int(num_bins) != num_bins or num_bins < 1:
             raise ValueError(f"DDMSampler: num_bins must be a positive integer; got {num_bins}.")
         self.num_bins = int(num_bins)
 
     def batch_distance(self, batch_embeddings, pool_embeddings):
         return distance_histogram_wasserstein(batch_embeddings, pool_embeddings, self.num_bins)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_bins=self.num_bins)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="tfdml")

@@ -13,6 +13,7 @@ import itertools
 import keras
 import numpy as np
 
+from tfdml.checks import label_array
 from tfdml.sampling.base import BatchSampler, LabelGroups, occurrence_rank
 
 
@@ -34,6 +35,23 @@ class _CategoryStreams:
         return stream[self.groups.starts[half_categories][:, None] + positions]
 
 
+class _CategorySampler(BatchSampler):
+    """A sampler that reads each sample's category besides its label: ``categories`` is its data argument."""
+
+    data_arguments = ("categories",)
+
+    def __init__(self, labels, categories, *, batch_size, seed=0):
+        super().__init__(labels, batch_size=batch_size, seed=seed)
+        name = type(self).__name__
+        if categories is None:
+            raise ValueError(f"{name}: categories are required.")
+        self.categories = label_array(categories, "categories", who=name, integral_floats=False)
+        if self.categories.shape != self.labels.shape:
+            raise ValueError(
+                f"{name}: categories has {self.categories.size} entries but labels has {self.labels.size}."
+            )
+
+
 def _check_half_batches(sampler, batch_size, groups, what):
     if batch_size % 2:
         raise ValueError(f"{sampler}: batch_size must be even (two halves); got {batch_size}.")
@@ -44,7 +62,7 @@ def _check_half_batches(sampler, batch_size, groups, what):
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
-class CategoryHardSampler(BatchSampler):
+class CategoryHardSampler(_CategorySampler):
     """Batches from two categories, ``batch_size / 2`` images of whole classes from each.
 
     Cakir et al. 2019 (FastAP, supplementary §A, "Hard"): "first sample two categories.
@@ -75,8 +93,6 @@ class CategoryHardSampler(BatchSampler):
     """
 
     def __init__(self, labels, categories, *, batch_size, batches_per_pair=5, seed=0):
-        if categories is None:
-            raise ValueError("CategoryHardSampler: categories are required.")
         super().__init__(labels, categories, batch_size=batch_size, seed=seed)
         if int(batches_per_pair) != batches_per_pair or batches_per_pair < 1:
             raise ValueError(
@@ -100,14 +116,9 @@ class CategoryHardSampler(BatchSampler):
         halves = self.streams.halves(rng, pairs.ravel(), self.batch_size // 2)
         return halves.reshape(self.batches_per_epoch, self.batch_size)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(batches_per_pair=self.batches_per_pair)
-        return config
-
 
 @keras.saving.register_keras_serializable(package="tfdml")
-class CategoryVersusUncategorisedSampler(BatchSampler):
+class CategoryVersusUncategorisedSampler(_CategorySampler):
     """Batches of one known category (first half) and samples of unknown category (second half).
 
     Cakir et al. 2019 (FastAP, supplementary §A, PKU VehicleID, where only about half
@@ -137,8 +148,6 @@ class CategoryVersusUncategorisedSampler(BatchSampler):
     """
 
     def __init__(self, labels, categories, *, batch_size, seed=0):
-        if categories is None:
-            raise ValueError("CategoryVersusUncategorisedSampler: categories are required.")
         super().__init__(labels, categories, batch_size=batch_size, seed=seed)
         name = "CategoryVersusUncategorisedSampler"
         known = self.categories >= 0

@@ -15,6 +15,9 @@ each batch's indices and embeddings instead.
 import keras
 import numpy as np
 
+from tfdml.checks import as_embeddings, label_array
+from tfdml.serialization import constructor_config, from_constructor_config
+
 
 @keras.saving.register_keras_serializable(package="tfdml")
 class MemoryBank:
@@ -44,13 +47,9 @@ class MemoryBank:
 
     def update(self, indices, embeddings):
         """Stores ``embeddings`` (``(k, dim)``, array or tensor) as the rows of samples ``indices`` ``(k,)``."""
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        embeddings = np.asarray(embeddings, dtype=np.float32)
-        if embeddings.shape != (indices.size, self.dim):
-            raise ValueError(
-                f"MemoryBank.update: embeddings must have shape ({indices.size}, {self.dim}) for {indices.size}"
-                f" indices; got {embeddings.shape}."
-            )
+        count = np.size(indices)
+        embeddings = as_embeddings(embeddings, "MemoryBank.update: embeddings", dim=self.dim, count=count, rows="indices")
+        indices = label_array(indices, "indices", count=count, who="MemoryBank.update", integral_floats=False)
         if indices.size and (indices.min() < 0 or indices.max() >= self.num_samples):
             raise ValueError(
                 f"MemoryBank.update: indices must lie in [0, {self.num_samples}); got range"
@@ -59,11 +58,12 @@ class MemoryBank:
         self.embeddings[indices] = embeddings
 
     def get_config(self):
-        return {"num_samples": self.num_samples, "dim": self.dim, "seed": self.seed}
+        """The bank's shape and seed; the embeddings are not part of the config."""
+        return constructor_config(self)
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return from_constructor_config(cls, config)
 
 
 class MemoryBankRefresh(keras.callbacks.Callback):

@@ -25,7 +25,6 @@ class RandomClassSampler(BatchSampler):
 
     Args:
         labels: int ``(n,)`` class label of each sample; at least two classes.
-        categories: unused; accepted so every sampler shares one signature.
         batch_size: M ≥ 2, at most n.
         seed: integer seed.
 
@@ -35,8 +34,8 @@ class RandomClassSampler(BatchSampler):
     >>> indices = next(iter(sampler.index_dataset()))  # int64 (256,)
     """
 
-    def __init__(self, labels, categories=None, *, batch_size, seed=0):
-        super().__init__(labels, categories, batch_size=batch_size, seed=seed)
+    def __init__(self, labels, *, batch_size, seed=0):
+        super().__init__(labels, batch_size=batch_size, seed=seed)
         if len(self.classes) < 2:
             raise ValueError(f"RandomClassSampler: labels must hold at least two classes; got {len(self.classes)}.")
         if not 2 <= self.batch_size <= self.num_samples:

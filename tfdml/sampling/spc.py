@@ -34,7 +34,6 @@ class SPCSampler(BatchSampler):
 
     Args:
         labels: int ``(n,)`` class label of each sample.
-        categories: unused; accepted so every sampler shares one signature.
         batch_size: b, a multiple of ``samples_per_class``.
         samples_per_class: n (SPC-n) or m. Default 2 (SPC-2, Roth et al.'s choice).
         small_classes: ``"repeat"`` or ``"exclude"`` (see above).
@@ -52,7 +51,6 @@ class SPCSampler(BatchSampler):
     def __init__(
         self,
         labels,
-        categories=None,
         *,
         batch_size,
         samples_per_class=2,
@@ -60,7 +58,7 @@ class SPCSampler(BatchSampler):
         batches_per_epoch=None,
         seed=0,
     ):
-        super().__init__(labels, categories, batch_size=batch_size, seed=seed)
+        super().__init__(labels, batch_size=batch_size, seed=seed)
         if int(samples_per_class) != samples_per_class or samples_per_class < 1:
             raise ValueError(f"SPCSampler: samples_per_class must be a positive integer; got {samples_per_class}.")
         if self.batch_size % samples_per_class:
@@ -103,12 +101,3 @@ class SPCSampler(BatchSampler):
         members = self.classes.shuffled_members(rng)
         indices = members[self.classes.starts[batch_classes][:, None] + positions]
         return indices.reshape(self.batches_per_epoch, self.batch_size)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            samples_per_class=self.samples_per_class,
-            small_classes=self.small_classes,
-            batches_per_epoch=self.batches_per_epoch,
-        )
-        return config

@@ -28,7 +28,6 @@ class SPCRandomSampler(BatchSampler):
 
     Args:
         labels: int ``(n,)`` class label of each sample; at least one class needs two samples.
-        categories: unused; accepted so every sampler shares one signature.
         batch_size: b ≥ 2, at most n + 1.
         seed: integer seed.
 
@@ -38,8 +37,8 @@ class SPCRandomSampler(BatchSampler):
     >>> indices = next(iter(sampler.index_dataset()))  # int64 (64,)
     """
 
-    def __init__(self, labels, categories=None, *, batch_size, seed=0):
-        super().__init__(labels, categories, batch_size=batch_size, seed=seed)
+    def __init__(self, labels, *, batch_size, seed=0):
+        super().__init__(labels, batch_size=batch_size, seed=seed)
         if self.batch_size < 2:
             raise ValueError(f"SPCRandomSampler: batch_size must be at least 2; got {self.batch_size}.")
         if self.num_samples < self.batch_size - 1:

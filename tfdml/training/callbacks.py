@@ -1,6 +1,8 @@
 """The Keras callbacks of a recipe run: per-epoch JSON records, an atomic resumable backup that
-also holds the miners' random state, the divergence stop, and the final-weights/``done`` marker
-at the end of ``fit``."""
+also holds the miners' random state, the divergence stop, and the end of ``fit`` (the selected
+epoch's weights saved as the final weights, then the ``done`` marker). They write into a
+:class:`~tfdml.training.run_folder.RunFolder`; :meth:`tfdml.experiment.Experiment.fit` puts them
+together."""
 
 import json
 import math
@@ -13,7 +15,7 @@ import tensorflow as tf
 
 from tfdml.io import save_file_atomically, write_file_atomically
 from tfdml.training.config import ConfigError
-from tfdml.training.run_directory import CHECKPOINTS, DONE_FILE, FINAL_WEIGHTS, best_epoch
+from tfdml.training.run_folder import read_records
 
 
 class EpochJSONLogger(keras.callbacks.Callback):
@@ -31,11 +33,7 @@ class EpochJSONLogger(keras.callbacks.Callback):
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        records = []
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                records = [json.loads(line) for line in f if line.strip()]
-        records = [r for r in records if r["epoch"] < epoch + 1]
+        records = [r for r in read_records(self.path) if r["epoch"] < epoch + 1]
         records.append({"epoch": epoch + 1, **{key: float(value) for key, value in (logs or {}).items()}})
         # All records, as an older file's may hold NaN.
         strict = [
@@ -101,15 +99,6 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().__init__(backup_dir, **kwargs)
         self.state = dict(state or {})
 
-    @staticmethod
-    def finished_epochs(backup_dir):
-        """Epochs the backup in ``backup_dir`` holds (0 without one): where a rerun resumes."""
-        path = os.path.join(backup_dir, "training_metadata.json")
-        if not os.path.exists(path):
-            return 0
-        with open(path) as f:
-            return int(json.load(f)["epoch"])
-
     # _save_model/_load_model are private Keras hooks; tests/training/test_training_callbacks.py fails if Keras changes them.
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -162,7 +151,7 @@ class StopOnDivergence(keras.callbacks.Callback):
     gracefully, so the callbacks after it never evaluate, record, back up or finish a diverged
     epoch. The probe catches what the training loss can hide: the last step's update, or
     BatchNorm, whose training loss uses batch statistics while inference overflows. Before
-    raising, it writes ``marker``, by which :func:`tfdml.training.run_directory.prepare_run_dir`
+    raising, it writes ``marker``, by which :meth:`tfdml.training.run_folder.RunFolder.prepare`
     lets a corrected config take a diverged run's folder over.
 
     Args:
@@ -196,25 +185,32 @@ class StopOnDivergence(keras.callbacks.Callback):
 
 
 class FinishTraining(keras.callbacks.Callback):
-    """At the end of ``fit``: save the embedder's final weights, then write the ``done`` marker.
+    """At the end of ``fit``: the selected epoch's weights become the final weights, then the ``done`` marker.
 
-    Runs before :class:`AtomicBackupAndRestore` removes its backup, so at every moment either
-    the backup or the marker (with the final weights) exists: a run killed after its last
-    epoch resumes straight to evaluation and export instead of training again.
+    The one model-selection mechanism of tfdml: with ``select_by`` (a logged validation key) the
+    model is restored from the per-epoch checkpoint of the epoch with the highest ``select_by`` in
+    the folder's records (the first on ties); without it the last epoch's weights are kept. Runs
+    before :class:`AtomicBackupAndRestore` removes its backup, so at every moment either the backup
+    or the marker (with the final weights) exists: a run killed after its last epoch resumes
+    straight to evaluation and export instead of training again.
+
+    Args:
+        folder: the :class:`~tfdml.training.run_folder.RunFolder` (records, checkpoints, final weights, marker).
+        embedder: the model whose weights are the final weights.
+        select_by: ``None`` (keep the last epoch) or the logged key whose best epoch is kept.
     """
 
-    def __init__(self, run_dir, embedder, select_by=None):
-        """``select_by``: a logged validation key; the final weights are then those of its best epoch."""
+    def __init__(self, folder, embedder, select_by=None):
         super().__init__()
-        self.run_dir = run_dir
+        self.folder = folder
         self.embedder = embedder
         self.select_by = select_by
 
     def on_train_end(self, logs=None):
         done = {"finished": time.time()}
         if self.select_by:
-            epoch = best_epoch(os.path.join(self.run_dir, "metrics.jsonl"), self.select_by)
-            self.model.load_weights(os.path.join(self.run_dir, CHECKPOINTS.format(epoch=epoch)))
+            epoch = self.folder.best_epoch(self.select_by)
+            self.model.load_weights(self.folder.checkpoint(epoch))
             done.update(best_epoch=epoch, select_by=self.select_by)
-        save_weights_atomically(self.embedder, os.path.join(self.run_dir, FINAL_WEIGHTS))
-        write_file_atomically(os.path.join(self.run_dir, DONE_FILE), json.dumps(done))
+        save_weights_atomically(self.embedder, self.folder.final_weights)
+        write_file_atomically(self.folder.done_file, json.dumps(done))

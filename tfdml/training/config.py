@@ -362,18 +362,20 @@ def validate(config):
 
 
 def _check_names(config):
-    """Names looked up in tfdml's registries: dataset, backbone, pooling, metrics.
+    """Names looked up in tfdml's registries: dataset, backbone, optimizer, pooling, metrics.
 
     Imported here rather than at the top because those modules load TensorFlow, and a recipe's
     syntax, types and ranges are checked without it (this module is imported before TensorFlow)."""
-    from tfdml.data import NAMES
+    from tfdml.data import READERS
     from tfdml.evaluation.fewshot import PROTOCOLS
     from tfdml.evaluation.report import FEWSHOT_METRICS, METRICS
-    from tfdml.models.embedding import BACKBONES, POOLINGS
+    from tfdml.models import BACKBONES, POOLINGS
+    from tfdml.training.optimizers import OPTIMIZERS
 
     data_name = config["data"]["name"]
-    _check_choice("data.name", data_name, NAMES)
-    _check_choice("model.backbone", config["model"]["backbone"], BACKBONES)
+    _check_choice("data.name", data_name, READERS.names)
+    _check_choice("model.backbone", config["model"]["backbone"], BACKBONES.names)
+    _check_choice("optimizer.name", config["optimizer"]["name"].lower(), OPTIMIZERS.names)
     _check_choice("model.pooling", config["model"]["pooling"], POOLINGS)
     metrics = config["evaluation"]["metrics"]
     known = METRICS + FEWSHOT_METRICS

@@ -4,8 +4,10 @@ A recipe names classes (``loss.class``, ``miner.class``, ``sampler.class``) by t
 serialization name under the package ``"tfdml"``, the name ``keras.saving`` saves them
 under. Arguments come from the section's ``params``; the arguments a run derives from its
 data or from other recipe keys (``num_classes``, ``num_images``, ``embedding_dim``, the
-memory ``bank``, ``samples_per_class``) are passed to the classes that declare them in
-their ``data_arguments`` attribute, unless ``params`` sets them.
+memory ``bank``, ``samples_per_class``, the data's ``categories``) are passed to the classes
+that declare them in their ``data_arguments`` attribute, unless ``params`` sets them.
+The optimizer and the backbone are looked up by name in their registries
+(:data:`tfdml.training.optimizers.OPTIMIZERS`, :data:`tfdml.models.BACKBONES`).
 """
 
 import inspect
@@ -15,6 +17,7 @@ import keras
 from tfdml import losses, mining, sampling
 from tfdml.models import build_embedding_model
 from tfdml.training.config import ConfigError
+from tfdml.training.optimizers import OPTIMIZERS
 
 #: Recipe section → (base class of its classes, module that exports them).
 KINDS = {
@@ -74,15 +77,21 @@ def needs_memory_bank(config):
 
 
 def build_sampler(config, train_data, bank=None):
-    """The recipe's sampler over ``train_data``'s labels (and categories); ``bank``: its memory bank, if it reads one."""
+    """The recipe's sampler over ``train_data``'s labels (and categories, for the samplers that read them);
+    ``bank``: its memory bank, if it reads one."""
     sampler_config = config["sampler"]
-    always = {
-        "labels": train_data.labels,
+    reads_categories = "categories" in resolve_class("sampler", sampler_config["class"]).data_arguments
+    if reads_categories and train_data.categories is None:
+        raise ConfigError(
+            f"sampler.class={sampler_config['class']!r} draws batches by category, but the training data "
+            f"(data.name={config['data']['name']!r}) has no categories."
+        )
+    always = {"labels": train_data.labels, "batch_size": sampler_config["batch_size"], "seed": config["seed"]}
+    derived = {
+        "samples_per_class": sampler_config["samples_per_class"],
+        "bank": bank,
         "categories": train_data.categories,
-        "batch_size": sampler_config["batch_size"],
-        "seed": config["seed"],
     }
-    derived = {"samples_per_class": sampler_config["samples_per_class"], "bank": bank}
     return construct("sampler", sampler_config, always=always, derived=derived)
 
 
@@ -104,11 +113,11 @@ def build_embedder(config, image_shape, synchronized_batchnorm=False):
 
 
 def build_optimizer(config):
-    """The recipe's optimizer: Adam or SGD with momentum 0.9, with the recipe's weight decay."""
+    """The recipe's optimizer, by ``optimizer.name`` in :data:`~tfdml.training.optimizers.OPTIMIZERS`, with
+    the recipe's learning rate and weight decay (0 or null: none)."""
     opt = config["optimizer"]
-    name = opt["name"].lower()
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=opt["learning_rate"], weight_decay=opt["weight_decay"] or None)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=opt["learning_rate"], momentum=0.9, weight_decay=opt["weight_decay"] or None)
-    raise ConfigError(f"optimizer.name must be 'adam' or 'sgd'; got {opt['name']!r}.")
+    try:
+        builder = OPTIMIZERS.get(opt["name"].lower())
+    except ValueError as error:
+        raise ConfigError(f"optimizer.name: {error}") from None
+    return builder(learning_rate=opt["learning_rate"], weight_decay=opt["weight_decay"] or None)

@@ -1,0 +1,277 @@
+"""A recipe, built and trained: :class:`Experiment`, the one way tfdml assembles ``fit``.
+
+``Experiment(config)`` reads the recipe's data, builds its sampler, embedding model, loss (with
+its miner) and optimizer, and :meth:`Experiment.fit` trains them in a
+:class:`~tfdml.training.run_folder.RunFolder` with one set of callbacks: the divergence stop,
+evaluation of the held-out classes, per-epoch records and checkpoints, the resumable backup and
+the one model-selection rule (:class:`~tfdml.training.callbacks.FinishTraining`). ``train.py``
+(:func:`tfdml.run.train`), each ``--tune`` trial (:mod:`tfdml.tune`), the Omniglot study and the
+model zoo are callers of it that differ only in their folder, their selection key and extra
+callbacks.
+
+>>> experiment = Experiment(tfdml.training.config.load_config("pipelines/digits_margin.yaml"))
+>>> folder = RunFolder("runs/digits")
+>>> with folder.hold():
+...     folder.prepare(experiment.config)
+...     fitted = experiment.fit(folder)
+>>> experiment.evaluate()["recall_at_1"], fitted.selected_epoch
+"""
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from tfdml import data as tfdml_data
+from tfdml import evaluation, sampling
+from tfdml.extras import require
+from tfdml.training.callbacks import (
+    AtomicBackupAndRestore, EpochJSONLogger, FinishTraining, StopOnDivergence, external_state,
+)
+from tfdml.training.config import ConfigError
+from tfdml.training.distribute import distribute_batches, make_strategy
+from tfdml.training.factory import build_embedder, build_loss, build_optimizer, build_sampler, needs_memory_bank
+from tfdml.training.model import MetricLearningModel, resolve_jit_compile
+
+
+def load_split(config, split):
+    """One split; the digits are read with ``data.channels`` (folder and list files take their
+    channel count from ``data.params.channels``; Omniglot and the TFDS readers have their own). With an
+    augmentation protocol, images stay at their stored size (the protocol crops and resizes them once,
+    to ``data.image_size``)."""
+    data_config = config["data"]
+    channels = {"channels": data_config["channels"]} if data_config["name"] == "digits" else {}
+    return tfdml_data.load(
+        data_config["name"],
+        root=data_config["root"],
+        split=split,
+        image_size=None if data_config["augmentation"] else data_config["image_size"],
+        **channels,
+        **data_config["params"],
+    )
+
+
+def training_classes(config, split):
+    """``(fit, validation)``: the training split less its held-out validation classes (``None``
+    without ``data.validation``), with rotation classes added to ``fit`` only, so that no rotated
+    copy of a validation class is trained on."""
+    data_config = config["data"]
+    validation = None
+    if data_config["validation"] is not None:
+        try:
+            split, validation = tfdml_data.hold_out_validation(split, data_config["validation"], seed=config["seed"])
+        except ValueError as error:
+            raise ConfigError(f"data.validation: {error}") from None
+    if data_config["rotations"]:
+        split = tfdml_data.with_rotations(split)
+    return split, validation
+
+
+def eval_transform(protocol, size):
+    """The eval counterpart of a training augmentation protocol, applied after the reader's own
+    preprocessing: Roth's ``"eval"`` (resize, centre crop) for the cropping protocols; a whole-image
+    area resize for ``"affine"``, whose distortions keep the whole character in view."""
+    if protocol == "affine":
+        return lambda image: tf.image.resize(image, [size, size], method="area")
+    return tfdml_data.augmentation("eval", size=size)
+
+
+@dataclasses.dataclass
+class Fitted:
+    """What :meth:`Experiment.fit` leaves.
+
+    Attributes:
+        records: every finished epoch's logs (``{"epoch": e, "loss": …, "val_…": …}``, non-finite values
+            as ``None``), also those of earlier processes of a resumed run.
+        selected_epoch: the epoch whose weights the model now holds when ``select_by`` chose one, else ``None``
+            (the last epoch's).
+        trained: ``False`` when the folder's training had finished earlier and its final weights were loaded.
+    """
+
+    records: list
+    selected_epoch: int | None
+    trained: bool
+
+
+class Experiment:
+    """One recipe's data, sampler, embedding model, loss and optimizer, built and ready to :meth:`fit`.
+
+    Building seeds Keras with the recipe's ``seed`` (``keras.utils.set_random_seed``) and sets the
+    global dtype policy from ``model.mixed_precision``, so every caller starts a recipe alike.
+
+    Args:
+        config: a resolved recipe (:func:`tfdml.training.config.load_config`).
+        strategy: the ``tf.distribute`` strategy; default: the recipe's ``distribute.strategy``.
+        splits: optional already loaded ``(train, test)`` data of this config, to skip reading it again.
+
+    Attributes:
+        train_data, validation_data, test_data: what is trained on, the held-out validation classes
+            (``None`` without ``data.validation``) and the test split.
+        eval_data: the test split with the eval preprocessing (what is evaluated and exported).
+        sampler, bank: the batch sampler and its memory bank (``None`` unless the sampler reads one).
+        embedder, loss, model: the embedding model, the loss and the ``MetricLearningModel`` training both.
+        steps_per_epoch: ``steps_per_epoch`` of the recipe, or the sampler's epoch.
+    """
+
+    def __init__(self, config, strategy=None, splits=None):
+        self.config = config
+        keras.utils.set_random_seed(config["seed"])
+        keras.mixed_precision.set_global_policy("mixed_float16" if config["model"]["mixed_precision"] else "float32")
+        self.strategy = strategy = strategy or make_strategy(config["distribute"]["strategy"])
+        train_split, self.test_data = splits or (
+            load_split(config, config["data"]["train_split"]),
+            load_split(config, config["data"]["test_split"]),
+        )
+        self.train_data, self.validation_data = training_classes(config, train_split)
+        self.bank = None
+        if needs_memory_bank(config):
+            self.bank = sampling.MemoryBank(len(self.train_data), config["model"]["embedding_dim"], seed=config["seed"])
+        self.sampler = build_sampler(config, self.train_data, self.bank)
+        data_config = config["data"]
+        self.train_preprocess = self.eval_augmentation = None
+        self.eval_data, self.validation_eval_data = self.test_data, self.validation_data
+        if data_config["augmentation"]:
+            size = data_config["image_size"]
+            self.train_preprocess = tfdml_data.augmentation(data_config["augmentation"], size=size, seed=config["seed"])
+            self.eval_augmentation = eval_transform(data_config["augmentation"], size)
+            self.eval_data = self.test_data.preprocessed(self.eval_augmentation)
+            if self.validation_data is not None:
+                self.validation_eval_data = self.validation_data.preprocessed(self.eval_augmentation)
+            image_shape = (size, size, data_config["channels"])
+        else:
+            image_shape = tuple(int(s) for s in self.train_data.load(tf.constant(0, tf.int64)).shape)
+        self.steps_per_epoch = config["steps_per_epoch"] or self.sampler.batches_per_epoch
+        with strategy.scope():
+            self.embedder = build_embedder(config, image_shape, synchronized_batchnorm=strategy.num_replicas_in_sync > 1)
+            self.loss = build_loss(config, num_classes=int(self.train_data.labels.max()) + 1, num_images=len(self.train_data))
+            self.model = MetricLearningModel(self.embedder, self.loss)
+            self.model.compile(optimizer=build_optimizer(config), jit_compile=resolve_jit_compile(config["jit_compile"]))
+
+    def training_batches(self, start=0):
+        """The (distributed) training batches from the ``start``-th batch of the run on: a resumed run
+        reads what the uninterrupted run would have read next."""
+        batches = sampling.batches(self.train_data, self.sampler, preprocess=self.train_preprocess, start=start)
+        return distribute_batches(self.strategy, batches, self.sampler.batch_size)
+
+    @property
+    def evaluation_data(self):
+        """What is evaluated during training: the held-out validation classes when the recipe has
+        ``data.validation`` (the test split is then touched once, after training), else the test split."""
+        return self.validation_eval_data if self.validation_data is not None else self.eval_data
+
+    @property
+    def select_by(self):
+        """The recipe's selection key: ``evaluation.select_by`` when it holds validation classes out
+        (selecting on the test split would be tuning on it), else ``None`` (the last epoch is kept)."""
+        return self.config["evaluation"]["select_by"] if self.validation_data is not None else None
+
+    def fit(self, folder, *, select_by=None, evaluate_every=None, callbacks=(), verbose=1, initial_epoch=0):
+        """Train the recipe in ``folder`` (a prepared :class:`~tfdml.training.run_folder.RunFolder`, held
+        by the caller) and leave the model holding its final weights.
+
+        A folder whose training finished earlier is not trained again: its final weights are loaded. A
+        folder holding a backup resumes after its last finished epoch, reading the batches the
+        uninterrupted run would have read, so the result equals it. Training that diverges stops at once
+        with :class:`~tfdml.training.callbacks.TrainingDiverged`.
+
+        Args:
+            folder: where the records, checkpoints, backup, final weights and ``done`` marker go.
+            select_by: the logged key whose best epoch's weights are kept (the first on ties); default
+                :attr:`select_by` (the recipe's rule).
+            evaluate_every: evaluate :attr:`evaluation_data` every this many epochs; default the recipe's
+                ``evaluation.every_n_epochs``.
+            callbacks: extra Keras callbacks, called after the run's own (after the epoch's backup).
+            verbose: Keras ``fit`` verbosity.
+            initial_epoch: the epoch a new run starts at (a tuner continuing an earlier trial's weights).
+
+        Returns:
+            :class:`Fitted`: the run's records and the selected epoch.
+        """
+        if folder.is_done():
+            self.embedder.load_weights(folder.final_weights)
+            return Fitted(folder.records(), folder.done().get("best_epoch"), trained=False)
+        require("tensorboard", "Experiment.fit (its TensorBoard logs)")
+        select_by = select_by or self.select_by
+        start = folder.finished_epochs() or initial_epoch
+        evaluation_config = self.config["evaluation"]
+        data = self.evaluation_data
+        # Order matters: a diverged epoch stops before anything evaluates, records or backs it up;
+        # evaluation adds val_* to the logs before they are recorded; the epoch is recorded before
+        # it is backed up, so a kill in between repeats the epoch rather than losing its record; the
+        # backup restores the weights before the memory bank is embedded with them; the final
+        # weights and done marker are written before the backup is removed.
+        run_callbacks = [
+            self.divergence_stop(folder),
+            evaluation.RetrievalEvaluation(
+                data.dataset(batch_size=256),
+                embedding_model=self.embedder,
+                every_n_epochs=evaluate_every or evaluation_config["every_n_epochs"],
+                metrics=evaluation_config["metrics"],
+                k=evaluation_config["recall_k"],
+                categories=data.categories,
+            ),
+            EpochJSONLogger(folder.metrics_file),
+            keras.callbacks.ModelCheckpoint(folder.checkpoint_pattern, save_weights_only=True),
+            keras.callbacks.TensorBoard(folder.logs_dir),
+            FinishTraining(folder, self.embedder, select_by),
+            AtomicBackupAndRestore(folder.backup_dir, state=external_state(self.loss)),
+            *self.sampler_callbacks(),
+            *callbacks,
+        ]
+        self.model.fit(
+            self.training_batches(start=start * self.steps_per_epoch),
+            epochs=self.config["epochs"], initial_epoch=initial_epoch, steps_per_epoch=self.steps_per_epoch,
+            callbacks=run_callbacks, shuffle=False, verbose=verbose,
+        )
+        return Fitted(folder.records(), folder.done().get("best_epoch"), trained=True)
+
+    def divergence_stop(self, folder):
+        """Stops training at its first non-finite loss, or embeddings of a batch of :attr:`evaluation_data`."""
+        probe = next(iter(self.evaluation_data.dataset(batch_size=32)))[0]
+        rate = self.config["optimizer"]["learning_rate"]
+        advice = (
+            f"The usual cause is too high a learning rate (optimizer.learning_rate={rate}): lower it and rerun; "
+            f"the corrected command takes {folder.path} over."
+        )
+        return StopOnDivergence(folder.diverged_file, probe, advice=advice)
+
+    def sampler_callbacks(self):
+        """Callbacks the sampler needs during ``fit``: the memory-bank refresh of batch-matching samplers."""
+        if self.bank is None:
+            return []
+        return [
+            sampling.MemoryBankRefresh(
+                self.bank, sampling.indexed_batches(self.train_data, 256, preprocess=self.eval_augmentation),
+                embed=self.embedder,
+            )
+        ]
+
+    @property
+    def eval_preprocess(self):
+        """The one eval preprocessing, decoded test image → model input (the reader's pixel transforms,
+        then the ``"eval"`` protocol with an augmentation recipe): evaluation, the export gallery and
+        both exported signatures run this function."""
+        return self.eval_data.preprocess
+
+    def test_images(self, batch_size=256):
+        """The eval-preprocessed test images in index order, in batches."""
+        return self.eval_data.dataset(batch_size=batch_size).map(lambda images, labels: images)
+
+    def embed_test(self):
+        return self.embedder.predict(self.test_images(), verbose=0)
+
+    def embed_train(self):
+        """Embeddings of the training images (eval preprocessing), in index order."""
+        images = sampling.indexed_batches(self.train_data, 256, preprocess=self.eval_augmentation)
+        return self.embedder.predict(images.map(lambda images, indices: images), verbose=0)
+
+    def evaluate(self, embeddings=None):
+        """The recipe's metrics of ``embeddings`` (default: the model's) of the test split."""
+        if embeddings is None:
+            embeddings = self.embed_test()
+        evaluation_config = self.config["evaluation"]
+        return evaluation.evaluate(
+            embeddings, self.test_data.labels, metrics=evaluation_config["metrics"], k=evaluation_config["recall_k"],
+            categories=self.test_data.categories,
+        )
+
