@@ -1,4 +1,4 @@
-"""Name registries: the datasets, backbones, optimizers and distribute strategies a recipe names.
+"""Name registries: the datasets, backbones and optimizers a recipe names.
 
 Each kind has one :class:`Registry`; a dataset reader, backbone or optimizer registers itself by
 name in its own module, so adding one is one module (recipe validation reads the registry's

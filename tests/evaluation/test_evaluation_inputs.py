@@ -349,3 +349,16 @@ def test_d36_a_corrupt_or_partial_record_is_named(zoo, tmp_path, content, proble
     message = str(exit_info.value.code)
     assert str(tmp_path / "zoo" / "digits_margin-s9.json") in message and problem in message, message
     assert (tmp_path / "README.md").read_text() == before
+
+
+def test_the_evaluation_callback_config_holds_every_constructor_argument():
+    """The callback's config is read from its signature, like every tfdml class: none is forgotten."""
+    images, labels = np.zeros((4, 3), np.float32), np.array([0, 0, 1, 1])
+    callback = evaluation.RetrievalEvaluation(
+        (images, labels), every_n_epochs=2, metrics=("recall_at_k",), k=(1, 2), metric="cosine", prefix="v_",
+        batch_size=2, categories=[5, 5, 6, 6], seed=3,
+    )
+    assert callback.get_config() == {
+        "every_n_epochs": 2, "metrics": ["recall_at_k"], "k": [1, 2], "metric": "cosine", "prefix": "v_",
+        "batch_size": 2, "categories": [5, 5, 6, 6], "seed": 3,
+    }

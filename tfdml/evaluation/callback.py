@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfdml.checks import label_array
 from tfdml.evaluation.report import evaluate
+from tfdml.serialization import constructor_config
 
 
 class RetrievalEvaluation(keras.callbacks.Callback):
@@ -112,13 +113,6 @@ class RetrievalEvaluation(keras.callbacks.Callback):
             logs.update({f"{self.prefix}{key}": value for key, value in scores.items()})
 
     def get_config(self):
-        """The evaluation settings (the validation data and models are not serialised)."""
-        return {
-            "every_n_epochs": self.every_n_epochs,
-            "metrics": list(self.metrics),
-            "k": list(self.k),
-            "metric": self.metric,
-            "prefix": self.prefix,
-            "batch_size": self.batch_size,
-            **self.evaluate_kwargs,
-        }
+        """The evaluation settings, read from the constructor's arguments (the validation data and the
+        model are not serialised)."""
+        return {**constructor_config(self, exclude=("validation_data", "embedding_model")), **self.evaluate_kwargs}
