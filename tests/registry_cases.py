@@ -22,7 +22,7 @@ NUM_CLASSES = BATCH // PER_CLASS
 # XLA draws other numbers than TensorFlow's kernels, so their XLA value is checked, not compared.
 STOCHASTIC_LOSSES = {"QuadrupletLoss"}
 # Miners whose tuples are a function of the batch alone (the others draw them).
-DETERMINISTIC_MINERS = {"BatchHardMiner", "MultiSimilarityMiner"}
+DETERMINISTIC_MINERS = {"BatchHardMiner", "MultiSimilarityMiner", "PairMarginMiner"}
 
 # Constructions that take other code paths than a class's defaults: {class name: {variant: arguments}}.
 VARIANTS = {

@@ -257,9 +257,14 @@ def test_categories_per_batch_of_category_hard_and_random_batches():
     assert batch_composition(RandomClassSampler(labels, batch_size=32), None) is None
 
 
+# The short real runs check what a record holds, not how good the model is: 8 filters instead of the
+# recipe's 64 make training and embedding the drawings for the record's metrics and spectra cheap.
+SHORT = ("steps_per_epoch=2", "model.filters=8")
+
+
 def test_one_short_run_on_real_omniglot(omniglot_dir):
     _, overrides = experiments.row_runs("wu_beta", TEN_EPOCH, ROOT)["learned β⁽⁰⁾ + β_class"]
-    result = store.run_one((*overrides, "epochs=1", "steps_per_epoch=2"), 0, omniglot_dir)
+    result = store.run_one((*overrides, *SHORT, "epochs=1"), 0, omniglot_dir)
     assert set(experiments.METRICS) <= set(result) and 0 < result["recall_at_1"] <= 1
     assert np.isfinite(result["rho_train"]) and result["learned_beta"]["min"] <= result["learned_beta"]["max"]
     assert "curve" not in result and result["batch_composition"]["categories_per_batch"] > 1
@@ -268,7 +273,7 @@ def test_one_short_run_on_real_omniglot(omniglot_dir):
 
 def test_one_short_converged_run_records_its_validation_curve(omniglot_dir):
     _, overrides = experiments.row_runs("fastap", CONVERGED, ROOT)["FastAP / category-hard"]
-    result = store.run_one((*overrides, "epochs=2", "steps_per_epoch=2"), 0, omniglot_dir)
+    result = store.run_one((*overrides, *SHORT, "epochs=2"), 0, omniglot_dir)
     assert [point["epoch"] for point in result["curve"]] == [1, 2] and result["best_epoch"] in (1, 2)
     assert all(0 <= point["val_recall_at_1"] <= 1 and "loss" in point for point in result["curve"])
     best = max(result["curve"], key=lambda point: point["val_recall_at_1"])
@@ -280,7 +285,7 @@ def test_one_short_converged_run_records_its_validation_curve(omniglot_dir):
 def test_one_short_search_on_real_omniglot(omniglot_dir, tmp_path):
     row_key, overrides = experiments.row_runs("roth_rho", CONVERGED, ROOT)["R-triplet (D)"]
     budget = {**CONVERGED.tuning, "max_trials": 1, "epochs": 1}
-    result = tuning.tune_configuration(row_key, (*overrides, "steps_per_epoch=2"), omniglot_dir, budget, str(tmp_path))
+    result = tuning.tune_configuration(row_key, (*overrides, *SHORT), omniglot_dir, budget, str(tmp_path))
     assert set(result["values"]) == {"optimizer.learning_rate", "loss.params.margin", "miner.params.p_switch"}
     assert result["values"]["miner.params.p_switch"] in CONVERGED.tuning["p_switch"]["values"]
     assert 0 <= result["score"] <= 1 and result["trials"] == 1

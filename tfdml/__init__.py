@@ -1,8 +1,8 @@
 """tfdml: deep metric learning for TensorFlow/Keras.
 
-Layers, lowest first (docs/developing.md): ``distances``/``masks``/``io``/``neighbors``
+Layers, lowest first (docs/developing.md): ``distances``/``masks``/``checks``/``io``/``neighbors``
 and the input pipelines ``data``/``sampling`` → ``mining`` → ``losses`` → ``models`` →
-``training``/``evaluation`` → ``export``/``index`` → ``training.runner``/``tune``.
+``training``/``evaluation`` → ``export``/``index`` → ``experiment``/``run``/``tune``/``evaluate``.
 Subpackages are imported on first attribute access (``tfdml.losses``).
 """
 
@@ -11,9 +11,11 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
+    "checks",
     "data",
     "distances",
     "evaluation",
+    "experiment",
     "export",
     "index",
     "neighbors",

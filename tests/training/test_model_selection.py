@@ -10,7 +10,8 @@ from tfdml.experiment import Experiment
 from tfdml.training.run_folder import RunFolder, best_epoch, read_records
 from tfdml.training.config import ConfigError, load_config
 
-QUICK = ["epochs=3", "steps_per_epoch=2", "model.filters=8", "evaluation.every_n_epochs=1", "sampler.batch_size=15"]
+QUICK = ["epochs=3", "steps_per_epoch=2", "model.filters=8", "evaluation.every_n_epochs=1", "sampler.batch_size=15",
+         "evaluation.figures=false"]  # the run's pictures (t-SNE of the test split) are tested in test_first_run.py
 
 
 def quick_config(tmp_path, *overrides):

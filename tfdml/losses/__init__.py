@@ -16,10 +16,10 @@ samples belong together (the labels ``(b,)``, or the tuples a miner chose: ``Mas
     contrastive_all_pairs(labels, embeddings, margin=1.0)   # every pair of the batch, no miner
 
 Normalisation. Every function takes the embeddings as the model outputs them, normalised or not.
-Those defined on the unit sphere (cosine similarities: angular, histogram, FastAP, multi-similarity,
-SNR, the proxy and class-centre losses) L2-normalise the embeddings (and proxies or centres)
+Those defined on the unit sphere (cosine similarities: angular, histogram, FastAP, Smooth-AP, multi-similarity,
+SNR, circle, SupCon, NT-Xent, the proxy and class-centre losses) L2-normalise the embeddings (and proxies or centres)
 themselves, with gradients through the normalisation; the others (contrastive, triplet, margin,
-quadruplet, lifted structure, N-pair) use them as given, so their scale is the model's
+quadruplet, lifted structure, N-pair, NCA) use them as given, so their scale is the model's
 (``normalize=True`` by default). A class that mines on normalised embeddings (SNR,
 multi-similarity) hands its function the embeddings it received.
 
@@ -30,56 +30,87 @@ The all-pairs variants (``pairs="all"``) sit with their losses: :func:`contrasti
 from tfdml.losses.angular import AngularLoss, angular_loss
 from tfdml.losses.arcface import ArcFaceLoss, arcface_loss
 from tfdml.losses.base import DMLLoss, LossParameters, ParametricDMLLoss
+from tfdml.losses.circle import CircleLoss, circle_loss
 from tfdml.losses.contrastive import ContrastiveLoss, contrastive_all_pairs, contrastive_loss
+from tfdml.losses.contrastive_softmax import NTXentLoss, SupConLoss, ntxent_loss, supcon_loss
+from tfdml.losses.cosface import CosFaceLoss, cosface_loss
 from tfdml.losses.fastap import FastAPLoss, fastap_loss, fastap_loss_autodiff
 from tfdml.losses.histogram import HistogramLoss, histogram_loss
-from tfdml.losses.lifted_structure import GeneralizedLiftedStructureLoss, generalized_lifted_structure_loss
+from tfdml.losses.lifted_structure import (
+    GeneralizedLiftedStructureLoss,
+    LiftedStructureLoss,
+    generalized_lifted_structure_loss,
+    lifted_structure_loss,
+)
 from tfdml.losses.margin import MarginLoss, margin_loss, margin_loss_all_pairs
 from tfdml.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_all_pairs, multi_similarity_loss
+from tfdml.losses.nca import NCALoss, nca_loss
 from tfdml.losses.normalized_softmax import NormalizedSoftmaxLoss, normalized_softmax_loss
 from tfdml.losses.npair import NPairLoss, npair_loss
+from tfdml.losses.proxy_anchor import ProxyAnchorLoss, proxy_anchor_loss
 from tfdml.losses.proxy_nca import ProxyNCALoss, proxy_nca_loss
 from tfdml.losses.quadruplet import QuadrupletLoss, quadruplet_loss
+from tfdml.losses.smooth_ap import SmoothAPLoss, smooth_ap_loss
 from tfdml.losses.snr import SNRLoss, snr_loss
 from tfdml.losses.soft_triple import SoftTripleLoss, soft_triple_loss
+from tfdml.losses.subcenter_arcface import SubCenterArcFaceLoss, subcenter_arcface_loss, subcenter_arcface_outliers
 from tfdml.losses.triplet import TripletLoss, triplet_loss
 
 __all__ = [
     "AngularLoss",
     "ArcFaceLoss",
+    "CircleLoss",
     "ContrastiveLoss",
+    "CosFaceLoss",
     "DMLLoss",
     "FastAPLoss",
     "GeneralizedLiftedStructureLoss",
     "HistogramLoss",
+    "LiftedStructureLoss",
     "LossParameters",
     "MarginLoss",
     "MultiSimilarityLoss",
+    "NCALoss",
     "NPairLoss",
+    "NTXentLoss",
     "NormalizedSoftmaxLoss",
     "ParametricDMLLoss",
+    "ProxyAnchorLoss",
     "ProxyNCALoss",
     "QuadrupletLoss",
     "SNRLoss",
+    "SmoothAPLoss",
     "SoftTripleLoss",
+    "SubCenterArcFaceLoss",
+    "SupConLoss",
     "TripletLoss",
     "angular_loss",
     "arcface_loss",
+    "circle_loss",
     "contrastive_all_pairs",
     "contrastive_loss",
+    "cosface_loss",
     "fastap_loss",
     "fastap_loss_autodiff",
     "generalized_lifted_structure_loss",
     "histogram_loss",
+    "lifted_structure_loss",
     "margin_loss",
     "margin_loss_all_pairs",
     "multi_similarity_all_pairs",
     "multi_similarity_loss",
+    "nca_loss",
     "normalized_softmax_loss",
     "npair_loss",
+    "ntxent_loss",
+    "proxy_anchor_loss",
     "proxy_nca_loss",
     "quadruplet_loss",
+    "smooth_ap_loss",
     "snr_loss",
     "soft_triple_loss",
+    "subcenter_arcface_loss",
+    "subcenter_arcface_outliers",
+    "supcon_loss",
     "triplet_loss",
 ]

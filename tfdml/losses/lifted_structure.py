@@ -1,4 +1,5 @@
-"""Generalized lifted structure loss (Hermans et al., 2017) on unnormalised embeddings."""
+"""Lifted structure losses on unnormalised embeddings: the original (Oh Song et al., 2016), over positive pairs,
+and the generalised one (Hermans et al., 2017), over anchors."""
 
 import keras
 import tensorflow as tf
@@ -6,6 +7,7 @@ import tensorflow as tf
 from tfdml.distances import euclidean
 from tfdml.losses.base import DMLLoss
 from tfdml.losses.math import masked_logsumexp, masked_mean, squared_norm_regularizer
+from tfdml.losses.pairs import batch_distances, nan_unless_finite, pair_masks
 from tfdml.masks import negative_mask, positive_mask
 from tfdml.mining.base import check_argument
 
@@ -57,3 +59,70 @@ class GeneralizedLiftedStructureLoss(DMLLoss):
 
     def compute(self, labels, embeddings):
         return generalized_lifted_structure_loss(labels, embeddings, self.margin, self.nu)
+
+
+def lifted_structure_loss(labels, embeddings, margin=1.0):
+    """Lifted structure loss of Oh Song et al. (see :class:`LiftedStructureLoss`): int ``labels`` ``(b,)``,
+    unnormalised ``embeddings`` ``(b, d)``, margin ``α``. ``log(Σ_{N_i} + Σ_{N_j})`` is the log-sum-exp of
+    the two anchors' own log-sum-exps, so memory stays ``O(b²)``."""
+    embeddings = tf.convert_to_tensor(embeddings)
+    distances = batch_distances(embeddings)
+    positives, negatives = pair_masks(labels)
+    anchor_lse, has_negative = masked_logsumexp(margin - distances, negatives)
+    size = tf.shape(distances)
+
+    def of_both(per_anchor):  # (b, b, 2): the pair's first and second sample's values
+        return tf.stack(
+            [tf.broadcast_to(per_anchor[:, tf.newaxis], size), tf.broadcast_to(per_anchor[tf.newaxis, :], size)], -1
+        )
+
+    pair_lse, pair_has_negative = masked_logsumexp(of_both(anchor_lse), of_both(has_negative))
+    # A pair without any negative has log 0 = −∞ inside the hinge: a 0 term.
+    valid = tf.logical_and(positives, pair_has_negative)
+    terms = tf.where(valid, tf.square(tf.nn.relu(pair_lse + distances)), tf.zeros_like(distances))
+    # Each unordered pair is counted twice over the ordered ones: 1/(2|P|) Σ_P = Σ_ordered / (2 · #ordered).
+    loss = tf.math.divide_no_nan(tf.reduce_sum(terms), 2.0 * tf.reduce_sum(tf.cast(positives, terms.dtype)))
+    return nan_unless_finite(loss, embeddings)
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class LiftedStructureLoss(DMLLoss):
+    """The original lifted structure loss: each positive pair against every negative of both its samples.
+
+    With Euclidean distances ``D`` between unnormalised embeddings, the set ``P`` of (unordered)
+    positive pairs and ``N_i`` the samples of other classes than ``i``:
+
+    ```
+    J̃_ij = log( Σ_{k ∈ N_i} exp(α − D_ik) + Σ_{l ∈ N_j} exp(α − D_jl) ) + D_ij
+    J̃ = 1/(2|P|) Σ_{(i,j) ∈ P} [J̃_ij]_+²
+    ```
+
+    Oh Song, Xiang, Jegelka, Savarese, "Deep Metric Learning via Lifted Structured Feature Embedding",
+    CVPR 2016, Eq. 4 (the smooth bound of Eq. 3's hinge of max). A pair whose samples have no negative
+    adds 0 (the log of an empty sum is −∞) and still counts in ``|P|``; a batch without a positive pair
+    gives 0. ``y_pred`` are used as given (model built with ``normalize=False``); see
+    :class:`GeneralizedLiftedStructureLoss` for the per-anchor variant of Hermans et al.
+
+    Default ``α = 1``: pytorch-metric-learning's (PML) ``neg_margin`` (the paper's value not verified).
+
+    PML's ``LiftedStructureLoss(neg_margin, pos_margin)`` is this loss with ``D_ij − pos_margin`` in place
+    of ``D_ij``, but on L2-normalised embeddings by default:
+    ``LiftedStructureLoss(neg_margin=margin, pos_margin=0, distance=LpDistance(normalize_embeddings=False))``
+    reproduces it.
+
+    Args:
+        margin: margin ``α >= 0`` on negative distances (default 1).
+        name: name of the loss instance.
+
+    Example:
+
+    >>> loss = tfdml.losses.LiftedStructureLoss(margin=1.0)
+    >>> loss(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
+    """
+
+    def __init__(self, margin=1.0, name="lifted_structure_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = check_argument("LiftedStructureLoss", "margin", margin, low=0.0)
+
+    def compute(self, labels, embeddings):
+        return lifted_structure_loss(labels, embeddings, self.margin)

@@ -1,4 +1,7 @@
-"""Training: ``MetricLearningModel`` (what ``model.fit`` trains), recipes, and the runner behind ``train.py``.
+"""Training: ``MetricLearningModel`` (what ``model.fit`` trains), recipes, their factory, callbacks and the run folder.
+
+The run that puts them together is :class:`tfdml.experiment.Experiment` (an application module above
+``export`` and ``index``, which ``training`` never imports).
 
 ``MetricLearningModel`` and ``gather_global_batch`` load TensorFlow on first access, so that importing
 ``tfdml.training.config`` stays light (validating a recipe's names loads the readers and models, and
