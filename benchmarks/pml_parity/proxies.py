@@ -6,7 +6,6 @@ generator), stores those initial vectors in ``inputs`` in tfdml's layout ``(num_
 loss and its gradient with respect to the embeddings, in float64.
 """
 
-
 from benchmarks.pml_parity import batch, degenerate_batches
 
 NUM_CLASSES = 10
