@@ -31,3 +31,18 @@ def arrays(value):
 
 def case_ids(name):
     return [case["id"] for case in cases(name)]
+
+
+def value_and_gradient(function, case, *learned):
+    """``function(labels, embeddings, *learned, **params)`` on a case's inputs in float64, and its gradient with
+    respect to the embeddings (L2-normalised inside the tape where the case ran PML's
+    ``normalize_embeddings``)."""
+    import tensorflow as tf
+
+    inputs = case["inputs"]
+    x = tf.constant(inputs["embeddings"], tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        given = tf.math.l2_normalize(x, axis=1) if case.get("pml", {}).get("normalize_embeddings") else x
+        value = function(tf.constant(inputs["labels"]), given, *learned, **case["params"])
+    return value.numpy(), tape.gradient(value, x).numpy()

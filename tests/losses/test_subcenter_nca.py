@@ -228,20 +228,11 @@ def test_nca_gradient_matches_finite_differences(rng):
 # ---------------------------------------------------------------- pytorch-metric-learning
 
 
-def _value_and_gradient(function, case, *inputs):
-    x = tf.constant(case["inputs"]["embeddings"], tf.float64)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        given = tf.math.l2_normalize(x, axis=1) if case["pml"].get("normalize_embeddings") else x
-        value = function(tf.constant(case["inputs"]["labels"]), given, *inputs, **case["params"])
-    return value.numpy(), tape.gradient(value, x).numpy()
-
-
 def test_subcenter_arcface_matches_pml():
     for case in pml_parity.cases("SubCenterArcFaceLoss"):
         inputs = case["inputs"]
         centers = tf.constant(inputs["centers"])
-        value, gradient = _value_and_gradient(subcenter_arcface_loss, case, centers)
+        value, gradient = pml_parity.value_and_gradient(subcenter_arcface_loss, case, centers)
         np.testing.assert_allclose(value, case["loss"], rtol=1e-5, atol=1e-5, err_msg=case["id"])
         np.testing.assert_allclose(gradient, case["grad"], rtol=1e-5, atol=1e-5, err_msg=case["id"])
         threshold = math.radians(case["outlier_threshold"])
@@ -268,7 +259,7 @@ def test_subcenter_arcface_object_matches_pml_with_pml_sub_centres():
 
 def test_nca_matches_pml():
     for case in pml_parity.cases("NCALoss"):
-        value, gradient = _value_and_gradient(nca_loss, case)
+        value, gradient = pml_parity.value_and_gradient(nca_loss, case)
         if "pml_differs" in case:
             # No positive pair: PML's mean over no anchors is NaN, tfdml's loss is 0 (documented).
             assert math.isnan(case["loss"]) and value == 0.0 and not gradient.any(), case["id"]
