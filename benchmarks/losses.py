@@ -24,6 +24,19 @@ that XLA cannot compile prints "does not compile" in its xla column.
 ``multi-similarity+all-pairs`` PML's definition: for these the script also checks that
 both libraries give the same loss value.
 
+The all-pairs similarity and softmax losses (``circle+all-pairs``, ``supcon``, ``ntxent``,
+``lifted-structure``: the original loss of Oh Song et al., ``nca``, ``smooth-ap``) and the margin
+miners (``triplet+triplet-margin``: ``TripletMarginMiner(type_of_triplets="all")``;
+``multi-similarity+pair-margin``: ``PairMarginMiner()``) run against the PML setting that reproduces
+tfdml's loss (``benchmarks/pml_parity``): Circle with PML's ``MeanReducer``, lifted structure with
+``pos_margin=0`` and NCA with ``normalize_embeddings=False`` (tfdml's losses take the embeddings as
+given; these are normalised, so the distance setting changes nothing here). Circle, SupCon, NT-Xent,
+lifted structure, NCA and multi-similarity with the pair-margin miner are value-checked too. Two are
+timed only: PML's Smooth-AP splits the batch into blocks of (number of classes) samples and equals
+tfdml's only on sorted ``m × m`` batches, not these; PML's ``TripletMarginMiner`` returns every
+qualifying triplet (up to ``b³``) where tfdml's draws one negative per positive pair. Both PML peers
+build ``b³`` tensors, so they fail under the memory cap at large ``b``.
+
 Peak memory is the max RSS (``resource.getrusage``) of a fresh subprocess that
 runs one tfdml step (without XLA) at ``b = 4096``; TensorFlow's own memory counters
 do not work on CPU.
@@ -55,11 +68,28 @@ CASES = (
     "contrastive+all-pairs/nonzero",
     "margin+all-pairs",
     "multi-similarity+all-pairs",
+    "circle+all-pairs",
+    "supcon",
+    "ntxent",
+    "lifted-structure",
+    "nca",
+    "multi-similarity+pair-margin",
+    "smooth-ap",  # the peers of these last three build b³ tensors
+    "triplet+triplet-margin",
     "triplet+semi-hard",  # last: the peer's b³ triplet mask may exhaust its memory cap
 )
 TARGET_CASES = ("margin+distance-weighted", "triplet+semi-hard", "multi-similarity", "contrastive+distance-weighted")
 # Cases whose peer computes the same loss value (checked, not only timed).
-SAME_VALUE_AS_PEER = ("contrastive+all-pairs/nonzero", "multi-similarity+all-pairs")
+SAME_VALUE_AS_PEER = (
+    "contrastive+all-pairs/nonzero",
+    "multi-similarity+all-pairs",
+    "circle+all-pairs",
+    "supcon",
+    "ntxent",
+    "lifted-structure",
+    "nca",
+    "multi-similarity+pair-margin",
+)
 PROXY_TARGET = 2.5  # every case in its faster mode at b = 2048 and 4096
 ALL_PAIRS_PROXY_TARGET = 3.0  # all-pairs contrastive at b = 2048, which must also be <= 1x PML
 
@@ -89,12 +119,26 @@ def tfdml_loss(case):
         "contrastive+all-pairs/nonzero": lambda: lambda y, x: contrastive_all_pairs(y, x, average="nonzero"),
         "margin+all-pairs": lambda: losses.MarginLoss(pairs="all"),
         "multi-similarity+all-pairs": lambda: losses.MultiSimilarityLoss(pairs="all"),
+        "circle+all-pairs": lambda: losses.CircleLoss(margin=0.4, scale=80.0),
+        "supcon": lambda: losses.SupConLoss(temperature=0.1),
+        "ntxent": lambda: losses.NTXentLoss(temperature=0.07),
+        "lifted-structure": lambda: losses.LiftedStructureLoss(margin=1.0),
+        "nca": lambda: losses.NCALoss(scale=1.0),
+        "smooth-ap": lambda: losses.SmoothAPLoss(temperature=0.01),
+        "triplet+triplet-margin": lambda: losses.TripletLoss(
+            margin=0.2, miner=mining.TripletMarginMiner(margin=0.2, type_of_triplets="all", seed=0)
+        ),
+        "multi-similarity+pair-margin": lambda: losses.MultiSimilarityLoss(
+            miner=mining.PairMarginMiner(pos_margin=0.2, neg_margin=0.8)
+        ),
     }[case]()
 
 
 def peer_loss(case):
     """The pytorch-metric-learning (loss, miner) with the same hyperparameters, or None."""
     from pytorch_metric_learning import losses, miners
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.reducers import MeanReducer
 
     return {
         "margin+distance-weighted": lambda: (
@@ -125,6 +169,29 @@ def peer_loss(case):
         # PML's MarginLoss without a miner uses all b³ triplets, not all pairs: another loss.
         "margin+all-pairs": lambda: None,
         "multi-similarity+all-pairs": lambda: (losses.MultiSimilarityLoss(alpha=2.0, beta=40.0, base=0.5), None),
+        # The settings of benchmarks/pml_parity that reproduce tfdml's losses, all without a miner (all pairs).
+        "circle+all-pairs": lambda: (losses.CircleLoss(m=0.4, gamma=80.0, reducer=MeanReducer()), None),
+        "supcon": lambda: (losses.SupConLoss(temperature=0.1), None),
+        "ntxent": lambda: (losses.NTXentLoss(temperature=0.07), None),
+        "lifted-structure": lambda: (
+            losses.LiftedStructureLoss(neg_margin=1.0, pos_margin=0.0, distance=LpDistance(normalize_embeddings=False)),
+            None,
+        ),
+        "nca": lambda: (
+            losses.NCALoss(softmax_scale=1.0, distance=LpDistance(power=2, normalize_embeddings=False)),
+            None,
+        ),
+        # Timed only: PML's blocks of (number of classes) samples are not this batch's classes.
+        "smooth-ap": lambda: (losses.SmoothAPLoss(temperature=0.01), None),
+        # Timed only: PML keeps every qualifying triplet, tfdml one negative per positive pair.
+        "triplet+triplet-margin": lambda: (
+            losses.TripletMarginLoss(margin=0.2),
+            miners.TripletMarginMiner(margin=0.2, type_of_triplets="all"),
+        ),
+        "multi-similarity+pair-margin": lambda: (
+            losses.MultiSimilarityLoss(alpha=2.0, beta=40.0, base=0.5),
+            miners.PairMarginMiner(pos_margin=0.2, neg_margin=0.8),
+        ),
     }[case]()
 
 

@@ -7,9 +7,13 @@ Where both libraries define the same function it also copies tfdml's class
 vectors into the PML loss and prints the largest relative difference of the
 loss values (SoftTriple with τ = 0: PML has no centre regulariser). PML's
 ProxyNCA keeps the target proxy in the softmax denominator and uses squared
-distances, so its values are not compared.
+distances, so its values are not compared. ProxyAnchor, CosFace and SubCenterArcFace
+run at the PML settings of ``benchmarks/pml_parity`` (PML's margins in degrees for
+SubCenterArcFace, its ``W`` the transposed class vectors for CosFace and the
+transposed, flattened sub-centres ``(d, C·K)`` for SubCenterArcFace) and are compared.
 
-Run: ``python -m benchmarks.proxy_losses [--batch 128] [--dim 128] [--classes 100 1000] [--threads 1]``
+Run: ``python -m benchmarks.proxy_losses [--batch 128] [--dim 128] [--classes 100 1000] [--threads 1]
+[--losses ProxyAnchor CosFace ...]``
 (needs ``requirements-peers.txt``).
 """
 
@@ -25,7 +29,17 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 
 from benchmarks.timing import loss_and_gradient, run_times
-from tfdml.losses import ArcFaceLoss, NormalizedSoftmaxLoss, ProxyNCALoss, SoftTripleLoss
+from tfdml.losses import (
+    ArcFaceLoss,
+    CosFaceLoss,
+    NormalizedSoftmaxLoss,
+    ProxyAnchorLoss,
+    ProxyNCALoss,
+    SoftTripleLoss,
+    SubCenterArcFaceLoss,
+)
+
+LOSSES = ("ProxyNCA", "SoftTriple", "NormalizedSoftmax", "ArcFace", "ProxyAnchor", "CosFace", "SubCenterArcFace")
 
 
 def pml_step(loss, labels, embeddings):
@@ -57,9 +71,27 @@ def build_pair(name, num_classes, dim):
         peer = pml_losses.NormalizedSoftmaxLoss(num_classes, dim, temperature=0.05)
         peer.W.data = torch.from_numpy(ours.proxies.numpy().T.copy())
         return ours, peer, True
-    ours = ArcFaceLoss(num_classes, dim, seed=0)
-    peer = pml_losses.ArcFaceLoss(num_classes, dim, margin=math.degrees(0.5), scale=16.0)
-    peer.W.data = torch.from_numpy(ours.centers.numpy().T.copy())
+    if name == "ArcFace":
+        ours = ArcFaceLoss(num_classes, dim, seed=0)
+        peer = pml_losses.ArcFaceLoss(num_classes, dim, margin=math.degrees(0.5), scale=16.0)
+        peer.W.data = torch.from_numpy(ours.centers.numpy().T.copy())
+        return ours, peer, True
+    if name == "ProxyAnchor":
+        ours = ProxyAnchorLoss(num_classes, dim, margin=0.1, alpha=32.0, seed=0)
+        peer = pml_losses.ProxyAnchorLoss(num_classes, dim, margin=0.1, alpha=32.0)
+        peer.proxies.data = torch.from_numpy(ours.proxies.numpy().copy())
+        return ours, peer, True
+    if name == "CosFace":
+        ours = CosFaceLoss(num_classes, dim, margin=0.35, scale=64.0, seed=0)
+        peer = pml_losses.CosFaceLoss(num_classes, dim, margin=0.35, scale=64.0)
+        peer.W.data = torch.from_numpy(ours.centers.numpy().T.copy())
+        return ours, peer, True
+    # SubCenterArcFace: PML's W is (d, C·K), column c·K + k for sub-centre k of class c.
+    ours = SubCenterArcFaceLoss(num_classes, dim, margin=0.5, scale=64.0, sub_centers=3, seed=0)
+    peer = pml_losses.SubCenterArcFaceLoss(
+        num_classes=num_classes, embedding_size=dim, margin=math.degrees(0.5), scale=64.0, sub_centers=3
+    )
+    peer.W.data = torch.from_numpy(ours.centers.numpy().reshape(-1, dim).T.copy())
     return ours, peer, True
 
 
@@ -70,6 +102,7 @@ def main():
     parser.add_argument("--classes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for each library (same for both)")
+    parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES, help="losses to time (default: all)")
     args = parser.parse_args()
     # Equal thread counts; on a shared machine, spinning thread pools make multi-threaded timings meaningless.
     torch.set_num_threads(args.threads)
@@ -78,7 +111,7 @@ def main():
 
     rng = np.random.default_rng(0)
     cases = []
-    for name in ("ProxyNCA", "SoftTriple", "NormalizedSoftmax", "ArcFace"):
+    for name in args.losses:
         for num_classes in args.classes:
             ours, peer, comparable = build_pair(name, num_classes, args.dim)
             labels = rng.integers(0, num_classes, size=args.batch)
