@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import pml_parity
-from tests import reference_tuple as ref
+import reference_tuple as ref
 from tfdml import losses
 from tfdml.mining import PairMarginMiner, TripletMarginMiner
 
@@ -196,3 +196,19 @@ def test_the_margin_miners_feed_the_tuple_and_pair_losses(rng):
 def test_bad_arguments_are_named(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_count_at_most_is_searchsorted_right_also_under_xla():
+    """The rank search behind the miner: ``np.searchsorted(side="right")`` per row, ties and +inf included."""
+    from tfdml.mining.triplet_margin import count_at_most
+
+    rng = np.random.default_rng(0)
+    compiled = tf.function(count_at_most, jit_compile=True)
+    for n, m in [(1, 1), (7, 3), (12, 12), (19, 5)]:
+        ascending = rng.integers(0, 6, (4, n)).astype(np.float32)
+        ascending[:, n // 2 :][rng.random((4, n - n // 2)) < 0.3] = np.inf
+        ascending.sort(axis=1)
+        bounds = rng.integers(-1, 7, (4, m)).astype(np.float32)
+        expected = np.stack([np.searchsorted(row, bound, side="right") for row, bound in zip(ascending, bounds)])
+        np.testing.assert_array_equal(count_at_most(tf.constant(ascending), tf.constant(bounds)), expected)
+        np.testing.assert_array_equal(compiled(tf.constant(ascending), tf.constant(bounds)), expected)

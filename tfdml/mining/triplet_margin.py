@@ -11,6 +11,18 @@ from tfdml.mining.base import MaskedTriplets, TupleMiner, check_argument
 TYPES_OF_TRIPLETS = ("all", "hard", "semihard", "easy")
 
 
+def count_at_most(ascending, bounds):
+    """Per row, how many entries of ``ascending`` (rows sorted ascending) are ``<=`` each entry of ``bounds``:
+    ``tf.searchsorted(ascending, bounds, side="right")`` as one stable sort of both rows together, in
+    O(n log n) per row. (XLA lowers ``searchsorted`` to a ``rows × n × m`` comparison: b³ here.)"""
+    size = tf.shape(ascending)[1]
+    # A stable sort keeps an entry of ``ascending`` before an equal bound, so it counts as ``<=`` it.
+    order = tf.argsort(tf.concat([ascending, bounds], axis=1), axis=1, stable=True)
+    counted = tf.cumsum(tf.cast(order < size, tf.int32), axis=1)
+    sorted_position = tf.argsort(order, axis=1, stable=True)
+    return tf.gather(counted, sorted_position[:, size:], batch_dims=1)
+
+
 @keras.saving.register_keras_serializable(package="tfdml")
 class TripletMarginMiner(TupleMiner):
     """For each anchor–positive pair ``(a, p)``, a negative drawn uniformly among those whose triplet
@@ -75,7 +87,7 @@ class TripletMarginMiner(TupleMiner):
 
         def at_most(bound):
             """Per cell (a, p): how many negatives of a lie within ``bound[a, p]`` (D_an ≤ bound)."""
-            return tf.minimum(tf.searchsorted(ascending, bound, side="right"), num_negatives)
+            return tf.minimum(count_at_most(ascending, bound), num_negatives)
 
         # Cell (a, p)'s qualifying negatives are the ranks [start, stop) of row a.
         if self.type_of_triplets == "all":
