@@ -239,12 +239,7 @@ class Experiment:
         """Callbacks the sampler needs during ``fit``: the memory-bank refresh of batch-matching samplers."""
         if self.bank is None:
             return []
-        return [
-            sampling.MemoryBankRefresh(
-                self.bank, sampling.indexed_batches(self.train_data, 256, preprocess=self.eval_augmentation),
-                embed=self.embedder,
-            )
-        ]
+        return [sampling.MemoryBankRefresh(self.bank, self.indexed_train_images(), embed=self.embedder)]
 
     @property
     def eval_preprocess(self):
@@ -260,10 +255,14 @@ class Experiment:
     def embed_test(self):
         return self.embedder.predict(self.test_images(), verbose=0)
 
+    def indexed_train_images(self, batch_size=256):
+        """The training images with the eval preprocessing, as ``(images, indices)`` batches in index order
+        (what the memory bank embeds)."""
+        return sampling.indexed_batches(self.train_data, batch_size, preprocess=self.eval_augmentation)
+
     def embed_train(self):
         """Embeddings of the training images (eval preprocessing), in index order."""
-        images = sampling.indexed_batches(self.train_data, 256, preprocess=self.eval_augmentation)
-        return self.embedder.predict(images.map(lambda images, indices: images), verbose=0)
+        return self.embedder.predict(self.indexed_train_images().map(lambda images, indices: images), verbose=0)
 
     def evaluate(self, embeddings=None):
         """The recipe's metrics of ``embeddings`` (default: the model's) of the test split."""
