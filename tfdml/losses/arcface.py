@@ -33,7 +33,13 @@ def arcface_loss(labels, embeddings, centers, margin=0.5, scale=16.0):
         margin: additive angular margin ``m`` in radians.
         scale: ``s``, the radius of the hypersphere the logits live on.
     """
-    cosine = cosine_similarity_to_classes(embeddings, centers)
+    return arcface_cross_entropy(labels, cosine_similarity_to_classes(embeddings, centers), margin, scale)
+
+
+def arcface_cross_entropy(labels, cosine, margin, scale):
+    """Mean softmax cross-entropy of ``scale·cos`` with the target cosine ``cos θ_i,y_i`` replaced by
+    ``cos(θ_i,y_i + margin)`` (:func:`arcface_target_cosine`): ArcFace's loss given the cosines ``(b, C)``
+    of each sample to each class (Sub-center ArcFace's: to each class's nearest sub-centre)."""
     own_class = tf.one_hot(labels, tf.shape(cosine)[1], on_value=True, off_value=False)
     target = arcface_target_cosine(tf.gather(cosine, labels, axis=1, batch_dims=1), margin)
     logits = scale * tf.where(own_class, target[:, tf.newaxis], cosine)

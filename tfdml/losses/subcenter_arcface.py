@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdml.checks import as_embeddings, label_array
-from tfdml.losses.arcface import arcface_target_cosine
+from tfdml.losses.arcface import arcface_cross_entropy
 from tfdml.losses.proxies import ClassParametersLoss, checked_labels, cosine_similarity_to_classes
 from tfdml.mining.base import check_argument
 
@@ -24,10 +24,7 @@ def subcenter_arcface_loss(labels, embeddings, centers, margin=0.5, scale=64.0):
         scale: ``s``, the radius of the hypersphere the logits live on.
     """
     cosine = tf.reduce_max(cosine_similarity_to_classes(embeddings, centers), axis=2)
-    own_class = tf.one_hot(labels, tf.shape(cosine)[1], on_value=True, off_value=False)
-    target = arcface_target_cosine(tf.gather(cosine, labels, axis=1, batch_dims=1), margin)
-    logits = scale * tf.where(own_class, target[:, tf.newaxis], cosine)
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    return arcface_cross_entropy(labels, cosine, margin, scale)
 
 
 def subcenter_arcface_outliers(labels, embeddings, centers, threshold=math.radians(75.0)):
