@@ -7,17 +7,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import pml_parity
 from tests.reference_tuple import distance_matrix
+from tests.test_distances import reference_comparison
+from tfdml.distances import DISTANCES
 from tfdml.losses import (
     ContrastiveLoss,
     MarginLoss,
     MultiSimilarityLoss,
     contrastive_all_pairs,
+    contrastive_pair_loss,
     margin_loss_all_pairs,
     multi_similarity_all_pairs,
 )
 from tfdml.losses.pairs import batch_distances, symmetric_batch_distances
-from tfdml.mining import DistanceWeightedMiner
+from tfdml.mining import DistanceWeightedMiner, MultiSimilarityMiner, PairMarginMiner
+from tfdml.mining.multi_similarity import PairMasks
 
 
 def ordered_pairs(labels):
@@ -25,14 +30,20 @@ def ordered_pairs(labels):
     return [(i, j, labels[i] == labels[j]) for i in range(n) for j in range(n) if i != j]
 
 
-def reference_contrastive(x, labels, margin=1.0, positive_margin=0.0, average="pairs"):
-    d = distance_matrix(x)
+def reference_contrastive(
+    x, labels, margin=1.0, positive_margin=0.0, average="pairs", distance="euclidean", masks=None
+):
+    """Every ordered pair, or the pairs in ``masks`` (boolean positives, negatives); under a similarity
+    (sign −1) the terms are (m⁺ − S)_+ and (S − γ)_+."""
+    d, sign = reference_comparison(x, distance)
     positive, negative = [], []
     for i, j, same in ordered_pairs(labels):
+        if masks is not None and not (masks[0][i, j] or masks[1][i, j]):
+            continue
         if same:
-            positive.append(max(d[i, j] - positive_margin, 0.0))
+            positive.append(max(sign * (d[i, j] - positive_margin), 0.0))
         else:
-            negative.append(max(margin - d[i, j], 0.0))
+            negative.append(max(sign * (margin - d[i, j]), 0.0))
     if average == "pairs":
         terms = positive + negative
         return sum(terms) / len(terms) if terms else 0.0
@@ -56,16 +67,16 @@ def reference_margin(x, labels, beta, margin=0.2, nu=0.0):
     return total / active if active else 0.0
 
 
-def reference_multi_similarity(x, labels, alpha=2.0, beta=40.0, threshold=0.5):
-    x = np.asarray(x, np.float64)
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+def reference_multi_similarity(x, labels, alpha=2.0, beta=40.0, threshold=0.5, distance="cosine"):
+    """Wang et al. eq. 12 on the similarity S; on a distance D (sign +1) S − λ becomes λ − D, as in PML."""
+    s, sign = reference_comparison(x, distance)
+    s = -sign * s
+    threshold = -sign * threshold
     n = len(labels)
     total = 0.0
     for i in range(n):
-        positive = sum(
-            math.exp(-alpha * (x[i] @ x[j] - threshold)) for j in range(n) if j != i and labels[j] == labels[i]
-        )
-        negative = sum(math.exp(beta * (x[i] @ x[k] - threshold)) for k in range(n) if labels[k] != labels[i])
+        positive = sum(math.exp(-alpha * (s[i, j] - threshold)) for j in range(n) if j != i and labels[j] == labels[i])
+        negative = sum(math.exp(beta * (s[i, k] - threshold)) for k in range(n) if labels[k] != labels[i])
         total += math.log1p(positive) / alpha + math.log1p(negative) / beta
     return total / n
 
@@ -134,6 +145,62 @@ def test_multi_similarity_matches_reference(alpha, beta, threshold, rng):
     x = 3.0 * x  # the loss normalises
     value = multi_similarity_all_pairs(labels, x, alpha, beta, threshold)
     np.testing.assert_allclose(float(value), reference_multi_similarity(x, labels, alpha, beta, threshold), rtol=1e-5)
+
+
+# (contrastive margin, positive_margin, multi-similarity threshold) per distance, on the unit embeddings × 2.
+DISTANCE_PARAMS = {
+    "euclidean": (1.5, 0.5, 1.3),
+    "squared_euclidean": (3.0, 0.5, 2.0),
+    "cosine": (0.0, 0.5, 0.5),
+    "dot": (0.0, 2.0, 2.0),
+}
+
+
+@pytest.mark.reference("ContrastiveLoss", "MultiSimilarityLoss")
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_each_distance_matches_the_reference_in_its_direction(distance, rng):
+    x, labels = batch(rng)
+    x = 2.0 * x  # "dot" differs from "cosine"
+    margin, positive_margin, threshold = DISTANCE_PARAMS[distance]
+    expected = reference_contrastive(x, labels, margin, positive_margin, "nonzero", distance)
+    assert expected > 0.0
+    value = contrastive_all_pairs(labels, x, margin, positive_margin, average="nonzero", distance=distance)
+    np.testing.assert_allclose(float(value), expected, rtol=1e-5)
+    loss = ContrastiveLoss(margin, positive_margin, distance=distance, pairs="all")
+    expected = reference_contrastive(x, labels, margin, positive_margin, "pairs", distance)
+    np.testing.assert_allclose(float(loss(labels, x)), expected, rtol=1e-5)
+    loss = MultiSimilarityLoss(1.0, 5.0, threshold, distance=distance, pairs="all")
+    expected = reference_multi_similarity(x, labels, 1.0, 5.0, threshold, distance)
+    np.testing.assert_allclose(float(loss(labels, x)), expected, rtol=1e-5)
+
+
+@pytest.mark.reference("ContrastiveLoss")
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_contrastive_takes_a_pair_miners_masks(distance, rng):
+    x, labels = batch(rng)
+    margin, positive_margin, _ = DISTANCE_PARAMS[distance]
+    for miner in (PairMarginMiner(pos_margin=1.2, neg_margin=1.4), MultiSimilarityMiner(epsilon=0.1)):
+        masks = miner.mine_masked(tf.constant(x), tf.constant(labels))
+        assert 0 < int(tf.reduce_sum(tf.cast(masks.positives, tf.int32))) < len(labels) * (len(labels) - 1)
+        expected = reference_contrastive(
+            x, labels, margin, positive_margin, distance=distance, masks=[m.numpy() for m in masks]
+        )
+        loss = ContrastiveLoss(margin, positive_margin, distance=distance, miner=miner)
+        np.testing.assert_allclose(float(loss(labels, x)), expected, rtol=1e-5, err_msg=type(miner).__name__)
+
+
+def test_contrastive_pair_loss_gradient_on_asymmetric_masks(rng):
+    x, labels = batch(rng, num_classes=3, per_class=2, dim=3, dtype=np.float64)
+    positives = tf.constant(rng.uniform(size=(6, 6)) < 0.5) & tf.constant(labels[:, None] == labels[None, :])
+    negatives = tf.constant(labels[:, None] != labels[None, :]) & tf.constant(rng.uniform(size=(6, 6)) < 0.5)
+    pairs = PairMasks(tf.linalg.set_diag(positives, tf.zeros(6, tf.bool)), negatives)
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda e: contrastive_pair_loss(pairs, e, margin=1.5, positive_margin=0.1, average="nonzero"),
+        [tf.constant(x)],
+        delta=1e-6,
+    )
+    np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-5, atol=1e-7)
+    assert np.abs(theoretical[0]).max() > 0.0
 
 
 FUNCTIONS = {
@@ -288,3 +355,36 @@ def test_learnable_beta_trains_with_pairs_all_under_metric_learning_model(rng):
     history = model.fit(dataset, epochs=1, verbose=0)
     assert float(loss.global_beta.numpy()) != pytest.approx(1.2, abs=1e-4)
     assert np.all(np.isfinite(history.history["loss"]))
+
+
+# ---------------------------------------------------------------- pytorch-metric-learning
+
+
+def contrastive_as_pml(labels, embeddings, miner=None, **params):
+    """tfdml's contrastive loss with PML's default ``AvgNonZeroReducer``, on every pair or on the pairs of
+    ``PairMarginMiner(**miner)`` (PML's, on the L2-normalised embeddings)."""
+    if miner is None:
+        return contrastive_all_pairs(labels, embeddings, average="nonzero", **params)
+    pairs = PairMarginMiner(**miner).mine_masked(embeddings, labels)
+    return contrastive_pair_loss(pairs, embeddings, average="nonzero", **params)
+
+
+PML_FUNCTIONS = {"ContrastiveLoss": contrastive_as_pml, "MultiSimilarityLoss": multi_similarity_all_pairs}
+# Beside the random and degenerate batches: every distance, and the contrastive loss on PairMarginMiner's pairs.
+PML_IDS = {
+    "ContrastiveLoss": {"b32_d8_euclidean", "b32_d8_cosine", "identical_dot", "b32_d8_euclidean_pair_margin_miner"},
+    "MultiSimilarityLoss": {"b32_d64", "b32_d8_euclidean", "b32_d8_dot", "one_class_euclidean", "no_positives_dot"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PML_FUNCTIONS))
+def test_value_and_gradient_match_pml(name):
+    cases = pml_parity.cases(name)
+    for case in cases:
+        mining = {"miner": case["miner"]} if "miner" in case else {}
+        value, gradient = pml_parity.value_and_gradient(
+            lambda labels, x, **params: PML_FUNCTIONS[name](labels, x, **params, **mining), case
+        )
+        np.testing.assert_allclose(value, case["loss"], rtol=1e-5, atol=1e-5, err_msg=case["id"])
+        np.testing.assert_allclose(gradient, case["grad"], rtol=1e-5, atol=1e-5, err_msg=case["id"])
+    assert PML_IDS[name] <= {case["id"] for case in cases}

@@ -8,6 +8,8 @@ import pytest
 import tensorflow as tf
 
 import pml_parity
+from tests.test_distances import reference_comparison
+from tfdml.distances import DISTANCES, SIMILARITIES
 from tfdml.losses import CircleLoss, NTXentLoss, SupConLoss, circle_loss, ntxent_loss, supcon_loss
 
 # ---------------------------------------------------------------- slow NumPy references, one loop per sum
@@ -19,17 +21,25 @@ def cosine(x):
     return x @ x.T
 
 
+def similarity(x, distance):
+    """The similarity ``distance`` gives, or the negated distance (as PML)."""
+    if distance == "cosine":
+        return cosine(x)
+    matrix, sign = reference_comparison(x, distance)
+    return -sign * matrix
+
+
 def logsumexp(values):
     top = max(values)
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
-def reference_circle(x, labels, margin=0.4, scale=80.0, weights_at=None):
+def reference_circle(x, labels, margin=0.4, scale=80.0, weights_at=None, distance="cosine"):
     """Sun et al. Eq. 6 per anchor with Eq. 5's weights and Eq. 8's O_p = 1 + m, O_n = −m, Δ_p = 1 − m,
     Δ_n = m, averaged over all anchors. The weights α come from the similarities of ``weights_at``
     (default ``x``): fixed there, the finite differences of this function check the gradient."""
-    s = cosine(x)
-    fixed = s if weights_at is None else cosine(weights_at)
+    s = similarity(x, distance)
+    fixed = s if weights_at is None else similarity(weights_at, distance)
     total = 0.0
     for i in range(len(labels)):
         positive, negative = [], []
@@ -48,9 +58,9 @@ def reference_circle(x, labels, margin=0.4, scale=80.0, weights_at=None):
     return total / len(labels)
 
 
-def reference_supcon(x, labels, temperature=0.1):
+def reference_supcon(x, labels, temperature=0.1, distance="cosine"):
     """Khosla et al. Eq. 2 (L^sup_out) per anchor, averaged over the anchors with a positive."""
-    s = cosine(x) / temperature
+    s = similarity(x, distance) / temperature
     terms = []
     for i in range(len(labels)):
         others = [a for a in range(len(labels)) if a != i]
@@ -62,9 +72,9 @@ def reference_supcon(x, labels, temperature=0.1):
     return sum(terms) / len(terms) if terms else 0.0
 
 
-def reference_ntxent(x, labels, temperature=0.07):
+def reference_ntxent(x, labels, temperature=0.07, distance="cosine"):
     """SimCLR's Eq. 1 with labels: each ordered positive pair against the anchor's negatives, averaged over pairs."""
-    s = cosine(x) / temperature
+    s = similarity(x, distance) / temperature
     terms = []
     for i in range(len(labels)):
         for j in range(len(labels)):
@@ -103,6 +113,25 @@ def test_function_and_class_match_reference(name, params, rng):
     value = function(tf.constant(labels), tf.constant(x), **params)
     np.testing.assert_allclose(value, expected, rtol=1e-10)
     as_class = loss_class(**params)(tf.constant(labels), tf.constant(x, tf.float32))
+    np.testing.assert_allclose(as_class.numpy(), expected, rtol=2e-5)
+
+
+@pytest.mark.reference("CircleLoss", "SupConLoss", "NTXentLoss")
+@pytest.mark.parametrize(
+    "name,distance",
+    [("CircleLoss", distance) for distance in SIMILARITIES]
+    + [(name, distance) for name in ("NTXentLoss", "SupConLoss") for distance in DISTANCES],
+)
+def test_each_distance_matches_the_reference(name, distance, rng):
+    loss_class, function, reference = LOSSES[name]
+    x, labels = batch(rng)
+    x = 0.4 * x  # "dot" differs from "cosine"; every logit stays within exp's range
+    params = {"CircleLoss": {"margin": 0.25, "scale": 16.0}}.get(name, {"temperature": 0.5})
+    expected = reference(x, labels, **params, distance=distance)
+    assert expected > 0.0
+    value = function(tf.constant(labels), tf.constant(x), **params, distance=distance)
+    np.testing.assert_allclose(value, expected, rtol=1e-10)
+    as_class = loss_class(**params, distance=distance)(tf.constant(labels), tf.constant(x, tf.float32))
     np.testing.assert_allclose(as_class.numpy(), expected, rtol=2e-5)
 
 
@@ -159,8 +188,11 @@ def test_pml_cases_cover_random_and_degenerate_batches():
         ids = {case["id"] for case in pml_parity.cases(name)}
         expected = {"b32_d8", "b32_d64", "b16_singletons", "one_class", "no_positives", "identical", "two_samples"}
         assert expected <= ids, name
+        if name != "CircleLoss":  # PML's CircleLoss takes only CosineSimilarity
+            assert {f"{batch}_{distance}" for batch in expected for distance in ("euclidean", "dot")} <= ids, name
     differing = [case["id"] for name in LOSSES for case in pml_parity.cases(name) if "pml_differs" in case]
-    assert sorted(differing) == ["one_class", "one_class_t007"]
+    suffixes = ("", "_t007", "_euclidean", "_dot")
+    assert sorted(differing) == sorted(f"one_class{suffix}" for suffix in suffixes)
 
 
 # ---------------------------------------------------------------- conventions, defaults and arguments
@@ -185,6 +217,7 @@ def test_paper_defaults():
     assert (CircleLoss().margin, CircleLoss().scale) == (0.4, 80.0)
     assert SupConLoss().temperature == 0.1
     assert NTXentLoss().temperature == 0.07
+    assert CircleLoss().distance == SupConLoss().distance == NTXentLoss().distance == "cosine"
 
 
 @pytest.mark.parametrize(
@@ -194,6 +227,7 @@ def test_paper_defaults():
         (lambda: CircleLoss(margin=float("nan")), "CircleLoss: margin"),
         (lambda: SupConLoss(temperature=0.0), "SupConLoss: temperature"),
         (lambda: NTXentLoss(temperature=-1.0), "NTXentLoss: temperature"),
+        (lambda: CircleLoss(distance="euclidean"), r"CircleLoss: distance must be one of \('cosine', 'dot'\)"),
     ],
 )
 def test_bad_hyperparameters_are_refused_by_name(make, match):

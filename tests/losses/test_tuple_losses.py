@@ -3,8 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import pml_parity
 import registry_cases as rc
 from tests import reference_tuple as ref
+from tests.test_distances import reference_comparison
+from tfdml.distances import DISTANCES
 from tfdml.losses import (
     ContrastiveLoss,
     MarginLoss,
@@ -34,7 +37,7 @@ class FixedMiner(Miner):
 LOSSES = {
     "contrastive": lambda miner: ContrastiveLoss(miner=miner),
     "triplet": lambda miner: TripletLoss(miner=miner),
-    "triplet-squared": lambda miner: TripletLoss(squared=True, miner=miner),
+    "triplet-squared": lambda miner: TripletLoss(distance="squared_euclidean", miner=miner),
     "margin": lambda miner: MarginLoss(miner=miner),
     "quadruplet": lambda miner: QuadrupletLoss(miner=miner),
 }
@@ -211,7 +214,9 @@ def test_loss_functions_take_explicit_tuples_and_ignore_invalid_ones(rng):
     triplets = MaskedTriplets(*(tf.constant(c) for c in columns), tf.constant([True] * 4 + [False]))
     np.testing.assert_allclose(float(triplet_loss(triplets, x)), ref.triplet_loss(x, tuples), rtol=1e-5)
     np.testing.assert_allclose(
-        float(triplet_loss(triplets, x, squared=True)), ref.triplet_loss(x, tuples, squared=True), rtol=1e-5
+        float(triplet_loss(triplets, x, distance="squared_euclidean")),
+        ref.triplet_loss(x, tuples, squared=True),
+        rtol=1e-5,
     )
     np.testing.assert_allclose(float(contrastive_loss(triplets, x)), ref.contrastive_loss(x, tuples), rtol=1e-5)
     betas = tf.fill([5], 0.9)
@@ -225,6 +230,37 @@ def test_loss_functions_take_explicit_tuples_and_ignore_invalid_ones(rng):
         ref.quadruplet_loss(x, quadruplets),
         rtol=1e-5,
     )
+
+
+# (margin, positive_margin) per distance: under a similarity the contrastive margins are similarities.
+CONTRASTIVE_MARGINS = {
+    "euclidean": (1.2, 0.3),
+    "squared_euclidean": (1.5, 0.1),
+    "cosine": (0.1, 0.6),
+    "dot": (0.5, 2.0),
+}
+
+
+@pytest.mark.reference("ContrastiveLoss", "TripletLoss")
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_each_distance_matches_the_reference_in_its_direction(distance, rng):
+    x, labels = unit_batch(rng)
+    x = 2.0 * x  # "dot" differs from "cosine"
+    tuples = [(0, 1, 3), (4, 5, 0), (7, 6, 10), (9, 11, 2), (3, 5, 8)]
+    matrix, sign = reference_comparison(x, distance)
+    margin, positive_margin = CONTRASTIVE_MARGINS[distance]
+    contrastive = [
+        max(sign * (matrix[a, p] - positive_margin), 0.0) + max(sign * (margin - matrix[a, n]), 0.0)
+        for a, p, n in tuples
+    ]
+    triplet = [max(sign * (matrix[a, p] - matrix[a, n]) + 0.3, 0.0) for a, p, n in tuples]
+    assert min(max(contrastive), max(triplet)) > 0.0
+    miner = FixedMiner(tuples)
+    as_tensors = (tf.constant(labels), tf.constant(x))
+    loss = ContrastiveLoss(margin, positive_margin, distance=distance, miner=miner)
+    np.testing.assert_allclose(float(loss(*as_tensors)), np.mean(contrastive) / 2.0, rtol=1e-5)
+    loss = TripletLoss(0.3, distance=distance, miner=miner)
+    np.testing.assert_allclose(float(loss(*as_tensors)), np.mean(triplet), rtol=1e-5)
 
 
 def test_margin_loss_serializes_its_beta_options():
@@ -312,3 +348,31 @@ def test_margin_betas_train_under_model_fit_and_stay_out_of_the_embedder(rng):
     embedder_variables = {id(v) for v in embedder.variables}
     assert all(id(v) not in embedder_variables for v in loss.trainable_variables)
     assert all("beta" not in v.path for v in embedder.variables)
+
+
+def every_triplet(labels):
+    """:class:`MaskedTriplets` of every (anchor, positive, negative) of the batch (one invalid entry when none)."""
+    n = len(labels)
+    tuples = [
+        (a, p, k)
+        for a in range(n)
+        for p in range(n)
+        for k in range(n)
+        if a != p and labels[a] == labels[p] != labels[k]
+    ]
+    columns = np.array(tuples or [(0, 0, 0)], np.int32).T
+    return MaskedTriplets(*(tf.constant(c) for c in columns), tf.constant([bool(tuples)] * columns.shape[1]))
+
+
+def test_triplet_loss_matches_pml_under_each_distance():
+    cases = pml_parity.cases("TripletLoss")
+    for case in cases:
+        triplets = every_triplet(case["inputs"]["labels"])
+        value, gradient = pml_parity.value_and_gradient(
+            lambda _, x, **params: triplet_loss(triplets, x, **params), case
+        )
+        np.testing.assert_allclose(value, case["loss"], rtol=1e-5, atol=1e-5, err_msg=case["id"])
+        np.testing.assert_allclose(gradient, case["grad"], rtol=1e-5, atol=1e-5, err_msg=case["id"])
+    ids = {case["id"] for case in cases}
+    distances = ("euclidean", "squared_euclidean", "cosine")
+    assert {f"{batch}_{distance}" for batch in ("b32_d8", "b32_d64", "identical") for distance in distances} <= ids

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
+from tfdml.distances import SIMILARITIES, check_distance, pairwise_comparison
 from tfdml.losses.math import masked_logsumexp
 from tfdml.losses.pairs import nan_unless_finite, pair_masks
 from tfdml.mining.base import check_argument
@@ -27,13 +28,12 @@ def circle_terms(similarity, positives, negatives, margin=0.4, scale=80.0):
     return tf.where(tf.logical_and(has_positive, has_negative), terms, tf.zeros_like(terms))
 
 
-def circle_loss(labels, embeddings, margin=0.4, scale=80.0):
-    """Circle loss (see :class:`CircleLoss`) of int ``labels`` ``(b,)`` and ``embeddings`` ``(b, d)``,
-    L2-normalised here: the mean over the ``b`` anchors of :func:`circle_terms` with every positive and
-    every negative pair of the batch."""
+def circle_loss(labels, embeddings, margin=0.4, scale=80.0, distance="cosine"):
+    """Circle loss (see :class:`CircleLoss`) of int ``labels`` ``(b,)`` and ``embeddings`` ``(b, d)``: the mean
+    over the ``b`` anchors of :func:`circle_terms` with every positive and every negative pair of the batch,
+    on their similarity ``distance`` (``"cosine"``, of the embeddings L2-normalised here, or ``"dot"``)."""
     embeddings = tf.convert_to_tensor(embeddings)
-    normalized = tf.math.l2_normalize(embeddings, axis=1)
-    similarity = tf.matmul(normalized, normalized, transpose_b=True)
+    similarity, _ = pairwise_comparison(embeddings, distance=check_distance("circle_loss", distance, SIMILARITIES))
     positives, negatives = pair_masks(labels)
     loss = tf.reduce_mean(circle_terms(similarity, positives, negatives, margin, scale))
     return nan_unless_finite(loss, embeddings)
@@ -67,9 +67,15 @@ class CircleLoss(DMLLoss):
     ``CircleLoss(m=margin, gamma=scale, reducer=MeanReducer())`` reproduces this loss (the two agree
     whenever every anchor has a positive and a negative, as with class-balanced batches).
 
+    Circle loss is defined on similarities (the optima ``O_p = 1 + m`` and ``O_n = −m`` assume
+    ``s <= 1``): ``distance`` is ``"cosine"`` (default) or ``"dot"``, the dot product of the
+    embeddings as given, for embeddings the model keeps near the unit sphere; a distance is refused.
+    PML accepts only ``CosineSimilarity`` here.
+
     Args:
         margin: the relaxation margin ``m`` (default 0.4).
         scale: the scale factor ``γ > 0`` (default 80).
+        distance: ``"cosine"`` (default) or ``"dot"`` (:data:`tfdml.distances.SIMILARITIES`).
         name: name of the loss instance.
 
     Example:
@@ -78,10 +84,11 @@ class CircleLoss(DMLLoss):
     >>> loss(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
     """
 
-    def __init__(self, margin=0.4, scale=80.0, name="circle_loss", **kwargs):
+    def __init__(self, margin=0.4, scale=80.0, distance="cosine", name="circle_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.margin = check_argument("CircleLoss", "margin", margin)
         self.scale = check_argument("CircleLoss", "scale", scale, low=0.0, low_open=True)
+        self.distance = check_distance("CircleLoss", distance, SIMILARITIES)
 
     def compute(self, labels, embeddings):
-        return circle_loss(labels, embeddings, self.margin, self.scale)
+        return circle_loss(labels, embeddings, self.margin, self.scale, self.distance)

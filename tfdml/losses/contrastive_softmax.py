@@ -11,22 +11,24 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
+from tfdml.distances import check_distance, pairwise_comparison
 from tfdml.losses.math import masked_logsumexp, masked_mean, mean_over_positive_pairs
 from tfdml.losses.pairs import nan_unless_finite, pair_masks, without_diagonal
 from tfdml.mining.base import check_argument
 
 
-def scaled_similarity(embeddings, temperature):
-    """``s_ij / τ``: the cosine similarity ``(b, b)`` of the L2-normalised ``embeddings``, over ``temperature``."""
-    normalized = tf.math.l2_normalize(embeddings, axis=1)
-    return tf.matmul(normalized, normalized, transpose_b=True) / temperature
+def scaled_similarity(embeddings, temperature, distance="cosine"):
+    """``s_ij / τ``: the cosine similarity ``(b, b)`` of the L2-normalised ``embeddings``, over ``temperature``;
+    with another ``distance`` its similarity, or its negated distance ``−D_ij / τ`` (as PML)."""
+    matrix, sign = pairwise_comparison(embeddings, distance=distance)
+    return -sign * matrix / temperature
 
 
-def supcon_loss(labels, embeddings, temperature=0.1):
+def supcon_loss(labels, embeddings, temperature=0.1, distance="cosine"):
     """Supervised contrastive loss (see :class:`SupConLoss`) of int ``labels`` ``(b,)`` and ``embeddings``
     ``(b, d)``, L2-normalised here: the mean, over the anchors with a positive, of Khosla et al.'s Eq. 2 term."""
     embeddings = tf.convert_to_tensor(embeddings)
-    logits = scaled_similarity(embeddings, temperature)
+    logits = scaled_similarity(embeddings, temperature, distance)
     positives, _ = pair_masks(labels)
     others = without_diagonal(tf.ones_like(positives))
     log_denominator, _ = masked_logsumexp(logits, others)
@@ -37,7 +39,7 @@ def supcon_loss(labels, embeddings, temperature=0.1):
     return nan_unless_finite(masked_mean(terms, num_positives > 0.0), embeddings)
 
 
-def ntxent_loss(labels, embeddings, temperature=0.07):
+def ntxent_loss(labels, embeddings, temperature=0.07, distance="cosine"):
     """NT-Xent loss with labels (see :class:`NTXentLoss`) of int ``labels`` ``(b,)`` and ``embeddings``
     ``(b, d)``, L2-normalised here: the mean over the ordered positive pairs ``(i, j)`` of
 
@@ -45,7 +47,7 @@ def ntxent_loss(labels, embeddings, temperature=0.07):
 
     one log-sum-exp per anchor (nothing of size ``b³``); a pair whose anchor has no negative adds 0."""
     embeddings = tf.convert_to_tensor(embeddings)
-    logits = scaled_similarity(embeddings, temperature)
+    logits = scaled_similarity(embeddings, temperature, distance)
     positives, negatives = pair_masks(labels)
     negative_lse, has_negative = masked_logsumexp(logits, negatives)
     pair_terms = tf.nn.softplus(negative_lse[:, tf.newaxis] - logits)
@@ -78,8 +80,15 @@ class SupConLoss(DMLLoss):
     PML's ``SupConLoss(temperature)`` (default ``AvgNonZeroReducer``) gives the same value and
     gradient on every batch with a negative pair; on a one-class batch it returns 0.
 
+    ``distance`` replaces ``s_ij`` by the dot product ``"dot"`` or, as PML does with a distance, by the
+    negated distance ``−D_ij`` (``"euclidean"``, ``"squared_euclidean"``) of the embeddings as given;
+    PML's ``DotProductSimilarity(normalize_embeddings=False)`` and ``LpDistance(normalize_embeddings=False)``
+    (``power=2``) are these.
+
     Args:
         temperature: ``τ > 0`` (default 0.1).
+        distance: ``"cosine"`` (default), ``"dot"``, ``"euclidean"`` or ``"squared_euclidean"``
+            (:data:`tfdml.distances.DISTANCES`).
         name: name of the loss instance.
 
     Example:
@@ -88,12 +97,13 @@ class SupConLoss(DMLLoss):
     >>> loss(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
     """
 
-    def __init__(self, temperature=0.1, name="supcon_loss", **kwargs):
+    def __init__(self, temperature=0.1, distance="cosine", name="supcon_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.temperature = check_argument("SupConLoss", "temperature", temperature, low=0.0, low_open=True)
+        self.distance = check_distance("SupConLoss", distance)
 
     def compute(self, labels, embeddings):
-        return supcon_loss(labels, embeddings, self.temperature)
+        return supcon_loss(labels, embeddings, self.temperature, self.distance)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -122,8 +132,15 @@ class NTXentLoss(DMLLoss):
 
     PML's ``NTXentLoss(temperature)`` (default ``MeanReducer``) is this loss: same value and gradient.
 
+    ``distance`` replaces ``s_ij`` by the dot product ``"dot"`` or, as PML does with a distance, by the
+    negated distance ``−D_ij`` (``"euclidean"``, ``"squared_euclidean"``) of the embeddings as given;
+    PML's ``DotProductSimilarity(normalize_embeddings=False)`` and ``LpDistance(normalize_embeddings=False)``
+    (``power=2``) are these.
+
     Args:
         temperature: ``τ > 0`` (default 0.07).
+        distance: ``"cosine"`` (default), ``"dot"``, ``"euclidean"`` or ``"squared_euclidean"``
+            (:data:`tfdml.distances.DISTANCES`).
         name: name of the loss instance.
 
     Example:
@@ -132,9 +149,10 @@ class NTXentLoss(DMLLoss):
     >>> loss(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
     """
 
-    def __init__(self, temperature=0.07, name="ntxent_loss", **kwargs):
+    def __init__(self, temperature=0.07, distance="cosine", name="ntxent_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.temperature = check_argument("NTXentLoss", "temperature", temperature, low=0.0, low_open=True)
+        self.distance = check_distance("NTXentLoss", distance)
 
     def compute(self, labels, embeddings):
-        return ntxent_loss(labels, embeddings, self.temperature)
+        return ntxent_loss(labels, embeddings, self.temperature, self.distance)

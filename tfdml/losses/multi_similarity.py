@@ -1,9 +1,10 @@
-"""Multi-similarity loss (Wang et al., 2019) with soft pair weighting on cosine similarity."""
+"""Multi-similarity loss (Wang et al., 2019) with soft pair weighting on cosine similarity (or another distance)."""
 
 import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
+from tfdml.distances import check_distance, pairwise_comparison
 from tfdml.losses.math import log1p_sum_exp
 from tfdml.losses.pairs import check_pairs, nan_unless_finite, pair_masks
 from tfdml.losses.tuples import resolve_miner
@@ -23,29 +24,31 @@ def pair_masks_from_triplets(triplets, batch_size):
     return PairMasks(scatter(triplets.anchors, triplets.positives), scatter(triplets.anchors, triplets.negatives))
 
 
-def multi_similarity_terms(similarity, positives, negatives, alpha=2.0, beta=40.0, threshold=0.5):
+def multi_similarity_terms(similarity, positives, negatives, alpha=2.0, beta=40.0, threshold=0.5, sign=-1.0):
     """Per-anchor multi-similarity terms (Wang et al. 2019, eq. 12) on the pairs in the masks:
 
         (1/α) log(1 + Σ_{j ∈ P_i} exp(−α (S_ij − λ))) + (1/β) log(1 + Σ_{k ∈ N_i} exp(β (S_ik − λ)))
 
     ``similarity`` is the ``(b, b)`` cosine similarity; ``positives``/``negatives`` boolean
     ``(b, b)`` masks. Empty sums add ``log 1 = 0``; both are log-sum-exps, so large ``β`` cannot overflow.
+    With ``sign = +1`` ``similarity`` is a distance ``D`` and the exponents flip to ``α (D − λ)`` and
+    ``−β (D − λ)`` (:class:`~tfdml.distances.Comparison`).
     """
-    positive_terms = log1p_sum_exp(-alpha * (similarity - threshold), positives) / alpha
-    negative_terms = log1p_sum_exp(beta * (similarity - threshold), negatives) / beta
+    positive_terms = log1p_sum_exp(alpha * sign * (similarity - threshold), positives) / alpha
+    negative_terms = log1p_sum_exp(-beta * sign * (similarity - threshold), negatives) / beta
     return positive_terms + negative_terms
 
 
-def multi_similarity_loss(pairs, embeddings, alpha=2.0, beta=40.0, threshold=0.5):
-    """Multi-similarity loss (see :class:`MultiSimilarityLoss`) of ``embeddings`` ``(b, d)``, L2-normalised
-    here, on the mined ``pairs`` (:class:`~tfdml.mining.multi_similarity.PairMasks`): the mean over anchors
-    of :func:`multi_similarity_terms` on their cosine similarity."""
-    normalized = tf.math.l2_normalize(embeddings, axis=1)
-    similarity = tf.matmul(normalized, normalized, transpose_b=True)
-    return tf.reduce_mean(multi_similarity_terms(similarity, pairs.positives, pairs.negatives, alpha, beta, threshold))
+def multi_similarity_loss(pairs, embeddings, alpha=2.0, beta=40.0, threshold=0.5, distance="cosine"):
+    """Multi-similarity loss (see :class:`MultiSimilarityLoss`) of ``embeddings`` ``(b, d)`` on the mined
+    ``pairs`` (:class:`~tfdml.mining.multi_similarity.PairMasks`): the mean over anchors of
+    :func:`multi_similarity_terms` on their ``distance`` (default the cosine similarity, L2-normalised here)."""
+    similarity, sign = pairwise_comparison(embeddings, distance=distance)
+    terms = multi_similarity_terms(similarity, pairs.positives, pairs.negatives, alpha, beta, threshold, sign)
+    return tf.reduce_mean(terms)
 
 
-def multi_similarity_all_pairs(labels, embeddings, alpha=2.0, beta=40.0, threshold=0.5):
+def multi_similarity_all_pairs(labels, embeddings, alpha=2.0, beta=40.0, threshold=0.5, distance="cosine"):
     """Multi-similarity loss (Wang et al. 2019) without pair mining: the mean over anchors of
     :func:`multi_similarity_terms` with every positive and every negative pair of the batch,
     on the cosine similarity of the L2-normalised embeddings. Defaults are Roth et al.'s
@@ -56,7 +59,7 @@ def multi_similarity_all_pairs(labels, embeddings, alpha=2.0, beta=40.0, thresho
     >>> multi_similarity_all_pairs(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
     """
     embeddings = tf.convert_to_tensor(embeddings)
-    loss = multi_similarity_loss(PairMasks(*pair_masks(labels)), embeddings, alpha, beta, threshold)
+    loss = multi_similarity_loss(PairMasks(*pair_masks(labels)), embeddings, alpha, beta, threshold, distance)
     return nan_unless_finite(loss, embeddings)
 
 
@@ -78,10 +81,18 @@ class MultiSimilarityLoss(DMLLoss):
     ``log 1 = 0``. Both sums are log-sum-exps, so ``β = 40`` cannot overflow. ``y_pred`` may
     be normalised or not: the loss normalises.
 
+    With a distance ``D`` instead of ``S`` (``distance="euclidean"`` or ``"squared_euclidean"``) the
+    exponents flip as in pytorch-metric-learning (PML): ``exp(α (D_ij − λ))`` for positives and
+    ``exp(−β (D_ik − λ))`` for negatives, ``λ`` then a distance. PML's ``MultiSimilarityLoss(alpha, beta,
+    base=λ)`` without a miner is ``pairs="all"`` (its distance ``CosineSimilarity()`` is ``"cosine"``,
+    ``LpDistance(normalize_embeddings=False)`` ``"euclidean"``); PML's default ``β`` is 50.
+
     Args:
         alpha: positive-pair scale ``α`` (Roth et al.: 2).
         beta: negative-pair scale ``β`` (Roth et al.: 40).
-        threshold: similarity offset ``λ`` (Roth et al.: 0.5).
+        threshold: similarity offset ``λ`` (Roth et al.: 0.5), a distance under a distance.
+        distance: ``"cosine"`` (default, the paper's), ``"dot"``, ``"euclidean"`` or
+            ``"squared_euclidean"`` (:data:`tfdml.distances.DISTANCES`); the miner keeps its own.
         miner: default ``MultiSimilarityMiner(epsilon=0.1)`` (Roth et al.); with
             ``epsilon=float("inf")`` every pair of an anchor that has both a positive and a
             negative is kept. Any miner works: one returning
@@ -101,20 +112,30 @@ class MultiSimilarityLoss(DMLLoss):
     data_arguments = ("miner",)
 
     def __init__(
-        self, alpha=2.0, beta=40.0, threshold=0.5, miner=None, pairs="mined", name="multi_similarity_loss", **kwargs
+        self,
+        alpha=2.0,
+        beta=40.0,
+        threshold=0.5,
+        distance="cosine",
+        miner=None,
+        pairs="mined",
+        name="multi_similarity_loss",
+        **kwargs,
     ):
         super().__init__(name=name, **kwargs)
         self.alpha = check_argument("MultiSimilarityLoss", "alpha", alpha, low=0.0, low_open=True)
         self.beta = check_argument("MultiSimilarityLoss", "beta", beta, low=0.0, low_open=True)
         self.threshold = check_argument("MultiSimilarityLoss", "threshold", threshold)
+        self.distance = check_distance("MultiSimilarityLoss", distance)
         self.pairs = check_pairs(pairs, miner)
         self.miner = None if self.pairs == "all" else resolve_miner(miner, MultiSimilarityMiner)
 
     def compute(self, labels, embeddings):
+        hyperparameters = (self.alpha, self.beta, self.threshold, self.distance)
         if self.pairs == "all":
-            return multi_similarity_all_pairs(labels, embeddings, self.alpha, self.beta, self.threshold)
+            return multi_similarity_all_pairs(labels, embeddings, *hyperparameters)
         pairs = self.mine(tf.math.l2_normalize(embeddings, axis=1), labels)
-        return multi_similarity_loss(pairs, embeddings, self.alpha, self.beta, self.threshold)
+        return multi_similarity_loss(pairs, embeddings, *hyperparameters)
 
     def mine(self, normalized, labels):
         """The pairs entering the sums, as :class:`PairMasks`."""

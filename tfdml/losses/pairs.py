@@ -24,7 +24,7 @@ Example:
 
 import tensorflow as tf
 
-from tfdml.distances import squared_distances_are_finite
+from tfdml.distances import Comparison, pairwise_comparison, squared_distances_are_finite
 from tfdml.losses.math import nan_unless
 from tfdml.masks import same_label_mask
 
@@ -81,6 +81,14 @@ def symmetric_batch_distances(embeddings):
     """:func:`batch_distances` for a loss symmetric in the distances, ``L(D) = L(Dᵀ)`` (so ``∂L/∂D`` is
     symmetric): a loss of its terms ``ℓ(D_ij)`` with symmetric masks, for example."""
     return distances_and_gradient(embeddings, symmetric=True)
+
+
+def batch_comparison(embeddings, distance, symmetric=False):
+    """The batch's ``(b, b)`` :class:`~tfdml.distances.Comparison` under ``distance``; the Euclidean one through
+    :func:`batch_distances` (:func:`symmetric_batch_distances` with ``symmetric``) and its one-matmul gradient."""
+    if distance == "euclidean":
+        return Comparison((symmetric_batch_distances if symmetric else batch_distances)(embeddings), 1.0)
+    return pairwise_comparison(embeddings, distance=distance)
 
 
 def count_active(terms):

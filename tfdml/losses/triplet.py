@@ -4,19 +4,19 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.distances import euclidean, squared_euclidean
+from tfdml.distances import check_distance, pairwise_comparison
 from tfdml.losses.math import masked_mean
 from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
 from tfdml.mining.base import check_argument
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
-def triplet_loss(triplets, embeddings, margin=0.2, squared=False):
+def triplet_loss(triplets, embeddings, margin=0.2, distance="euclidean"):
     """Triplet loss (see :class:`TripletLoss`) of the mined ``triplets``
     (:class:`~tfdml.mining.base.MaskedTriplets`) of ``embeddings`` ``(b, d)``."""
-    distances = squared_euclidean(embeddings) if squared else euclidean(embeddings)
-    anchor_positive, anchor_negative = anchor_distances(distances, triplets)
-    return masked_mean(tf.nn.relu(anchor_positive - anchor_negative + margin), triplets.valid)
+    matrix, sign = pairwise_comparison(embeddings, distance=distance)
+    anchor_positive, anchor_negative = anchor_distances(matrix, triplets)
+    return masked_mean(tf.nn.relu(sign * (anchor_positive - anchor_negative) + margin), triplets.valid)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -26,12 +26,21 @@ class TripletLoss(DMLLoss):
         ℓ2:  L = 1/|T| Σ_{(a,p,n) ∈ T} (D_ap − D_an + α)_+          (Wu et al. 2017; Roth et al. 2020, eq. 2)
         ℓ2²: L = 1/|T| Σ_{(a,p,n) ∈ T} (D_ap² − D_an² + α)_+        (Schroff et al. 2015)
 
-    The mean runs over the valid mined triplets; no triplet gives 0.
+    and under a similarity ``S`` (``distance="cosine"`` or ``"dot"``) ``(S_an − S_ap + α)_+``: ``α`` is
+    then how much more similar than the negative the positive must be (pytorch-metric-learning's
+    ``distance.margin``). The mean runs over the valid mined triplets; no triplet gives 0.
+
+    pytorch-metric-learning's (PML) ``TripletMarginLoss(margin=α, reducer=MeanReducer())`` with
+    ``LpDistance(normalize_embeddings=False)`` (``power=2`` for ``"squared_euclidean"``,
+    ``CosineSimilarity()``, ``DotProductSimilarity(normalize_embeddings=False)``) is this loss on the
+    same triplets; PML's defaults are ``α = 0.05``, L2-normalised embeddings and ``AvgNonZeroReducer``.
 
     Args:
         margin: ``α >= 0`` (default 0.2).
-        squared: use squared Euclidean distances, FaceNet's ``ℓ2²`` form (default
-            ``False``: ``ℓ2``, whose gradients have unit length at every distance).
+        distance: ``"euclidean"`` (default: ``ℓ2``, whose gradients have unit length at every
+            distance), ``"squared_euclidean"`` (FaceNet's ``ℓ2²``), ``"cosine"`` or ``"dot"``
+            (:data:`tfdml.distances.DISTANCES`). A saved config's ``squared=True`` (the flag this
+            argument replaced) still loads as ``"squared_euclidean"``.
         miner: a :class:`~tfdml.mining.base.Miner` (default ``DistanceWeightedMiner()``,
             Roth et al.'s choice; FaceNet uses ``SemiHardMiner(squared=True)``).
 
@@ -39,15 +48,24 @@ class TripletLoss(DMLLoss):
 
     >>> loss = TripletLoss(miner=tfdml.mining.SemiHardMiner(seed=0))
     >>> model.compile(optimizer="adam", loss=loss)
+    >>> TripletLoss(distance="squared_euclidean", miner=tfdml.mining.SemiHardMiner(squared=True))
     """
 
     data_arguments = ("miner",)
 
-    def __init__(self, margin=0.2, squared=False, miner=None, name="triplet_loss", **kwargs):
+    def __init__(self, margin=0.2, distance="euclidean", miner=None, name="triplet_loss", **kwargs):
+        if "squared" in kwargs:
+            squared = check_argument("TripletLoss", "squared", kwargs.pop("squared"), bool)
+            if distance != "euclidean":
+                raise ValueError(
+                    f"TripletLoss: give distance only, not squared={squared} with distance={distance!r}."
+                )
+            distance = "squared_euclidean" if squared else "euclidean"
         super().__init__(name=name, **kwargs)
         self.margin = check_argument("TripletLoss", "margin", margin, low=0.0)
-        self.squared = check_argument("TripletLoss", "squared", squared, bool)
+        self.distance = check_distance("TripletLoss", distance)
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
     def compute(self, labels, embeddings):
-        return triplet_loss(mine_triplets(self.miner, embeddings, labels), embeddings, self.margin, self.squared)
+        triplets = mine_triplets(self.miner, embeddings, labels)
+        return triplet_loss(triplets, embeddings, self.margin, self.distance)
