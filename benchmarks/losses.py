@@ -35,7 +35,18 @@ lifted structure, NCA and multi-similarity with the pair-margin miner are value-
 timed only: PML's Smooth-AP splits the batch into blocks of (number of classes) samples and equals
 tfdml's only on sorted ``m × m`` batches, not these; PML's ``TripletMarginMiner`` returns every
 qualifying triplet (up to ``b³``) where tfdml's draws one negative per positive pair. Both PML peers
-build ``b³`` tensors, so they fail under the memory cap at large ``b``.
+build ``b³`` tensors, so they fail under the memory cap at large ``b``. ``ranked-list`` runs against PML's
+``MeanReducer`` and is value-checked (PML adds ``1e-5`` per sample to each weight sum, so the values agree to
+about ``b · 1e-5`` relatively); ``instance`` is timed only: PML's target is a sample, not the class, on
+these class-labelled batches. ``tuplet-margin`` and
+``intra-pair-variance`` (every pair, no miner) are value-checked against PML's losses without a miner;
+PML's tuplet margin loss builds a (positive pairs × negative pairs) matrix, ``~b³`` here.
+``pnp`` is value-checked against PML's ``PNPLoss()`` (which builds ``b³`` tensors); ``decoupled-contrastive``
+(no PML peer) and ``vicreg`` (PML's takes two view tensors, not labels; here 2 pairs per class) are timed only.
+
+The miners ``triplet+batch-easy-hard``, ``multi-similarity+hdc``, ``multi-similarity+uniform-histogram`` and
+``triplet+angular`` are timed only
+(the reasons are in :func:`peer_loss`).
 
 Peak memory is the max RSS (``resource.getrusage``) of a fresh subprocess that
 runs one tfdml step (without XLA) at ``b = 4096``; TensorFlow's own memory counters
@@ -45,6 +56,7 @@ Usage:  python -m benchmarks.losses [--sizes 512 2048 4096] [--repeats 5] [--cas
 """
 import argparse
 import json
+import math
 import os
 import re
 import resource
@@ -72,10 +84,21 @@ CASES = (
     "supcon",
     "ntxent",
     "lifted-structure",
+    "decoupled-contrastive",
+    "vicreg",
     "nca",
+    "ranked-list",
+    "instance",
     "multi-similarity+pair-margin",
-    "smooth-ap",  # the peers of these last three build b³ tensors
+    "intra-pair-variance",
+    "pnp",  # PML's PNP builds b³ tensors too
+    "smooth-ap",  # the peers of these last four build b³ tensors
+    "tuplet-margin",
     "triplet+triplet-margin",
+    "triplet+batch-easy-hard",
+    "multi-similarity+hdc",
+    "multi-similarity+uniform-histogram",
+    "triplet+angular",  # the peer's AngularMiner builds b³ tensors
     "triplet+semi-hard",  # last: the peer's b³ triplet mask may exhaust its memory cap
 )
 TARGET_CASES = ("margin+distance-weighted", "triplet+semi-hard", "multi-similarity", "contrastive+distance-weighted")
@@ -88,7 +111,11 @@ SAME_VALUE_AS_PEER = (
     "ntxent",
     "lifted-structure",
     "nca",
+    "ranked-list",
     "multi-similarity+pair-margin",
+    "pnp",
+    "tuplet-margin",
+    "intra-pair-variance",
 )
 PROXY_TARGET = 2.5  # every case in its faster mode at b = 2048 and 4096
 ALL_PAIRS_PROXY_TARGET = 3.0  # all-pairs contrastive at b = 2048, which must also be <= 1x PML
@@ -120,17 +147,30 @@ def tfdml_loss(case):
         "margin+all-pairs": lambda: losses.MarginLoss(pairs="all"),
         "multi-similarity+all-pairs": lambda: losses.MultiSimilarityLoss(pairs="all"),
         "circle+all-pairs": lambda: losses.CircleLoss(margin=0.4, scale=80.0),
+        "tuplet-margin": lambda: losses.TupletMarginLoss(margin=0.1, scale=64.0),
+        "intra-pair-variance": lambda: losses.IntraPairVarianceLoss(pos_eps=0.01, neg_eps=0.01),
         "supcon": lambda: losses.SupConLoss(temperature=0.1),
         "ntxent": lambda: losses.NTXentLoss(temperature=0.07),
+        "decoupled-contrastive": lambda: losses.DecoupledContrastiveLoss(),
+        "vicreg": lambda: losses.VICRegLoss(),
         "lifted-structure": lambda: losses.LiftedStructureLoss(margin=1.0),
         "nca": lambda: losses.NCALoss(scale=1.0),
+        "ranked-list": lambda: losses.RankedListLoss(),
+        "instance": lambda: losses.InstanceLoss(scale=64.0),
         "smooth-ap": lambda: losses.SmoothAPLoss(temperature=0.01),
+        "pnp": lambda: losses.PNPLoss(),
         "triplet+triplet-margin": lambda: losses.TripletLoss(
             margin=0.2, miner=mining.TripletMarginMiner(margin=0.2, type_of_triplets="all", seed=0)
         ),
         "multi-similarity+pair-margin": lambda: losses.MultiSimilarityLoss(
             miner=mining.PairMarginMiner(pos_margin=0.2, neg_margin=0.8)
         ),
+        "triplet+batch-easy-hard": lambda: losses.TripletLoss(margin=0.2, miner=mining.BatchEasyHardMiner()),
+        "multi-similarity+hdc": lambda: losses.MultiSimilarityLoss(miner=mining.HDCMiner(filter_percentage=0.5)),
+        "multi-similarity+uniform-histogram": lambda: losses.MultiSimilarityLoss(
+            miner=mining.UniformHistogramMiner(num_bins=100, pos_per_bin=10, neg_per_bin=10, seed=0)
+        ),
+        "triplet+angular": lambda: losses.TripletLoss(margin=0.2, miner=mining.AngularMiner(angle=20.0, seed=0)),
     }[case]()
 
 
@@ -171,8 +211,13 @@ def peer_loss(case):
         "multi-similarity+all-pairs": lambda: (losses.MultiSimilarityLoss(alpha=2.0, beta=40.0, base=0.5), None),
         # The settings of benchmarks/pml_parity that reproduce tfdml's losses, all without a miner (all pairs).
         "circle+all-pairs": lambda: (losses.CircleLoss(m=0.4, gamma=80.0, reducer=MeanReducer()), None),
+        # PML takes the tuplet margin in degrees: math.degrees(0.1) is tfdml's 0.1 rad.
+        "tuplet-margin": lambda: (losses.TupletMarginLoss(margin=math.degrees(0.1), scale=64.0), None),
+        "intra-pair-variance": lambda: (losses.IntraPairVarianceLoss(pos_eps=0.01, neg_eps=0.01), None),
         "supcon": lambda: (losses.SupConLoss(temperature=0.1), None),
         "ntxent": lambda: (losses.NTXentLoss(temperature=0.07), None),
+        "decoupled-contrastive": lambda: None,  # PML has no decoupled contrastive loss
+        "vicreg": lambda: None,  # PML's VICReg takes two view tensors, not labels
         "lifted-structure": lambda: (
             losses.LiftedStructureLoss(neg_margin=1.0, pos_margin=0.0, distance=LpDistance(normalize_embeddings=False)),
             None,
@@ -181,8 +226,16 @@ def peer_loss(case):
             losses.NCALoss(softmax_scale=1.0, distance=LpDistance(power=2, normalize_embeddings=False)),
             None,
         ),
+        # PML adds 1e-5 per sample to each weight sum: the values agree to ~b · 1e-5 relatively.
+        "ranked-list": lambda: (
+            losses.RankedListLoss(margin=0.4, Tn=10.0, imbalance=0.5, alpha=1.2, Tp=0.0, reducer=MeanReducer()),
+            None,
+        ),
+        # Timed only: PML's target is the column numbered by the label's rank, not the class.
+        "instance": lambda: (losses.InstanceLoss(gamma=64.0), None),
         # Timed only: PML's blocks of (number of classes) samples are not this batch's classes.
         "smooth-ap": lambda: (losses.SmoothAPLoss(temperature=0.01), None),
+        "pnp": lambda: (losses.PNPLoss(), None),
         # Timed only: PML keeps every qualifying triplet, tfdml one negative per positive pair.
         "triplet+triplet-margin": lambda: (
             losses.TripletMarginLoss(margin=0.2),
@@ -192,6 +245,20 @@ def peer_loss(case):
             losses.MultiSimilarityLoss(alpha=2.0, beta=40.0, base=0.5),
             miners.PairMarginMiner(pos_margin=0.2, neg_margin=0.8),
         ),
+        # Timed only: PML's triplet loss averages over its non-zero triplets, tfdml's over all.
+        "triplet+batch-easy-hard": lambda: (losses.TripletMarginLoss(margin=0.2), miners.BatchEasyHardMiner()),
+        # Timed only: of a pair and its mirror (equal distances) at the cut, PML's topk keeps either.
+        "multi-similarity+hdc": lambda: (
+            losses.MultiSimilarityLoss(alpha=2.0, beta=40.0, base=0.5),
+            miners.HDCMiner(filter_percentage=0.5),
+        ),
+        # Timed only: random draws (and PML's list repeats a pair drawn twice, tfdml's mask keeps it once).
+        "multi-similarity+uniform-histogram": lambda: (
+            losses.MultiSimilarityLoss(alpha=2.0, beta=40.0, base=0.5),
+            miners.UniformHistogramMiner(num_bins=100, pos_per_bin=10, neg_per_bin=10),
+        ),
+        # Timed only: PML keeps every qualifying triplet (b³), tfdml one negative per positive pair.
+        "triplet+angular": lambda: (losses.TripletMarginLoss(margin=0.2), miners.AngularMiner(angle=20)),
     }[case]()
 
 

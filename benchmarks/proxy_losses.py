@@ -7,10 +7,11 @@ Where both libraries define the same function it also copies tfdml's class
 vectors into the PML loss and prints the largest relative difference of the
 loss values (SoftTriple with τ = 0: PML has no centre regulariser). PML's
 ProxyNCA keeps the target proxy in the softmax denominator and uses squared
-distances, so its values are not compared. ProxyAnchor, CosFace and SubCenterArcFace
-run at the PML settings of ``benchmarks/pml_parity`` (PML's margins in degrees for
-SubCenterArcFace, its ``W`` the transposed class vectors for CosFace and the
-transposed, flattened sub-centres ``(d, C·K)`` for SubCenterArcFace) and are compared.
+distances, so its values are not compared. ProxyAnchor, CosFace, SubCenterArcFace,
+LargeMarginSoftmax and SphereFace run at the PML settings of ``benchmarks/pml_parity`` (PML's margins in
+degrees for SubCenterArcFace, its ``W`` the transposed class vectors for CosFace, LargeMarginSoftmax and
+SphereFace and the transposed, flattened sub-centres ``(d, C·K)`` for SubCenterArcFace) and are compared.
+DynamicArcFace (per-class margins, no PML peer) is timed beside PML's ArcFace; its values are not compared.
 
 Run: ``python -m benchmarks.proxy_losses [--batch 128] [--dim 128] [--classes 100 1000] [--threads 1]
 [--losses ProxyAnchor CosFace ...]``
@@ -32,14 +33,28 @@ from benchmarks.timing import loss_and_gradient, run_times
 from tfdml.losses import (
     ArcFaceLoss,
     CosFaceLoss,
+    DynamicArcFaceLoss,
+    LargeMarginSoftmaxLoss,
     NormalizedSoftmaxLoss,
     ProxyAnchorLoss,
     ProxyNCALoss,
     SoftTripleLoss,
+    SphereFaceLoss,
     SubCenterArcFaceLoss,
 )
 
-LOSSES = ("ProxyNCA", "SoftTriple", "NormalizedSoftmax", "ArcFace", "ProxyAnchor", "CosFace", "SubCenterArcFace")
+LOSSES = (
+    "ProxyNCA",
+    "SoftTriple",
+    "NormalizedSoftmax",
+    "ArcFace",
+    "ProxyAnchor",
+    "CosFace",
+    "SubCenterArcFace",
+    "LargeMarginSoftmax",
+    "SphereFace",
+    "DynamicArcFace",
+)
 
 
 def pml_step(loss, labels, embeddings):
@@ -86,6 +101,19 @@ def build_pair(name, num_classes, dim):
         peer = pml_losses.CosFaceLoss(num_classes, dim, margin=0.35, scale=64.0)
         peer.W.data = torch.from_numpy(ours.centers.numpy().T.copy())
         return ours, peer, True
+    if name in ("LargeMarginSoftmax", "SphereFace"):
+        ours = {"LargeMarginSoftmax": LargeMarginSoftmaxLoss, "SphereFace": SphereFaceLoss}[name](
+            num_classes, dim, margin=4, scale=1.0, seed=0
+        )
+        peer = getattr(pml_losses, f"{name}Loss")(num_classes, dim, margin=4, scale=1.0)
+        peer.W.data = torch.from_numpy(ours.centers.numpy().T.copy())
+        return ours, peer, True
+    if name == "DynamicArcFace":
+        # No PML peer: timed beside PML's ArcFace (one margin); long-tailed counts, so values differ.
+        ours = DynamicArcFaceLoss(num_classes, dim, class_counts=[1 + c for c in range(num_classes)], seed=0)
+        peer = pml_losses.ArcFaceLoss(num_classes, dim, margin=math.degrees(0.5), scale=30.0)
+        peer.W.data = torch.from_numpy(ours.centers.numpy().T.copy())
+        return ours, peer, False
     # SubCenterArcFace: PML's W is (d, C·K), column c·K + k for sub-centre k of class c.
     ours = SubCenterArcFaceLoss(num_classes, dim, margin=0.5, scale=64.0, sub_centers=3, seed=0)
     peer = pml_losses.SubCenterArcFaceLoss(

@@ -21,8 +21,13 @@ NUM_CLASSES = BATCH // PER_CLASS
 # Losses whose value is random for a fixed batch and miner (QuadrupletLoss draws its fourth sample):
 # XLA draws other numbers than TensorFlow's kernels, so their XLA value is checked, not compared.
 STOCHASTIC_LOSSES = {"QuadrupletLoss"}
+# Losses of fourth order in the embeddings (VICReg's covariance term): their value at ‖x‖ = 1e15 exceeds float32.
+QUARTIC_LOSSES = {"VICRegLoss"}
+# Miners that mine nothing when every embedding is the same point (a semi-hard negative must be strictly
+# farther than the positive): on the "identical" degenerate batch they return no tuple.
+EMPTY_WHEN_COLLAPSED = {"BatchEasyHardMiner"}
 # Miners whose tuples are a function of the batch alone (the others draw them).
-DETERMINISTIC_MINERS = {"BatchHardMiner", "MultiSimilarityMiner", "PairMarginMiner"}
+DETERMINISTIC_MINERS = {"BatchEasyHardMiner", "BatchHardMiner", "HDCMiner", "MultiSimilarityMiner", "PairMarginMiner"}
 
 # Constructions that take other code paths than a class's defaults: {class name: {variant: arguments}}.
 VARIANTS = {
@@ -33,6 +38,7 @@ VARIANTS = {
         "all-pairs": {"pairs": "all", "miner": None},
     },
     "ContrastiveLoss": {"all-pairs": {"pairs": "all", "miner": None}},
+    "DecoupledContrastiveLoss": {"weighted": {"sigma": 0.5}},
     "MultiSimilarityLoss": {"all-pairs": {"pairs": "all", "miner": None}},
     "SemiHardMiner": {"anchors-fixed": {"lower_bound": 0.5, "construction": "anchors"}},
     "DistanceWeightedMiner": {"anchors": {"construction": "anchors", "nonzero_loss_cutoff": None}},
@@ -68,6 +74,7 @@ SUPPLIED = {
     "num_classes": lambda: NUM_CLASSES,
     "embedding_dim": lambda: DIM,
     "num_images": lambda: BATCH,
+    "class_counts": lambda: [PER_CLASS * 4**c for c in range(NUM_CLASSES)],
     "miner": default_miner,
 }
 
@@ -129,9 +136,11 @@ def is_stochastic(case_id):
 
 
 def check_variants():
-    """The class names of :data:`VARIANTS`, :data:`STOCHASTIC_LOSSES` and :data:`DETERMINISTIC_MINERS` that are not registered."""
+    """The class names of :data:`VARIANTS`, :data:`STOCHASTIC_LOSSES`, :data:`QUARTIC_LOSSES`,
+    :data:`EMPTY_WHEN_COLLAPSED` and :data:`DETERMINISTIC_MINERS` that are not registered."""
     names = {cls.__name__ for cls in loss_classes() + miner_classes()}
-    return sorted((set(VARIANTS) | STOCHASTIC_LOSSES | DETERMINISTIC_MINERS) - names)
+    declared = set(VARIANTS) | STOCHASTIC_LOSSES | QUARTIC_LOSSES | EMPTY_WHEN_COLLAPSED | DETERMINISTIC_MINERS
+    return sorted(declared - names)
 
 
 def batch(seed=0):

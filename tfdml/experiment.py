@@ -20,6 +20,7 @@ callbacks.
 import dataclasses
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfdml import data as tfdml_data
@@ -143,7 +144,12 @@ class Experiment:
         self.steps_per_epoch = config["steps_per_epoch"] or self.sampler.batches_per_epoch
         with strategy.scope():
             self.embedder = build_embedder(config, image_shape, synchronized_batchnorm=strategy.num_replicas_in_sync > 1)
-            self.loss = build_loss(config, num_classes=int(self.train_data.labels.max()) + 1, num_images=len(self.train_data))
+            self.loss = build_loss(
+                config,
+                num_classes=int(self.train_data.labels.max()) + 1,
+                num_images=len(self.train_data),
+                class_counts=np.bincount(self.train_data.labels).tolist(),
+            )
             self.model = MetricLearningModel(self.embedder, self.loss)
             self.model.compile(optimizer=build_optimizer(config), jit_compile=resolve_jit_compile(config["jit_compile"]))
 

@@ -1,10 +1,14 @@
-"""PML parity cases of sub-center ArcFace (learned sub-centres per class) and of NCA (within the batch), in float64.
+"""PML parity cases of sub-center ArcFace (learned sub-centres per class), of L-Softmax and SphereFace (learned
+class weights) and of NCA (within the batch), in float64.
 
 Sub-center ArcFace: PML's loss draws its sub-centres from torch's seeded generator; ``inputs`` stores them
 in tfdml's layout ``(num_classes, K, d)`` (PML's ``W`` is ``(d, num_classes·K)``, column ``c·K + k``), and
 each case also records PML's ``get_outliers`` on the batch at ``outlier_threshold`` degrees: the outlier
 indices (sorted) and the dominant centres ``(num_classes, d)`` (rows of classes absent from the batch are
 unset in PML, so NaN here). ``params`` are tfdml's arguments (margin in radians), ``pml`` PML's (degrees).
+
+L-Softmax and SphereFace: PML's class weights ``W`` ``(d, num_classes)`` are stored as ``centers = W.T``; the
+margin (an integer multiplier) and scale are the same arguments in both libraries.
 
 NCA: on :func:`benchmarks.pml_parity.pairs.batches`; ``pml`` holds ``softmax_scale`` and whether PML's
 ``LpDistance(power=2)`` normalises the embeddings (its default; tfdml's loss is then applied to the
@@ -68,6 +72,37 @@ def subcenter_arcface(rng):
     return cases
 
 
+def _large_margin(rng, pml_class):
+    variants = {"": (4, 1.0), "_m2_s2": (2, 2.0), "_m3": (3, 1.0)}
+    cases = []
+    for batch_id, (embeddings, labels) in _subcenter_batches(rng).items():
+        for suffix, (margin, scale) in variants.items():
+            loss_fn = pml_class(num_classes=NUM_CLASSES, embedding_size=embeddings.shape[1], margin=margin, scale=scale)
+            loss, grad = pml_value_and_gradient(loss_fn, embeddings, labels)
+            cases.append(
+                {
+                    "id": f"{batch_id}{suffix}",
+                    "inputs": {"embeddings": embeddings, "labels": labels, "centers": loss_fn.W.T},
+                    "params": {"margin": margin, "scale": scale},
+                    "loss": loss,
+                    "grad": grad,
+                }
+            )
+    return cases
+
+
+def large_margin_softmax(rng):
+    from pytorch_metric_learning.losses import LargeMarginSoftmaxLoss
+
+    return _large_margin(rng, LargeMarginSoftmaxLoss)
+
+
+def sphereface(rng):
+    from pytorch_metric_learning.losses import SphereFaceLoss
+
+    return _large_margin(rng, SphereFaceLoss)
+
+
 def nca(rng):
     from pytorch_metric_learning.distances import LpDistance
     from pytorch_metric_learning.losses import NCALoss
@@ -92,4 +127,9 @@ def nca(rng):
     return cases
 
 
-CASES = {"SubCenterArcFaceLoss": subcenter_arcface, "NCALoss": nca}
+CASES = {
+    "SubCenterArcFaceLoss": subcenter_arcface,
+    "LargeMarginSoftmaxLoss": large_margin_softmax,
+    "SphereFaceLoss": sphereface,
+    "NCALoss": nca,
+}

@@ -10,6 +10,9 @@ Smooth-AP: PML reads the labels only for their counts and splits the batch into 
 of 2 and a lone sample is the one-class case PML takes; the other degenerate batches (8 samples of one
 class, 8 singletons, 4 classes of 2) break PML's block assumption and hold ``pml_differs``.
 
+PNP: the pair batches of ``pairs.py`` (random and degenerate) with PML's defaults (variant ``O``), and
+the 16-sample batch with singletons with each other variant and non-default ``b``, ``alpha`` and ``anneal``.
+
 ``params`` are tfdml's arguments and ``pml`` PML's (the setting that reproduces tfdml's loss).
 """
 
@@ -82,4 +85,17 @@ def smooth_ap(rng):
     return made
 
 
-CASES = {"LiftedStructureLoss": lifted_structure, "SmoothAPLoss": smooth_ap}
+def pnp(rng):
+    from pytorch_metric_learning.losses import PNPLoss
+
+    settings = {"": {}, "_Ds": {"variant": "Ds"}, "_Dq": {"variant": "Dq"}, "_Iu": {"variant": "Iu"}}
+    settings["_Ib_b3"] = {"variant": "Ib", "b": 3.0}
+    settings["_Dq_a2_t01"] = {"variant": "Dq", "alpha": 2.0, "anneal": 0.1}
+    made = []
+    for batch_id, (embeddings, labels) in pair_batches(rng).items():
+        for suffix, params in settings.items() if batch_id == "b16_singletons" else [("", {})]:
+            made.append(case(f"{batch_id}{suffix}", embeddings, labels, params, params, PNPLoss(**params)))
+    return made
+
+
+CASES = {"LiftedStructureLoss": lifted_structure, "PNPLoss": pnp, "SmoothAPLoss": smooth_ap}

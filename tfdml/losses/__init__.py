@@ -31,11 +31,20 @@ from tfdml.losses.angular import AngularLoss, angular_loss
 from tfdml.losses.arcface import ArcFaceLoss, arcface_loss
 from tfdml.losses.base import DMLLoss, LossParameters, ParametricDMLLoss
 from tfdml.losses.circle import CircleLoss, circle_loss
-from tfdml.losses.contrastive import ContrastiveLoss, contrastive_all_pairs, contrastive_loss
+from tfdml.losses.contrastive import ContrastiveLoss, contrastive_all_pairs, contrastive_loss, contrastive_pair_loss
 from tfdml.losses.contrastive_softmax import NTXentLoss, SupConLoss, ntxent_loss, supcon_loss
 from tfdml.losses.cosface import CosFaceLoss, cosface_loss
+from tfdml.losses.decoupled_contrastive import DecoupledContrastiveLoss, decoupled_contrastive_loss
+from tfdml.losses.dynamic_arcface import DynamicArcFaceLoss, dynamic_arcface_loss, dynamic_arcface_margins
 from tfdml.losses.fastap import FastAPLoss, fastap_loss, fastap_loss_autodiff
 from tfdml.losses.histogram import HistogramLoss, histogram_loss
+from tfdml.losses.instance import InstanceLoss, instance_loss
+from tfdml.losses.large_margin_softmax import (
+    LargeMarginSoftmaxLoss,
+    SphereFaceLoss,
+    large_margin_softmax_loss,
+    sphereface_loss,
+)
 from tfdml.losses.lifted_structure import (
     GeneralizedLiftedStructureLoss,
     LiftedStructureLoss,
@@ -47,14 +56,25 @@ from tfdml.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_
 from tfdml.losses.nca import NCALoss, nca_loss
 from tfdml.losses.normalized_softmax import NormalizedSoftmaxLoss, normalized_softmax_loss
 from tfdml.losses.npair import NPairLoss, npair_loss
+from tfdml.losses.pnp import PNPLoss, pnp_loss
 from tfdml.losses.proxy_anchor import ProxyAnchorLoss, proxy_anchor_loss
 from tfdml.losses.proxy_nca import ProxyNCALoss, proxy_nca_loss
 from tfdml.losses.quadruplet import QuadrupletLoss, quadruplet_loss
+from tfdml.losses.ranked_list import RankedListLoss, ranked_list_loss
 from tfdml.losses.smooth_ap import SmoothAPLoss, smooth_ap_loss
 from tfdml.losses.snr import SNRLoss, snr_loss
 from tfdml.losses.soft_triple import SoftTripleLoss, soft_triple_loss
 from tfdml.losses.subcenter_arcface import SubCenterArcFaceLoss, subcenter_arcface_loss, subcenter_arcface_outliers
 from tfdml.losses.triplet import TripletLoss, triplet_loss
+from tfdml.losses.tuplet_margin import (
+    IntraPairVarianceLoss,
+    TupletMarginLoss,
+    intra_pair_variance_all_pairs,
+    intra_pair_variance_loss,
+    tuplet_margin_all_pairs,
+    tuplet_margin_loss,
+)
+from tfdml.losses.vicreg import VICRegLoss, vicreg_loss
 
 __all__ = [
     "AngularLoss",
@@ -63,9 +83,14 @@ __all__ = [
     "ContrastiveLoss",
     "CosFaceLoss",
     "DMLLoss",
+    "DecoupledContrastiveLoss",
+    "DynamicArcFaceLoss",
     "FastAPLoss",
     "GeneralizedLiftedStructureLoss",
     "HistogramLoss",
+    "InstanceLoss",
+    "IntraPairVarianceLoss",
+    "LargeMarginSoftmaxLoss",
     "LiftedStructureLoss",
     "LossParameters",
     "MarginLoss",
@@ -74,26 +99,39 @@ __all__ = [
     "NPairLoss",
     "NTXentLoss",
     "NormalizedSoftmaxLoss",
+    "PNPLoss",
     "ParametricDMLLoss",
     "ProxyAnchorLoss",
     "ProxyNCALoss",
     "QuadrupletLoss",
+    "RankedListLoss",
     "SNRLoss",
     "SmoothAPLoss",
     "SoftTripleLoss",
+    "SphereFaceLoss",
     "SubCenterArcFaceLoss",
     "SupConLoss",
     "TripletLoss",
+    "TupletMarginLoss",
+    "VICRegLoss",
     "angular_loss",
     "arcface_loss",
     "circle_loss",
     "contrastive_all_pairs",
     "contrastive_loss",
+    "contrastive_pair_loss",
     "cosface_loss",
+    "decoupled_contrastive_loss",
+    "dynamic_arcface_loss",
+    "dynamic_arcface_margins",
     "fastap_loss",
     "fastap_loss_autodiff",
     "generalized_lifted_structure_loss",
     "histogram_loss",
+    "instance_loss",
+    "intra_pair_variance_all_pairs",
+    "intra_pair_variance_loss",
+    "large_margin_softmax_loss",
     "lifted_structure_loss",
     "margin_loss",
     "margin_loss_all_pairs",
@@ -103,14 +141,20 @@ __all__ = [
     "normalized_softmax_loss",
     "npair_loss",
     "ntxent_loss",
+    "pnp_loss",
     "proxy_anchor_loss",
     "proxy_nca_loss",
     "quadruplet_loss",
+    "ranked_list_loss",
     "smooth_ap_loss",
     "snr_loss",
     "soft_triple_loss",
+    "sphereface_loss",
     "subcenter_arcface_loss",
     "subcenter_arcface_outliers",
     "supcon_loss",
     "triplet_loss",
+    "tuplet_margin_all_pairs",
+    "tuplet_margin_loss",
+    "vicreg_loss",
 ]

@@ -16,11 +16,12 @@ def arcface_target_cosine(cosine, margin):
     Past ``θ = π − m``, ``cos(θ + m)`` would grow again with ``θ`` and reward moving
     away from the class centre; the continuation (from the authors' code) keeps
     the target logit decreasing in ``θ``. ``sin θ`` uses a square root with a
-    finite gradient at ``θ = 0``.
+    finite gradient at ``θ = 0``. ``margin``: a float or a tensor broadcastable to ``cosine``.
     """
+    margin = tf.cast(tf.convert_to_tensor(margin, dtype_hint=cosine.dtype), cosine.dtype)
     sine = safe_sqrt(1.0 - tf.square(cosine))
-    with_margin = cosine * math.cos(margin) - sine * math.sin(margin)
-    return tf.where(cosine > -math.cos(margin), with_margin, cosine - margin * math.sin(margin))
+    with_margin = cosine * tf.cos(margin) - sine * tf.sin(margin)
+    return tf.where(cosine > -tf.cos(margin), with_margin, cosine - margin * tf.sin(margin))
 
 
 def arcface_loss(labels, embeddings, centers, margin=0.5, scale=16.0):
@@ -39,8 +40,12 @@ def arcface_loss(labels, embeddings, centers, margin=0.5, scale=16.0):
 def arcface_cross_entropy(labels, cosine, margin, scale):
     """Mean softmax cross-entropy of ``scale·cos`` with the target cosine ``cos θ_i,y_i`` replaced by
     ``cos(θ_i,y_i + margin)`` (:func:`arcface_target_cosine`): ArcFace's loss given the cosines ``(b, C)``
-    of each sample to each class (Sub-center ArcFace's: to each class's nearest sub-centre)."""
+    of each sample to each class (Sub-center ArcFace's: to each class's nearest sub-centre). ``margin`` is a
+    float, or a ``(C,)`` tensor of margins per class (Dynamic ArcFace's)."""
     own_class = tf.one_hot(labels, tf.shape(cosine)[1], on_value=True, off_value=False)
+    margin = tf.cast(tf.convert_to_tensor(margin, dtype_hint=cosine.dtype), cosine.dtype)
+    if margin.shape.rank:
+        margin = tf.gather(margin, labels)
     target = arcface_target_cosine(tf.gather(cosine, labels, axis=1, batch_dims=1), margin)
     logits = scale * tf.where(own_class, target[:, tf.newaxis], cosine)
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))

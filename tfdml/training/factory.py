@@ -3,7 +3,7 @@
 A recipe names classes (``loss.class``, ``miner.class``, ``sampler.class``) by their Keras
 serialization name under the package ``"tfdml"``, the name ``keras.saving`` saves them
 under. Arguments come from the section's ``params``; the arguments a run derives from its
-data or from other recipe keys (``num_classes``, ``num_images``, ``embedding_dim``, the
+data or from other recipe keys (``num_classes``, ``num_images``, ``class_counts``, ``embedding_dim``, the
 memory ``bank``, ``samples_per_class``, the data's ``categories``) are passed to the classes
 that declare them in their ``data_arguments`` attribute, unless ``params`` sets them.
 The optimizer and the backbone are looked up by name in their registries
@@ -60,12 +60,14 @@ def build_miner(config):
     return construct("miner", config["miner"], always={"seed": config["seed"]})
 
 
-def build_loss(config, num_classes, num_images):
-    """The recipe's loss with its miner, for training data of ``num_classes`` classes and ``num_images`` images."""
+def build_loss(config, num_classes, num_images, class_counts=None):
+    """The recipe's loss with its miner, for training data of ``num_classes`` classes and ``num_images`` images
+    (``class_counts``: the number of images of each class)."""
     derived = {
         "miner": build_miner(config),
         "num_classes": num_classes,
         "num_images": num_images,
+        "class_counts": class_counts,
         "embedding_dim": config["model"]["embedding_dim"],
     }
     return construct("loss", config["loss"], derived=derived)
