@@ -5,6 +5,8 @@ import pkgutil
 import sys
 
 import paths
+import pytest
+import yaml
 
 sys.path.insert(0, str(paths.REPO))  # benchmarks/ is a package of the repository, not of the install
 
@@ -52,3 +54,58 @@ def test_summary_is_the_first_paragraph_and_paper_the_first_citation():
         assert catalogue.summary_and_paper(uncited) == ("Draws at random.", "—")
     finally:
         del sys.modules["tests_uncited"]
+
+
+def test_every_public_class_says_when_to_use_it():
+    lacking = []
+    for _, package, bases in catalogue.sections():
+        for cls in catalogue.public_classes(package, bases):
+            try:
+                catalogue.when_to_use(cls)
+            except ValueError:
+                lacking.append(cls.__name__)
+    assert not lacking, f"docstrings without a 'When to use:' paragraph: {lacking}"
+
+
+def test_when_to_use_is_its_docstring_paragraph_and_its_absence_names_the_class():
+    class Advised:
+        """Pulls pairs together.
+
+            L = ...
+
+        When to use: clean labels
+        and large batches (Wu et al. 2017).
+        """
+
+    class Unadvised:
+        """Pulls pairs together (Wu et al. 2017).
+
+        When to use is not said here.
+        """
+
+    assert catalogue.when_to_use(Advised) == "clean labels and large batches (Wu et al. 2017)."
+    assert catalogue.summary_and_paper(Advised) == ("Pulls pairs together.", "—")  # the advice cites no paper
+    with pytest.raises(ValueError, match="Unadvised"):
+        catalogue.when_to_use(Unadvised)
+
+
+def test_recipe_column_names_the_recipe_key_and_the_shipped_recipes_that_use_the_class():
+    from tfdml import losses, mining, sampling
+    from tfdml.training.factory import resolve_class
+
+    for _, package, bases in catalogue.sections():
+        for cls in catalogue.public_classes(package, bases):
+            key, name = catalogue.recipe_key(cls)
+            assert resolve_class(key.removesuffix(".class"), name) is cls
+    fastap = (paths.REPO / "pipelines" / "fastap_sop.yaml").read_text()
+    assert yaml.safe_load(fastap)["loss"]["class"] == "FastAPLoss"
+    cell = catalogue.recipe_cell(losses.FastAPLoss)
+    assert cell.startswith("`loss.class: FastAPLoss`") and "`fastap_sop.yaml`" in cell
+    assert "MetricLearningModel" not in cell and "MetricLearningModel" in catalogue.recipe_cell(losses.ProxyAnchorLoss)
+    assert "`roth_cub200_triplet_semihard.yaml`" in catalogue.recipe_cell(mining.SemiHardMiner)
+    # It names no sampler: its SPCSampler comes from the recipe it extends.
+    semihard = yaml.safe_load((paths.REPO / "pipelines" / "roth_cub200_triplet_semihard.yaml").read_text())
+    assert "sampler" not in semihard and semihard["extends"] == "roth_protocol.yaml"
+    assert "roth_cub200_triplet_semihard.yaml" in catalogue.recipe_uses()["sampler.class", "SPCSampler"]
+    assert catalogue.recipe_cell(sampling.SPCSampler).endswith(
+        f" and {len(catalogue.recipe_uses()['sampler.class', 'SPCSampler']) - catalogue.SHOWN_RECIPES} more")

@@ -45,6 +45,9 @@ def angular_loss(labels, embeddings, alpha=45.0, angular_weight=2.0, nu=0.005):
 class AngularLoss(DMLLoss):
     """N-pair loss on unnormalised embeddings plus the angular constraint on normalised ones.
 
+    When to use: a triplet-style loss whose angular constraint is scale-invariant; needs batches of several classes with
+    two or more samples each, and no miner.
+
     For every ordered positive pair ``(a, p)`` and negatives ``n`` (``y_n ≠ y_a``), with
     ``φ = φ* / ‖φ*‖``:
 

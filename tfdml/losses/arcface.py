@@ -55,6 +55,9 @@ def arcface_cross_entropy(labels, cosine, margin, scale):
 class ArcFaceLoss(ClassParametersLoss):
     """ArcFace loss (Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition", CVPR 2019).
 
+    When to use: many classes with several images each (faces, landmarks, re-identification); a classification loss that
+    needs no miner and no special batches.
+
     Each class has a learned centre ``W_c``; ``θ_i,c`` is the angle between the
     embedding ``φ_i`` and ``W_c``. The target angle gets an additive margin
     ``m`` and all cosines are scaled by ``s`` (Roth et al. 2020, supplementary

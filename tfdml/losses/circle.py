@@ -43,6 +43,9 @@ def circle_loss(labels, embeddings, margin=0.4, scale=80.0, distance="cosine"):
 class CircleLoss(DMLLoss):
     """Circle loss: each pair similarity weighted by its distance from its optimum, a circular decision boundary.
 
+    When to use: a pair loss that weights each pair by how far it is from its optimum; strong on re-identification and
+    fine-grained retrieval with P×K batches.
+
     With cosine similarities ``s_ij`` of the L2-normalised embeddings and the positive/negative
     partners ``P_i``/``N_i`` of anchor ``i`` (every other sample of its class / of another class):
 

@@ -121,6 +121,9 @@ class ContrastiveLoss(DMLLoss):
     :class:`~tfdml.mining.multi_similarity.PairMasks` (e.g. :class:`~tfdml.mining.PairMarginMiner`)
     give the pairs directly. The mean is over all mined pairs; no pair gives 0.
 
+    When to use: the simplest pair baseline; competitive with a distance-weighted or pair-margin miner (Roth et al.
+    2020), and it accepts pair miners.
+
     Under a similarity ``S`` (``distance="cosine"`` or ``"dot"``) the directions flip, as in
     pytorch-metric-learning (PML): ``ℓ = 1[y_i = y_j] (m⁺ − S_ij)_+ + 1[y_i ≠ y_j] (S_ij − γ)_+``, so
     ``m⁺`` is the similarity above which positives cost nothing and ``γ`` the one below which

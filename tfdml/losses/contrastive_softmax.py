@@ -58,6 +58,9 @@ def ntxent_loss(labels, embeddings, temperature=0.07, distance="cosine"):
 class SupConLoss(DMLLoss):
     """Supervised contrastive loss: each anchor's positives scored by a softmax over the rest of the batch.
 
+    When to use: labelled data with large batches and strong augmentation, several positives per anchor; robust to its
+    hyperparameters.
+
     With cosine similarities ``s_ij`` of the L2-normalised embeddings, the other samples
     ``A(i) = {j ≠ i}`` and the positives ``P(i) = {p ∈ A(i): y_p = y_i}`` of anchor ``i``:
 
@@ -110,6 +113,9 @@ class SupConLoss(DMLLoss):
 class NTXentLoss(DMLLoss):
     """NT-Xent (normalised temperature-scaled cross-entropy) with labels: each positive pair against the
     anchor's negatives.
+
+    When to use: contrastive training with large batches: self-supervised pairs of views (SimCLR) or labels with several
+    positives per anchor.
 
     With cosine similarities ``s_ij`` of the L2-normalised embeddings, the ordered positive
     pairs ``P = {(i, j): i ≠ j, y_i = y_j}`` and the negatives ``N_i = {k: y_k ≠ y_i}`` of anchor ``i``:

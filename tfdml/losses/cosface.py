@@ -27,6 +27,9 @@ def cosface_loss(labels, embeddings, centers, margin=0.35, scale=64.0):
 class CosFaceLoss(ClassParametersLoss):
     """CosFace loss (Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face Recognition", CVPR 2018).
 
+    When to use: like ArcFace (many classes, faces or landmarks) with an additive cosine margin, simpler and more stable
+    early in training.
+
     Each class has a learned centre ``W_c``; ``cos θ_i,c`` is the cosine between
     the embedding ``x_i`` and ``W_c``. The target cosine gets an additive margin
     ``m`` and all cosines are scaled by ``s`` (Wang et al., eq. 4, the large

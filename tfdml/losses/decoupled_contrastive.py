@@ -42,6 +42,9 @@ def decoupled_contrastive_loss(labels, embeddings, temperature=0.1, sigma=None):
 class DecoupledContrastiveLoss(DMLLoss):
     """Decoupled contrastive loss (DCL): NT-Xent with the positive pair removed from the softmax's denominator.
 
+    When to use: NT-Xent-style training with small batches, where dropping the positive from the denominator learns
+    faster and more stably.
+
     With cosine similarities ``s_ij`` of the L2-normalised embeddings, the ordered positive pairs
     ``P = {(i, j): i ≠ j, y_i = y_j}`` and the negatives ``N_i = {k: y_k ≠ y_i}`` of anchor ``i``:
 

@@ -52,6 +52,9 @@ class DynamicArcFaceLoss(ClassParametersLoss):
     """ArcFace with dynamic margins: a margin per class, larger for rare classes, for long-tailed training
     data (Ha, Liu, Liu, Liao, "Google Landmark Recognition 2020 Competition Third Place Solution", 2020).
 
+    When to use: ArcFace on long-tailed data (landmarks, products), where rare classes need larger margins than frequent
+    ones.
+
     :class:`ArcFaceLoss` with the target angle's margin ``m_{y_i}`` set by the size ``n_c`` of class ``c``
     in the training data (arXiv:2010.05350, its section on dynamic margins):
 

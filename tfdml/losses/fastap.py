@@ -246,6 +246,9 @@ def fastap_loss_autodiff(labels, embeddings, num_bins=10):
 class FastAPLoss(DMLLoss):
     """FastAP: a listwise loss that directly optimises an approximation of average precision.
 
+    When to use: retrieval metrics (AP) with large batches; pairs with category-hard batches on data with a category
+    hierarchy (SOP).
+
     Each sample queries the rest of the batch; with squared distances of L2-normalised
     embeddings soft-binned into ``L + 1`` centres ``0, Δ, …, 4`` (``Δ = 4/L``):
 

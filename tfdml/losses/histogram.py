@@ -42,6 +42,9 @@ def histogram_loss(labels, embeddings, num_bins=65):
 class HistogramLoss(DMLLoss):
     """Probability that a random negative pair is more similar than a random positive pair.
 
+    When to use: few hyperparameters (only the bin count), no margin and no miner to tune; usually behind the tuned pair
+    losses.
+
     Cosine similarities ``s = φ̂_iᵀφ̂_j`` of the unordered pairs ``i < j`` are soft-binned
     onto ``R`` nodes ``t_r = −1 + rΔ``, ``Δ = 2 / (R − 1)``, with the triangular kernel
 

@@ -26,6 +26,9 @@ def instance_loss(labels, embeddings, scale=64.0):
 class InstanceLoss(DMLLoss):
     """Instance loss: a softmax classifier whose class vectors are the batch's own normalised embeddings.
 
+    When to use: instance-level retrieval with few images per class (image–text, person re-identification), each batch
+    sample its own class.
+
     With cosine similarities ``s_ij`` of the L2-normalised embeddings and ``C_i = {j : y_j = y_i}`` (``i``
     itself included), each sample is classified among the ``b`` samples of the batch, its targets spread
     evenly over its class:

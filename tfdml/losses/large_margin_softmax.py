@@ -85,6 +85,9 @@ class LargeMarginSoftmaxLoss(ClassParametersLoss):
     margin on the target class (Liu et al., "Large-Margin Softmax Loss for Convolutional Neural Networks",
     ICML 2016).
 
+    When to use: a classification baseline with a multiplicative angular margin; ArcFace or CosFace train more stably
+    for most tasks.
+
     Each class has a learned weight ``W_c`` (``centers``, not normalised); ``θ_i,c`` is the angle between
     the embedding ``x_i`` and ``W_c``. The softmax logits are ``‖W_c‖‖x_i‖ cos θ_i,c = W_c·x_i``, the
     target's with ``cos θ`` replaced by ``ψ(θ)``, a multiplicative angular margin ``m`` (ψ: eq. 6):
@@ -141,6 +144,8 @@ class SphereFaceLoss(LargeMarginSoftmaxLoss):
     """SphereFace's angular softmax (A-Softmax) loss: L-Softmax with L2-normalised class weights, so that
     the margin acts on angles alone (Liu et al., "SphereFace: Deep Hypersphere Embedding for Face
     Recognition", CVPR 2017).
+
+    When to use: reproducing SphereFace; ArcFace or CosFace train more stably and are usually preferred.
 
     :class:`LargeMarginSoftmaxLoss` with ``‖W_c‖ = 1``: the logits are ``‖x_i‖ cos θ_i,c``, the target's with ``ψ(θ)`` (the same
     ``ψ(θ) = (−1)^k cos(mθ) − 2k`` for ``θ ∈ [kπ/m, (k+1)π/m]``), so the decision depends on angles alone

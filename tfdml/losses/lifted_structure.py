@@ -26,6 +26,9 @@ def generalized_lifted_structure_loss(labels, embeddings, margin=1.0, nu=0.005):
 class GeneralizedLiftedStructureLoss(DMLLoss):
     """Lifted structure loss over all positive and negative pairs of each anchor.
 
+    When to use: every positive and negative pair of the batch with no miner; a mid-table pair baseline under Roth et
+    al.'s protocol.
+
     With Euclidean distances ``d`` between unnormalised embeddings ``φ*``:
 
     ```
@@ -88,6 +91,9 @@ def lifted_structure_loss(labels, embeddings, margin=1.0):
 @keras.saving.register_keras_serializable(package="tfdml")
 class LiftedStructureLoss(DMLLoss):
     """The original lifted structure loss: each positive pair against every negative of both its samples.
+
+    When to use: reproducing Song et al. 2016; prefer GeneralizedLiftedStructureLoss or MultiSimilarityLoss for new
+    work.
 
     With Euclidean distances ``D`` between unnormalised embeddings, the set ``P`` of (unordered)
     positive pairs and ``N_i`` the samples of other classes than ``i``:

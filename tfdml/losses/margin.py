@@ -80,6 +80,9 @@ class MarginLoss(ParametricDMLLoss):
     normalised by the number of active (non-zero) terms; with none active the loss
     is 0, not NaN. ``ν`` regularises β towards small values (the ν-trick of ν-SVM).
 
+    When to use: a strong, cheap default with distance-weighted sampling (Wu et al. 2017), β learnable per class; the
+    shipped recipes' default.
+
     ``β⁽⁰⁾`` is a constant unless ``learn_beta``; ``β_class``/``β_img`` start at 0.
     Learnable β live in ``self.parameters`` (a :class:`LossParameters` with
     ``beta_learning_rate``, never weight-decayed) and are trained by

@@ -31,6 +31,9 @@ class NCALoss(DMLLoss):
     """Neighbourhood Components Analysis loss: the log-probability that a sample's stochastic nearest
     neighbour in the batch has its label.
 
+    When to use: a soft nearest-neighbour objective over the batch with no margin and no miner; a simple baseline for
+    modest class counts.
+
     With the squared Euclidean distances ``D²_ij = ‖x_i − x_j‖²`` of the embeddings (used as given, not
     normalised), each sample ``i`` picks a neighbour ``j ≠ i`` with a softmax over negative scaled
     squared distances, and ``p_i`` is the probability that it picks a positive ``P_i = {j ≠ i: y_j = y_i}``:

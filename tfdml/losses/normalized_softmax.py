@@ -24,6 +24,9 @@ def normalized_softmax_loss(labels, embeddings, proxies, temperature=0.05):
 class NormalizedSoftmaxLoss(ClassParametersLoss):
     """Normalized softmax loss (Zhai & Wu, "Classification is a Strong Baseline for Deep Metric Learning", BMVC 2019).
 
+    When to use: a strong, simple classification baseline for many classes (Zhai & Wu 2019); no miner and no large
+    batches needed.
+
     A softmax classifier whose weights ``ψ_c`` (one proxy per class) and inputs
     are L2-normalised, with temperature ``T`` (Roth et al. 2020, supplementary
     A.1, eq. 19):

@@ -24,6 +24,8 @@ def npair_loss(labels, embeddings, nu=0.005):
 class NPairLoss(DMLLoss):
     """Multi-class N-pair loss with an embedding-norm regulariser.
 
+    When to use: batches of many classes with two samples each; every negative of the batch is used, with no miner.
+
     Every ordered positive pair ``(a, p)`` (``y_a = y_p``, ``a ≠ p``) is an anchor/positive
     tuple whose negatives are all batch samples of other classes:
 

@@ -82,6 +82,9 @@ def pnp_loss(labels, embeddings, b=2.0, alpha=1.0, anneal=0.01, variant="O"):
 class PNPLoss(DMLLoss):
     """PNP: each positive penalised by a smoothed count of the negatives ranked before it.
 
+    When to use: optimising ranking (AP, recall) where positives need not be pulled together, e.g. classes with several
+    modes; an alternative to Smooth-AP.
+
     With cosine similarities ``s_qi`` of the L2-normalised embeddings, every query ``q`` with a positive,
     ``Q`` those queries, ``P_q`` its class (``q`` included), ``N_q`` the other classes and
     ``G(x) = σ(x/τ)``, the smoothed number of negatives before positive ``i`` is

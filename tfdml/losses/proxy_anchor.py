@@ -30,6 +30,8 @@ def proxy_anchor_loss(labels, embeddings, proxies, margin=0.1, alpha=32.0):
 class ProxyAnchorLoss(ClassParametersLoss):
     """Proxy-Anchor loss (Kim et al., "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020).
 
+    When to use: large class counts, fast convergence; the strongest proxy baseline on CUB/CARS/SOP.
+
     Each class ``c`` has one learned proxy ``p_c``; ``s(x, p)`` is the cosine
     similarity. Unlike ProxyNCA, the proxies are the anchors: each weighs every
     embedding of the batch, so an embedding's gradient depends on the others

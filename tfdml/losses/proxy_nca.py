@@ -36,6 +36,9 @@ def proxy_nca_loss(labels, embeddings, proxies, metric="euclidean", scale=1.0):
 class ProxyNCALoss(ClassParametersLoss):
     """ProxyNCA loss (Movshovitz-Attias et al., "No Fuss Distance Metric Learning using Proxies", ICCV 2017).
 
+    When to use: many classes and small batches (one proxy per class, no miner); converges fast, usually behind
+    ProxyAnchorLoss.
+
     Each class ``c`` has one learned proxy ``ψ_c``; every embedding is pulled
     towards its class's proxy and pushed from all other proxies (Roth et al.
     2020, supplementary A.1, eq. 13):

@@ -97,6 +97,9 @@ class QuadrupletLoss(DMLLoss):
     Tuples whose batch has no third class have no second term; no tuple gives 0.
     The first negative ``n`` is distance-weighted by default (Roth et al.).
 
+    When to use: re-identification-style training where distances must be comparable across anchors (one global
+    threshold), beyond what triplets enforce.
+
     Args:
         margin_1: ``γ₁ >= 0`` (default 1.0).
         margin_2: ``γ₂ >= 0`` (default 0.5).

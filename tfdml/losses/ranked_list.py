@@ -43,6 +43,9 @@ def ranked_list_loss(
 class RankedListLoss(DMLLoss):
     """Ranked list loss: every query ranks the whole batch; positives pulled within ``α − m``, negatives beyond ``α``.
 
+    When to use: retrieval with P×K batches where each query ranks its whole batch, keeping each class within a margin
+    band rather than a point.
+
     With Euclidean distances ``d_ij`` of the L2-normalised embeddings, each sample ``i`` of the batch is a
     query, its non-trivial positives and negatives the pairs that violate their boundary,
 

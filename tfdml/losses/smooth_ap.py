@@ -64,6 +64,9 @@ def smooth_ap_loss(labels, embeddings, temperature=0.01):
 class SmoothAPLoss(DMLLoss):
     """Smooth-AP: each query's average precision, with the rank indicator smoothed by a sigmoid.
 
+    When to use: optimising average precision directly for large-scale retrieval (SOP, iNaturalist) with large batches
+    of several samples per class.
+
     With cosine similarities ``s_qi`` of the L2-normalised embeddings, every sample ``q`` queries the
     whole batch ``Ω`` (itself included, see below), ``P_q`` its class (``q`` included) and
     ``G(x) = σ(x/τ)``:

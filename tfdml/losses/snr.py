@@ -42,6 +42,9 @@ def snr_loss(triplets, embeddings, margin=0.2, regularization=0.005):
 class SNRLoss(DMLLoss):
     """Triplet loss on the signal-to-noise-ratio distance, with a zero-mean regulariser.
 
+    When to use: a drop-in for TripletLoss whose signal-to-noise distance is more robust to the embeddings' scale and
+    noise.
+
     For mined triplets ``T`` on L2-normalised embeddings ``φ`` of dimension ``D``:
 
     ```

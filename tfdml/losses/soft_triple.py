@@ -55,6 +55,8 @@ def soft_triple_loss(labels, embeddings, centers, scale=8.0, gamma=0.1, margin=0
 class SoftTripleLoss(ClassParametersLoss):
     """SoftTriple loss (Qian et al., "SoftTriple Loss: Deep Metric Learning Without Triplet Sampling", ICCV 2019).
 
+    When to use: classes with several modes (K centres per class) and no miner; memory grows with classes × K.
+
     Each class ``c`` has ``K`` learned centres ``w_c^k``. With L2-normalised
     ``x̂_i`` and ``ŵ_c^k`` (Roth et al. 2020, supplementary A.1, eqs. 16–18):
 

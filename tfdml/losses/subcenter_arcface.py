@@ -60,6 +60,9 @@ class SubCenterArcFaceLoss(ClassParametersLoss):
     """Sub-center ArcFace loss: ArcFace with K learned sub-centres per class, each sample scored
     against its class's nearest, so that noisy samples can settle away from the dominant sub-centre.
 
+    When to use: ArcFace on noisy web-scale labels: outliers settle on non-dominant sub-centres instead of pulling the
+    class centre.
+
     Deng et al., "Sub-center ArcFace: Boosting Face Recognition by Large-scale Noisy Web Faces", ECCV 2020.
     Each class ``c`` has ``K`` learned sub-centres ``W_c,1 … W_c,K``; a sample's angle to a class is its
     angle to the class's nearest sub-centre, ``θ_i,c = arccos(max_k x̂_i · Ŵ_c,k)``. The loss is then

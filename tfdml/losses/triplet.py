@@ -30,6 +30,9 @@ class TripletLoss(DMLLoss):
     then how much more similar than the negative the positive must be (pytorch-metric-learning's
     ``distance.margin``). The mean runs over the valid mined triplets; no triplet gives 0.
 
+    When to use: the classic baseline; match the miner to the data (semi-hard or distance-weighted; batch-hard only for
+    clean labels).
+
     pytorch-metric-learning's (PML) ``TripletMarginLoss(margin=α, reducer=MeanReducer())`` with
     ``LpDistance(normalize_embeddings=False)`` (``power=2`` for ``"squared_euclidean"``,
     ``CosineSimilarity()``, ``DotProductSimilarity(normalize_embeddings=False)``) is this loss on the

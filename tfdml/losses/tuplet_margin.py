@@ -75,6 +75,8 @@ class TupletMarginLoss(DMLLoss):
     """Tuplet margin loss: each positive pair against all its anchor's negatives, with a slack margin on the
     positive angle, on scaled cosine similarities.
 
+    When to use: fine-grained retrieval with P×K batches; add IntraPairVarianceLoss, as Yu & Tao do.
+
     With ``θ_ij`` the angle between the L2-normalised embeddings ``φ̂_i`` and ``φ̂_j``, ``P`` the positive pairs
     and ``N_a`` the negatives of anchor ``a``:
 
@@ -157,6 +159,9 @@ def intra_pair_variance_all_pairs(labels, embeddings, pos_eps=0.01, neg_eps=0.01
 class IntraPairVarianceLoss(DMLLoss):
     """Intra-pair variance loss: penalises positive pairs less similar, and negative pairs more similar, than
     their batch's mean by a relative margin.
+
+    When to use: beside TupletMarginLoss (Yu & Tao add the two), to tighten the spread of the positive and the negative
+    similarities.
 
     With cosine similarities ``S_ij`` of the L2-normalised embeddings, the positive pairs ``P`` and negative
     pairs ``N`` (ordered, ``i ≠ j``), and their means ``μ_P = E_P[S]`` and ``μ_N = E_N[S]``:

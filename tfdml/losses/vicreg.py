@@ -67,6 +67,8 @@ def vicreg_loss(labels, embeddings, invariance_lambda=25.0, variance_mu=25.0, co
 class VICRegLoss(DMLLoss):
     """VICReg: invariance between two views, variance kept above a floor and decorrelated dimensions.
 
+    When to use: self-supervised pairs of views, no negatives needed.
+
     For two views ``Z, Z′ ∈ ℝ^{n × d}`` (row ``i`` of each: one image's two augmentations), with
     ``Var`` and ``Cov`` the unbiased (``n − 1``) statistics over the ``n`` rows:
 

@@ -29,6 +29,8 @@ class AngularMiner(TupleMiner):
     point (``D_ap = 0`` too, where ``arctan(0/0)`` is undefined: the hardest triplet there is); PML reads
     ``F.pairwise_distance``'s ``1e-6`` offsets there, an angle of 26.6°.
 
+    When to use: with AngularLoss, to hand it only the triplets its angle bound penalises.
+
     PML returns every triplet satisfying the condition, up to ``b³``. Here the tuples sit on a fixed
     ``b × b`` grid of ordered positive pairs (static shapes: it compiles under XLA), each valid where the
     pair has a qualifying negative and holding one drawn uniformly, as in

@@ -14,6 +14,8 @@ class BatchHardMiner(TupleMiner):
 
         p = argmax_{p: y_p = y_a, p ≠ a} D_ap,   n = argmin_{n: y_n ≠ y_a} D_an.
 
+    When to use: clean labels and a converged warm-up; noisy labels hurt it.
+
     Anchors without a positive or without a negative yield no tuple. The choice is
     deterministic; ``seed`` only drives ``p_switch``.
 

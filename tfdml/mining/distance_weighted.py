@@ -23,6 +23,9 @@ def log_inverse_sphere_density(distances, dim):
 class DistanceWeightedMiner(TupleMiner):
     """Samples negatives uniformly in distance rather than by the sphere's distance density.
 
+    When to use: the default for margin, contrastive and triplet losses (Wu et al. 2017): informative negatives without
+    batch-hard's noise sensitivity.
+
     For an anchor ``a`` a negative ``n`` is drawn with
 
         Pr(n | a) ∝ min(λ, q(D_an)⁻¹),   q(d) ∝ d^(D−2) (1 − d²/4)^((D−3)/2),

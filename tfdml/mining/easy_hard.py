@@ -58,6 +58,9 @@ class BatchEasyHardMiner(TupleMiner):
               "all"       every n ∈ N(a)
     ```
 
+    When to use: classes with large intra-class variation: easy positives avoid pulling distant modes together (Xuan et
+    al. 2020).
+
     ``P(a)``/``N(a)`` are the anchor's positives (``p ≠ a``) and negatives, restricted to distances in
     ``allowed_pos_range``/``allowed_neg_range`` (inclusive ``[low, high]``; not applied to ``"all"``).
     Xuan et al. pair the easy positive with the semi-hard negative, the closest negative farther than it:

@@ -31,6 +31,8 @@ class HDCMiner(Miner):
     negative (a, n) kept  ⇔  D_an is among the ⌈f · |N|⌉ smallest of the negative pairs N (y_n ≠ y_a)
     ```
 
+    When to use: pair losses that should see only the hardest fraction of the pairs, once training has warmed up.
+
     Yuan et al., "Hard-Aware Deeply Cascaded Embedding", ICCV 2017: each model of the cascade
     trains on the samples harder than its predecessor finds; pytorch-metric-learning's ``HDCMiner``
     keeps this one selection step, the hardest fraction of the pairs (one cascade stage), and so does

@@ -20,6 +20,8 @@ class PairMasks(NamedTuple):
 class MultiSimilarityMiner(Miner):
     """Keeps the pairs that violate the multi-similarity margin ``ε``.
 
+    When to use: with MultiSimilarityLoss (its paper's setting), or to feed any pair loss its informative pairs.
+
     With cosine similarities ``S_ij = φ̂_iᵀφ̂_j`` of the L2-normalised embeddings, for each
     anchor ``a``:
 

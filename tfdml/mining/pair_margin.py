@@ -27,6 +27,8 @@ class PairMarginMiner(Miner):
     are exactly PML's (``a1, p, a2, n`` there: ``positives[a1, p]`` and ``negatives[a2, n]``
     here). Deterministic: ``seed`` is unused and kept only for the miner interface.
 
+    When to use: with ContrastiveLoss, to drop the pairs that already satisfy its margins.
+
     Returns :class:`~tfdml.mining.multi_similarity.PairMasks` (boolean ``(b, b)``: static shapes,
     it compiles under XLA), which :class:`tfdml.losses.MultiSimilarityLoss` consumes; the positive
     and negative pairs are independent sets, not triplets, so ρ-regularisation (``p_switch``) does

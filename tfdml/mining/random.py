@@ -13,6 +13,9 @@ class RandomMiner(TupleMiner):
     """``num_tuples`` triplets drawn uniformly, with replacement, from all valid ``(a, p, n)``:
     ``y_a = y_p ≠ y_n``, ``a ≠ p``.
 
+    When to use: a control for the other miners, or losses that weight their tuples themselves; random tuples are mostly
+    easy.
+
     Exact uniformity without enumerating the ``O(b³)`` triplets: the anchor is drawn
     with probability ``∝ |P(a)|·|N(a)|`` (its number of valid triplets), then the
     positive and the negative uniformly among the anchor's. A batch without any

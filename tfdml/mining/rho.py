@@ -26,6 +26,8 @@ from tfdml.mining.base import Miner, TupleMiner, deserialize_miner
 class RhoRegularizedMiner(TupleMiner):
     """Applies ρ-regularisation to the tuples of any ``miner``.
 
+    When to use: to add ρ-regularisation (Roth et al. 2020) to any miner, for better generalisation of ranking losses.
+
     Args:
         miner: the wrapped :class:`~tfdml.mining.base.Miner`.
         p_switch: probability that a tuple's negative is switched (default 0.35,

@@ -20,6 +20,9 @@ class SemiHardMiner(TupleMiner):
     ``D_ap`` to compare with, so Wu et al. (2017, §5.1) use a fixed lower bound of
     0.5 instead: pass ``lower_bound=0.5`` for ``lower_bound < D_an < lower_bound + margin``.
 
+    When to use: triplet losses from scratch (FaceNet's choice): hard enough to learn from, without batch-hard's early
+    collapse.
+
     Fallback when the band is empty (FaceNet's rule): the closest negative with
     ``D_an > D_ap``; if every negative is closer than ``D_ap``, the farthest negative.
     Anchors without a positive or without a negative yield no tuple.

@@ -15,6 +15,8 @@ class SoftHardMiner(TupleMiner):
 
         n ~ U{n : y_n ≠ y_a, D_an < max_p D_ap},   p ~ U{p : y_p = y_a, D_ap > min_n D_an}.
 
+    When to use: hard mining with randomness, gentler than batch-hard when labels or early embeddings are noisy.
+
     Fallback: an anchor without hard negatives (hard positives) draws uniformly
     among all its negatives (positives), as in Roth et al.'s code.
 

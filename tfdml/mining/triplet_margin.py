@@ -28,6 +28,8 @@ class TripletMarginMiner(TupleMiner):
     """For each anchor–positive pair ``(a, p)``, a negative drawn uniformly among those whose triplet
     margin ``m = D_an − D_ap`` is of ``type_of_triplets``.
 
+    When to use: reproducing PML recipes; its type_of_triplets picks how hard the triplets the loss sees are.
+
     The types, as pytorch-metric-learning defines them (Musgrave et al. 2020, "PyTorch Metric
     Learning"; its ``TripletMarginMiner``), with ``α`` the margin:
 

@@ -27,6 +27,8 @@ class UniformHistogramMiner(Miner):
     the L2-normalised embeddings (PML's default ``LpDistance(normalize_embeddings=True)``); every ordered
     pair counts, ``(a, p)`` and ``(p, a)`` alike.
 
+    When to use: pair losses that should see pairs spread over all distances, not crowded near the mean.
+
     Returns :class:`~tfdml.mining.multi_similarity.PairMasks` (boolean ``(b, b)``: static shapes, it
     compiles under XLA), so a pair drawn more than once is kept once: where PML's list repeats a pair and a
     loss averaging over it weighs it more, here each drawn pair counts once (no PML setting does this; the

@@ -236,6 +236,8 @@ class BatchMatchingSampler(BatchSampler):
 class CoresetSampler(BatchMatchingSampler):
     """Greedy coreset distillation (GC), Roth et al. 2020 §3.2.
 
+    When to use: batches that cover the embedding space (Roth et al. 2020's batch matching); needs a memory bank.
+
     Draws a pool B* of ``pool_size`` samples, picks ``batch_size / samples_per_class``
     of them by :func:`greedy_coreset` on their bank embeddings (first pick random), and
     adds class-mates to each pick. The picks are mapped back through the same pool they
@@ -306,6 +308,8 @@ class CandidateBatchSampler(BatchMatchingSampler):
 class DDMSampler(CandidateBatchSampler):
     """Distance-distribution matching (DDM), Roth et al. 2020 §3.2.
 
+    When to use: batches whose distance distribution matches the data's (Roth et al. 2020); needs a memory bank.
+
     Of m random candidate batches, keeps the one whose normalised histogram of
     pairwise distances is closest to the pool's in Wasserstein distance
     (:func:`distance_histogram_wasserstein`).
@@ -334,6 +338,8 @@ class DDMSampler(CandidateBatchSampler):
 @keras.saving.register_keras_serializable(package="tfdml")
 class FRDSampler(CandidateBatchSampler):
     """Fréchet-distance matching (FRD), Roth et al. 2020 §3.2.
+
+    When to use: batches whose embedding statistics match the data's (Roth et al. 2020); needs a memory bank.
 
     Of m random candidate batches, keeps the one with the smallest Fréchet distance
     between its embeddings' mean and covariance and the pool's (:func:`frechet_distance`).

@@ -65,6 +65,9 @@ def _check_half_batches(sampler, batch_size, groups, what):
 class CategoryHardSampler(_CategorySampler):
     """Batches from two categories, ``batch_size / 2`` images of whole classes from each.
 
+    When to use: data with a category hierarchy (SOP, In-Shop) and ranking losses such as FastAP: hard negatives in
+    every batch.
+
     Cakir et al. 2019 (FastAP, supplementary §A, "Hard"): "first sample two categories.
     From each category, randomly sample classes until M/2 images are obtained." Every
     in-batch query then sees hard negatives (other classes of its category) and easy
@@ -120,6 +123,8 @@ class CategoryHardSampler(_CategorySampler):
 @keras.saving.register_keras_serializable(package="tfdml")
 class CategoryVersusUncategorisedSampler(_CategorySampler):
     """Batches of one known category (first half) and samples of unknown category (second half).
+
+    When to use: datasets where only part of the training set has categories (PKU VehicleID).
 
     Cakir et al. 2019 (FastAP, supplementary §A, PKU VehicleID, where only about half
     the training set has a category): "in each minibatch, we first sample M/2 images

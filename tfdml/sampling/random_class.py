@@ -10,6 +10,8 @@ from tfdml.sampling.base import BatchSampler
 class RandomClassSampler(BatchSampler):
     """Batches of whole classes in random order (few-shot setting).
 
+    When to use: listwise losses such as FastAP and few-shot episodes: batches of whole classes.
+
     Cakir et al. 2019 (FastAP, supplementary §A, "Random"): "randomly sample classes
     from the entire training set, until M images are obtained"; once a class is
     sampled, all of its images enter the batch.

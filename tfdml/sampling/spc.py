@@ -12,6 +12,9 @@ SMALL_CLASS_POLICIES = ("repeat", "exclude")
 class SPCSampler(BatchSampler):
     """Batches of ``batch_size / samples_per_class`` distinct classes × ``samples_per_class`` samples.
 
+    When to use: the default P×K batches for pair, triplet and proxy losses (2 per class in Roth et al., 5 in Wu et
+    al.).
+
     Roth et al. 2020 (§3.2, SPC-2/4/8): "given batch-size b, we randomly select b/n
     unique classes from which we select n samples randomly"; Wu et al. 2017 use m = 5
     (14 classes × 5 = 70).

@@ -10,6 +10,8 @@ from tfdml.sampling.base import BatchSampler
 class SPCRandomSampler(BatchSampler):
     """Batches of ``batch_size − 1`` random samples plus one same-label partner.
 
+    When to use: classes with few images: many classes per batch, with at least one triplet guaranteed.
+
     Roth et al. 2020 (§3.2, SPC-R): "we randomly select b − 1 samples from the dataset
     and choose the last sample to have the same label as one of the other b − 1
     samples to ensure that at least one triplet can be mined", so the number of
