@@ -17,7 +17,7 @@ from tfdml.losses import (
     tuplet_margin_all_pairs,
     tuplet_margin_loss,
 )
-from tfdml.losses.tuplet_margin import mine_pairs
+from tfdml.losses.tuples import mine_pairs
 from tfdml.mining import BatchHardMiner, MultiSimilarityMiner
 
 # ---------------------------------------------------------------- slow NumPy references, one loop per sum

@@ -7,21 +7,9 @@ from tfdml.losses.base import DMLLoss
 from tfdml.distances import check_distance, pairwise_comparison
 from tfdml.losses.math import log1p_sum_exp
 from tfdml.losses.pairs import check_pairs, nan_unless_finite, pair_masks
-from tfdml.losses.tuples import resolve_miner
-from tfdml.mining.base import MaskedTriplets, check_argument
+from tfdml.losses.tuples import mine_pairs, resolve_miner
+from tfdml.mining.base import check_argument
 from tfdml.mining.multi_similarity import MultiSimilarityMiner, PairMasks
-
-
-def pair_masks_from_triplets(triplets, batch_size):
-    """Boolean ``(b, b)`` masks holding each valid triplet's ``(anchor, positive)`` and ``(anchor, negative)`` pair."""
-    shape = tf.stack([batch_size, batch_size])
-    valid = tf.cast(triplets.valid, tf.int32)
-
-    def scatter(rows, cols):
-        indices = tf.stack([rows, cols], axis=1)
-        return tf.scatter_nd(indices, valid, shape) > 0
-
-    return PairMasks(scatter(triplets.anchors, triplets.positives), scatter(triplets.anchors, triplets.negatives))
 
 
 def multi_similarity_terms(similarity, positives, negatives, alpha=2.0, beta=40.0, threshold=0.5, sign=-1.0):
@@ -136,17 +124,5 @@ class MultiSimilarityLoss(DMLLoss):
         hyperparameters = (self.alpha, self.beta, self.threshold, self.distance)
         if self.pairs == "all":
             return multi_similarity_all_pairs(labels, embeddings, *hyperparameters)
-        pairs = self.mine(tf.math.l2_normalize(embeddings, axis=1), labels)
+        pairs = mine_pairs("MultiSimilarityLoss", self.miner, embeddings, labels)
         return multi_similarity_loss(pairs, embeddings, *hyperparameters)
-
-    def mine(self, normalized, labels):
-        """The pairs entering the sums, as :class:`PairMasks`."""
-        mined = self.miner.mine_masked(normalized, labels)
-        if isinstance(mined, MaskedTriplets):
-            return pair_masks_from_triplets(mined, tf.shape(labels)[0])
-        if isinstance(mined, PairMasks):
-            return mined
-        raise TypeError(
-            f"MultiSimilarityLoss: miner {type(self.miner).__name__} returned {type(mined).__name__}; "
-            "expected PairMasks or Triplets."
-        )

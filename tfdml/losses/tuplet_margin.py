@@ -9,10 +9,9 @@ import tensorflow as tf
 from tfdml.distances import safe_sqrt
 from tfdml.losses.base import DMLLoss
 from tfdml.losses.math import masked_logsumexp, masked_mean, mean_over_positive_pairs
-from tfdml.losses.multi_similarity import pair_masks_from_triplets
 from tfdml.losses.pairs import nan_unless_finite, pair_masks
-from tfdml.losses.tuples import resolve_miner
-from tfdml.mining.base import MaskedTriplets, check_argument
+from tfdml.losses.tuples import mine_pairs, resolve_miner
+from tfdml.mining.base import check_argument
 from tfdml.mining.multi_similarity import PairMasks
 
 
@@ -20,21 +19,6 @@ def cosine_similarity(embeddings):
     """The ``(b, b)`` cosine similarity of the L2-normalised ``embeddings``."""
     normalized = tf.math.l2_normalize(embeddings, axis=1)
     return tf.matmul(normalized, normalized, transpose_b=True)
-
-
-def mine_pairs(owner, miner, embeddings, labels):
-    """The pairs ``miner`` (``None``: every pair of the batch) picks on the L2-normalised ``embeddings``, as
-    :class:`PairMasks`; a triplet miner's tuples give their ``(anchor, positive)`` and ``(anchor, negative)`` pairs."""
-    if miner is None:
-        return PairMasks(*pair_masks(labels))
-    mined = miner.mine_masked(tf.math.l2_normalize(embeddings, axis=1), labels)
-    if isinstance(mined, MaskedTriplets):
-        return pair_masks_from_triplets(mined, tf.shape(labels)[0])
-    if isinstance(mined, PairMasks):
-        return mined
-    raise TypeError(
-        f"{owner}: miner {type(miner).__name__} returned {type(mined).__name__}; expected PairMasks or Triplets."
-    )
 
 
 def shifted_cosine(cosine, margin):
