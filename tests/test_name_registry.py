@@ -31,3 +31,17 @@ def test_a_name_registered_twice_is_refused():
     with pytest.raises(ValueError, match=r"^widget 'a' is already registered"):
         registry.register("a")(repr)
     assert registry.get("a") is str
+
+
+def test_a_fallback_resolves_unregistered_names_and_completes_the_error():
+    registry = Registry("widget")
+    registry.register("a")(str)
+
+    @registry.fallback("any upper-case name")
+    def upper(name):
+        return repr if name.isupper() else None
+
+    assert registry.get("a") is str and registry.get("XY") is repr
+    assert "XY" in registry and "xy" not in registry and registry.names == ("a",)
+    with pytest.raises(ValueError, match=r"^unknown widget 'xy'; expected one of a, or any upper-case name\.$"):
+        registry.get("xy")

@@ -185,6 +185,28 @@ def test_image_folder_of_mixed_formats_and_sizes(tmp_path, rng, server):
     assert_served_equals_evaluated(tmp_path, server, setup, config)
 
 
+@pytest.mark.parametrize(
+    "backbone",
+    [
+        # keras.applications (its preprocess_input as a layer) and a KerasHub ViT (its image converter, CLS pooling).
+        ["model.backbone=MobileNet", "model.backbone_config={alpha: 0.25}"],
+        ["model.backbone=hub:ViTBackbone", "model.pooling=cls",
+         "model.backbone_config={patch_size: 8, num_layers: 1, num_heads: 2, hidden_dim: 8, mlp_dim: 16, "
+         "image_converter: {scale: 0.00784313725490196, offset: -1.0}}"],
+    ],
+    ids=["keras_applications", "keras_hub"],
+)
+def test_pretrained_style_backbones_with_their_preprocessing(tmp_path, rng, server, backbone):
+    if backbone[0].endswith("hub:ViTBackbone"):
+        pytest.importorskip("keras_hub")
+    _write_images(tmp_path / "images", classes=4, per_class=2, rng=rng)
+    setup, config = tiny_setup(
+        tmp_path, "pretrained", ["data.name=folder", f"data.root={tmp_path / 'images'}", "data.image_size=32", *backbone]
+    )
+    assert setup.embedder.input_shape[1:] == (32, 32, 3)
+    assert_served_equals_evaluated(tmp_path, server, setup, config)
+
+
 def test_list_file_with_an_augmentation_recipe_and_a_grayscale_model(tmp_path, rng, server):
     # RGB GIF/BMP/PNG/JPEG files, a 1-channel model: every format is converted the same way in both places.
     paths = _write_images(tmp_path / "images", classes=6, per_class=3, rng=rng)

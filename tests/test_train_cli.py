@@ -188,7 +188,8 @@ def epoch_losses(run_dir):
 
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, monkeypatch):
     """Item 3: with a fixed seed, a run interrupted after epoch 2 of 4 and resumed gives the same
-    per-epoch losses and final weights, bit for bit (miner random counter and input position restored)."""
+    per-epoch losses and final weights, bit for bit (miner random counter and input position restored),
+    with the fine-tuning controls on: warm-up and frozen backbone span the interruption."""
     import h5py
 
     from tfdml import run
@@ -197,9 +198,13 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, monk
     monkeypatch.setattr(run, "export_once", lambda *args: None)  # the SavedModels are not compared here
 
     # 5 batches per sampler epoch and 3 steps per Keras epoch: the resumed input starts mid sampler epoch.
-    whole = tiny_config(tmp_path, "name=whole", "epochs=4")
+    fine_tuning = [
+        "optimizer.name=adamw", "optimizer.weight_decay=0.01", "optimizer.backbone_lr_multiplier=0.1",
+        "optimizer.backbone_frozen_epochs=3", "optimizer.schedule={name: cosine, warmup_epochs: 3}",
+    ]
+    whole = tiny_config(tmp_path, "name=whole", "epochs=4", *fine_tuning)
     train(whole, verbose=0)
-    parts = tiny_config(tmp_path, "name=parts", "epochs=4")
+    parts = tiny_config(tmp_path, "name=parts", "epochs=4", *fine_tuning)
     with pytest.raises(Interrupt):
         train(parts, verbose=0, callbacks=[interrupt_after(2)])
     assert len(epoch_losses(tmp_path / "runs" / "parts")) == 2

@@ -151,7 +151,8 @@ class Experiment:
                 class_counts=np.bincount(self.train_data.labels).tolist(),
             )
             self.model = MetricLearningModel(self.embedder, self.loss)
-            self.model.compile(optimizer=build_optimizer(config), jit_compile=resolve_jit_compile(config["jit_compile"]))
+            optimizer = build_optimizer(config, steps_per_epoch=self.steps_per_epoch, model=self.embedder)
+            self.model.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(config["jit_compile"]))
 
     def training_batches(self, start=0):
         """The (distributed) training batches from the ``start``-th batch of the run on: a resumed run

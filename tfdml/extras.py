@@ -12,6 +12,7 @@ evaluation and export need. Readers, plots and tools that need more import it th
 | ``keras_tuner``       | ``keras-tuner``          | ``tfdml[tune]``   |
 | ``tensorflow_serving``| ``tensorflow-serving-api`` | ``tfdml[serving]`` |
 | ``faiss``             | ``faiss-cpu``            | ``tfdml[faiss]``  |
+| ``keras_hub``, ``kagglehub`` | ``keras-hub``      | ``tfdml[hub]``    |
 
 ``tfdml[all]`` installs every extra. Example:
 
@@ -28,6 +29,8 @@ OPTIONAL = {
     "keras_tuner": ("keras-tuner", "tune"),
     "tensorflow_serving": ("tensorflow-serving-api", "serving"),
     "faiss": ("faiss-cpu", "faiss"),
+    "keras_hub": ("keras-hub", "hub"),
+    "kagglehub": ("keras-hub", "hub"),
 }
 
 

@@ -99,9 +99,9 @@ def test_a_merge_key_may_still_be_overridden_explicitly():
         (["model.blocks=0"], "model.blocks must be a positive integer; got 0"),
         (["model.filters=0"], "model.filters must be a positive integer; got 0"),
         (["model.pooling=bogus"], "model.pooling must be one of avg, .*; got 'bogus'"),
-        (["model.backbone=bogus"], "model.backbone must be one of convnet, .*; got 'bogus'"),
+        (["model.backbone=bogus"], "model.backbone: unknown backbone 'bogus'; expected one of convnet, "),
         (["data.name=bogus"], "data.name must be one of .*digits, .*omniglot, .*; got 'bogus'"),
-        (["optimizer.name=adamw"], "optimizer.name must be one of adam, sgd; got 'adamw'"),
+        (["optimizer.name=lamb"], "optimizer.name must be one of adam, adamw, sgd; got 'lamb'"),
         ([f"name={'a' * 101}"], "at most 100 characters"),
         (
             ["evaluation.metrics=[nmi, fewshot_20way_1shot_within]"],

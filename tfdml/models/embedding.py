@@ -1,4 +1,4 @@
-"""Embedding models: ``images → backbone → global pooling → linear embedding → L2 normalisation``.
+"""Embedding models: ``images → backbone → global pooling → embedding head → L2 normalisation``.
 
 Both papers use this head on ResNet50 with embedding dimension 128 (Wu et al.
 2017 §5; Roth et al. 2020 §4.1). ``normalize=False`` keeps raw embeddings for
@@ -16,22 +16,8 @@ TensorShape([2, 64])
 import keras
 
 from tfdml.models.backbones import BACKBONES
-
-POOLINGS = ("avg", "max", "avgmax", "flatten")
-
-
-def global_pool(features, pooling):
-    if pooling == "avg":
-        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
-    if pooling == "max":
-        return keras.layers.GlobalMaxPooling2D(name="max_pool")(features)
-    if pooling == "flatten":
-        # Keeps the spatial layout, which matters for small aligned images such as digits.
-        return keras.layers.Flatten(name="flatten")(features)
-    if pooling == "avgmax":
-        avg = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
-        return keras.layers.Add(name="avgmax_pool")([avg, keras.layers.GlobalMaxPooling2D(name="max_pool")(features)])
-    raise ValueError(f"Unknown pooling {pooling!r}; expected one of {POOLINGS}.")
+from tfdml.models.heads import embedding_head
+from tfdml.models.pooling import global_pool
 
 
 def build_embedding_model(
@@ -40,8 +26,12 @@ def build_embedding_model(
     input_shape=None,
     embedding_dim=128,
     pooling="avg",
+    head="linear",
+    head_hidden=None,
+    gem_p=3.0,
     normalize=True,
     weights=None,
+    backbone_config=None,
     freeze_batchnorm=False,
     filters=64,
     blocks=4,
@@ -56,10 +46,17 @@ def build_embedding_model(
         input_shape: image shape ``(h, w, c)``; defaults to the backbone's own: ``(224, 224, 3)`` for
             ResNet50, ``(32, 32, 1)`` for the convnet.
         embedding_dim: size of the linear embedding layer (default 128).
-        pooling: ``"avg"`` (default), ``"max"`` or ``"avgmax"`` global pooling, or ``"flatten"``.
+        pooling: a pooling in :data:`~tfdml.models.pooling.POOLINGS`: ``"avg"`` (default), ``"max"``,
+            ``"avgmax"``, ``"gem"`` (learned-exponent GeM), ``"flatten"``, or ``"cls"`` (a ViT's class token).
+        head: an embedding head in :data:`~tfdml.models.heads.HEADS`: ``"linear"`` (default), ``"mlp"`` or
+            ``"bnneck"``.
+        head_hidden: the ``"mlp"`` head's hidden width (default ``None``: the pooled features' width).
+        gem_p: GeM's initial exponent (default 3, Radenović et al. 2018).
         normalize: L2-normalise the output (default ``True``).
-        weights: ResNet50 only: ``None``, ``"imagenet"`` (from the local Keras cache) or a weights file.
-        freeze_batchnorm: ResNet50 only: fix BatchNorm statistics and parameters.
+        weights: pretrained backbones only: ``None``, ``"imagenet"`` (from the local Keras cache), ``"preset"``
+            (a KerasHub preset's) or a weights file (:mod:`~tfdml.models.applications`, :mod:`~tfdml.models.hub`).
+        backbone_config: constructor arguments of a ``keras.applications`` or KerasHub backbone.
+        freeze_batchnorm: pretrained backbones only: fix BatchNorm statistics and parameters.
         filters: convnet only: channels per block.
         blocks: convnet only: number of conv blocks (each halves the resolution).
         synchronized_batchnorm: convnet only: BatchNorm statistics over the global batch of all
@@ -74,14 +71,15 @@ def build_embedding_model(
             None if input_shape is None else tuple(input_shape),
             weights=weights,
             freeze_batchnorm=freeze_batchnorm,
+            backbone_config=backbone_config,
             filters=filters,
             blocks=blocks,
             synchronized_batchnorm=synchronized_batchnorm,
         )
     inputs = keras.Input(shape=tuple(features_model.input_shape[1:]), name="images")
     features = features_model(inputs)
-    pooled = global_pool(features, pooling)
-    embeddings = keras.layers.Dense(int(embedding_dim), name="embedding")(pooled)
+    pooled = global_pool(features, pooling, gem_p=gem_p)
+    embeddings = embedding_head(pooled, head, embedding_dim=embedding_dim, head_hidden=head_hidden)
     if normalize:
         embeddings = keras.layers.UnitNormalization(axis=-1, name="l2_normalize")(embeddings)
     # Float32 outputs even under mixed precision: distances and losses need the precision.

@@ -33,7 +33,8 @@ import yaml
 from tfdml.io import unwritable_reason, write_file_atomically
 
 # Sections whose keys are free-form (arguments of a class): not validated here but by the class.
-OPEN_SECTIONS = ("loss.params", "miner.params", "sampler.params", "tune.space", "data.params")
+OPEN_SECTIONS = ("loss.params", "miner.params", "sampler.params", "tune.space", "data.params", "optimizer.schedule",
+                 "model.backbone_config")
 
 DEFAULTS = {
     "extends": None,
@@ -60,9 +61,17 @@ DEFAULTS = {
         "params": {},
     },
     "model": {
+        # convnet, resnet50, a keras.applications name (EfficientNetV2B0) or hub:<KerasHub class or preset>;
+        # backbone_config: the keras.applications/KerasHub constructor's arguments (tfdml/models/applications.py, hub.py).
         "backbone": "convnet",
+        "backbone_config": {},
         "embedding_dim": 128,
         "pooling": "avg",
+        # Embedding head (tfdml.models.heads): linear, mlp or bnneck; head_hidden: the mlp's hidden width
+        # (null: the pooled features' width). gem_p: GeM pooling's initial exponent (Radenović et al. 2018).
+        "head": "linear",
+        "head_hidden": None,
+        "gem_p": 3.0,
         "normalize": True,
         "weights": None,
         "freeze_batchnorm": False,
@@ -73,7 +82,17 @@ DEFAULTS = {
     "loss": {"class": "MarginLoss", "params": {}},
     "miner": {"class": None, "params": {}},
     "sampler": {"class": "SPCSampler", "batch_size": 60, "samples_per_class": 5, "params": {}},
-    "optimizer": {"name": "adam", "learning_rate": 1e-3, "weight_decay": 0.0},
+    # Fine-tuning keys (schedule in epochs, backbone rate, clipping): tfdml/training/optimizers.py.
+    "optimizer": {
+        "name": "adam",
+        "learning_rate": 1e-3,
+        "weight_decay": 0.0,
+        "schedule": {},
+        "backbone_lr_multiplier": 1.0,
+        "backbone_frozen_epochs": 0,
+        "clipnorm": None,
+        "global_clipnorm": None,
+    },
     "evaluation": {
         "every_n_epochs": 5,
         "recall_k": [1, 2, 4, 8],
@@ -105,10 +124,13 @@ NULL_DEFAULT_TYPES = {
     "data.root": str,
     "data.augmentation": str,
     "model.weights": str,
+    "model.head_hidden": int,
     "miner.class": str,
     "export.version": int,
     "export.gallery": str,
     "tune.epochs": int,
+    "optimizer.clipnorm": float,
+    "optimizer.global_clipnorm": float,
 }
 TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
 # Run names become folder names under run_dir and export.dir: one path component, no hidden or parent
@@ -353,6 +375,18 @@ def validate(config):
             "data.validation must be null, a non-empty list of category/class names or ids, a positive count "
             f"or a fraction in (0, 1); got {holdout!r}."
         )
+    model = config["model"]
+    if model["head_hidden"] is not None and model["head_hidden"] <= 0:
+        raise ConfigError(f"model.head_hidden must be a positive integer or null; got {model['head_hidden']!r}.")
+    if model["head_hidden"] is not None and model["head"] != "mlp":
+        raise ConfigError(
+            f"model.head_hidden={model['head_hidden']!r} is the width of the mlp head's hidden layer; "
+            f"model.head={model['head']!r} has none (set model.head=mlp, or head_hidden=null)."
+        )
+    if not (math.isfinite(model["gem_p"]) and model["gem_p"] > 0):
+        raise ConfigError(
+            f"model.gem_p (GeM pooling's initial exponent) must be a finite number > 0; got {model['gem_p']!r}."
+        )
     if config["steps_per_epoch"] is not None and config["steps_per_epoch"] <= 0:
         raise ConfigError(f"steps_per_epoch must be a positive integer or null; got {config['steps_per_epoch']!r}.")
     _check_choice("distribute.strategy", config["distribute"]["strategy"], ("none", "mirrored", "multi_worker"))
@@ -369,14 +403,22 @@ def _check_names(config):
     from tfdml.data import READERS
     from tfdml.evaluation.fewshot import PROTOCOLS
     from tfdml.evaluation.report import FEWSHOT_METRICS, METRICS
-    from tfdml.models import BACKBONES, POOLINGS
-    from tfdml.training.optimizers import OPTIMIZERS
+    from tfdml.models import BACKBONES, HEADS, POOLINGS
+    from tfdml.training.optimizers import OPTIMIZERS, check_optimizer
 
     data_name = config["data"]["name"]
     _check_choice("data.name", data_name, READERS.names)
-    _check_choice("model.backbone", config["model"]["backbone"], BACKBONES.names)
+    try:
+        BACKBONES.get(config["model"]["backbone"])
+    except ValueError as error:
+        raise ConfigError(f"model.backbone: {error}") from None
     _check_choice("optimizer.name", config["optimizer"]["name"].lower(), OPTIMIZERS.names)
+    try:
+        check_optimizer(config["optimizer"], config["epochs"])
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     _check_choice("model.pooling", config["model"]["pooling"], POOLINGS)
+    _check_choice("model.head", config["model"]["head"], HEADS)
     metrics = config["evaluation"]["metrics"]
     known = METRICS + FEWSHOT_METRICS
     if not all(isinstance(metric, str) and metric in known for metric in metrics):

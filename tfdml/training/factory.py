@@ -17,7 +17,7 @@ import keras
 from tfdml import losses, mining, sampling
 from tfdml.models import build_embedding_model
 from tfdml.training.config import ConfigError
-from tfdml.training.optimizers import OPTIMIZERS
+from tfdml.training.optimizers import recipe_optimizer
 
 #: Recipe section → (base class of its classes, module that exports them).
 KINDS = {
@@ -105,8 +105,12 @@ def build_embedder(config, image_shape, synchronized_batchnorm=False):
         input_shape=image_shape,
         embedding_dim=model_config["embedding_dim"],
         pooling=model_config["pooling"],
+        head=model_config["head"],
+        head_hidden=model_config["head_hidden"],
+        gem_p=model_config["gem_p"],
         normalize=model_config["normalize"],
         weights=model_config["weights"],
+        backbone_config=model_config["backbone_config"],
         freeze_batchnorm=model_config["freeze_batchnorm"],
         filters=model_config["filters"],
         blocks=model_config["blocks"],
@@ -114,12 +118,10 @@ def build_embedder(config, image_shape, synchronized_batchnorm=False):
     )
 
 
-def build_optimizer(config):
-    """The recipe's optimizer, by ``optimizer.name`` in :data:`~tfdml.training.optimizers.OPTIMIZERS`, with
-    the recipe's learning rate and weight decay (0 or null: none)."""
-    opt = config["optimizer"]
+def build_optimizer(config, *, steps_per_epoch, model):
+    """The recipe's optimizer for ``model`` (the embedding model) in a run of ``steps_per_epoch`` steps per
+    epoch: :func:`~tfdml.training.optimizers.recipe_optimizer` of its ``optimizer`` section."""
     try:
-        builder = OPTIMIZERS.get(opt["name"].lower())
-    except ValueError as error:
-        raise ConfigError(f"optimizer.name: {error}") from None
-    return builder(learning_rate=opt["learning_rate"], weight_decay=opt["weight_decay"] or None)
+        return recipe_optimizer(config["optimizer"], epochs=config["epochs"], steps_per_epoch=steps_per_epoch, model=model)
+    except ValueError as error:  # the recipe's values, named by their keys
+        raise ConfigError(str(error)) from None
