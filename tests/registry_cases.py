@@ -131,6 +131,11 @@ def miner_cases():
     return cases(miner_classes())
 
 
+def class_indexed(loss):
+    """Whether ``loss`` reads a table indexed by class id (proxies, class centres, class βs)."""
+    return "num_classes" in required_arguments(type(loss)) or getattr(loss, "beta_class", False)
+
+
 def is_stochastic(case_id):
     return case_id.split("-")[0] in STOCHASTIC_LOSSES
 

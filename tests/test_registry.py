@@ -9,10 +9,12 @@ them. For each: ``get_config`` round trip, degenerate batches, the NaN policy, X
 Under XLA TensorFlow's stateless random ops draw other numbers than its CPU kernels for the
 same seed (the distributions are the same), so XLA and graph values are compared only where
 mining is deterministic; for random miners the XLA-mined tuples are checked for validity.
-Every loss trains under XLA (those taking a miner with distance-weighted mining and
-ρ-switching) through both ``MetricLearningModel`` and plain ``compile``, and every miner with a
-loss through ``MetricLearningModel``. The full loss × miner × ``p_switch`` × fit-path product
-(about 20 minutes on 2 cores) runs with ``TFDML_XLA_FULL=1``.
+Every loss's value and gradient compile under XLA (on the same functions the graph and XLA NaN-policy
+checks call); training under XLA runs every loss with trainable parameters, every loss taking a miner
+(with distance-weighted mining and ρ-switching), one loss of each kind through plain ``compile`` and the
+default and a pair miner. The full loss × miner × ``p_switch`` × fit-path product runs with
+``TFDML_XLA_FULL=1``. Out-of-range class ids give a NaN loss under XLA for every loss that indexes a
+table by class (XLA drops the graph's assertion).
 """
 
 import ast
@@ -369,6 +371,11 @@ def test_xla_value_and_gradient_equal_the_graph_ones(name):
             np.testing.assert_allclose(xla_variable, graph_variable, rtol=1e-3, atol=1e-5)
     for mode, function in (("xla", xla), ("graph", graph)):
         assert_the_nan_policy(lambda labels, x: function(tf.constant(labels), tf.constant(x))[0], mode, name)
+    if rc.class_indexed(make()):  # a class id outside the table: XLA drops the graph's assertion, the loss is NaN
+        for bad in (rc.NUM_CLASSES, -1):
+            out_of_range = labels.copy()
+            out_of_range[-2:] = bad
+            assert np.isnan(float(xla(tf.constant(out_of_range), tf.constant(x))[0])), bad
 
 
 def switching_cases():
@@ -442,19 +449,25 @@ def switchable(miner_name):
 # ``compile(loss=...)`` calls the same ``DMLLoss.value`` as ``MetricLearningModel``: only Keras' trainer
 # differs, so the plain path trains one loss of each kind by default (all pairs, mined tuples, a custom gradient).
 PLAIN_COMPILE = {"ContrastiveLoss-all-pairs", "TripletLoss", "FastAPLoss"}
+# A miner has no gradient: every miner compiles under XLA on its own (the static-shape test above); training
+# runs the default one and a pair miner, the rest of the miners with TFDML_XLA_FULL.
+TRAINED_MINERS = {"DistanceWeightedMiner", "MultiSimilarityMiner"}
 
 
 def fit_cases():
-    """Every loss without a miner through ``MetricLearningModel``, ``train.py``'s path; every loss taking a
-    miner with distance-weighted mining and ρ-switching through it; every miner, as built, through it, with
-    a loss that reads it; the :data:`PLAIN_COMPILE` losses through plain ``compile`` too. The rest of the
-    loss × miner × ``p_switch`` × path product is ``FULL_ONLY``."""
+    """By default, under XLA through ``MetricLearningModel`` (``train.py``'s path): every loss with trainable
+    parameters (they must train too), every loss taking a miner with distance-weighted mining and
+    ρ-switching, the :data:`PLAIN_COMPILE` losses (through plain ``compile`` too) and the
+    :data:`TRAINED_MINERS` with a loss that reads them. Every loss's own value and gradient compile under
+    XLA in :func:`test_xla_value_and_gradient_equal_the_graph_ones`; the rest of the loss × miner ×
+    ``p_switch`` × path product, every other parameter-free loss included, is ``FULL_ONLY``."""
     tuple_losses = [name for name in sorted(LOSS_CASES) if takes_a_miner(name) and not trains_parameters(name)]
-    fast = {(name, None, None, "MetricLearningModel") for name in LOSS_CASES if name not in tuple_losses}
+    fast = {(name, None, None, "MetricLearningModel") for name in LOSS_CASES if trains_parameters(name)}
     fast |= {(name, "DistanceWeightedMiner", 0.35, "MetricLearningModel") for name in tuple_losses}
-    fast |= {("partner", miner, None, "MetricLearningModel") for miner in MINER_CASES}
-    fast |= {(name, None, None, "plain-compile") for name in PLAIN_COMPILE - set(tuple_losses)}
-    fast |= {(name, "DistanceWeightedMiner", 0.35, "plain-compile") for name in PLAIN_COMPILE & set(tuple_losses)}
+    fast |= {("partner", miner, None, "MetricLearningModel") for miner in TRAINED_MINERS}
+    for path in FIT_PATHS:
+        fast |= {(name, None, None, path) for name in PLAIN_COMPILE - set(tuple_losses)}
+        fast |= {(name, "DistanceWeightedMiner", 0.35, path) for name in PLAIN_COMPILE & set(tuple_losses)}
     product = {
         (name, None, None, path) for name in LOSS_CASES if name not in tuple_losses and not trains_parameters(name)
         for path in FIT_PATHS
@@ -465,15 +478,15 @@ def fit_cases():
         if switchable(miner)
         for p_switch in (0.0, 0.35)
         for path in FIT_PATHS
-    } | fast
+    } | {("partner", miner, None, "MetricLearningModel") for miner in MINER_CASES} | fast
     return [
         pytest.param(*case, id="-".join(map(str, case)), marks=() if case in fast else FULL_ONLY)
         for case in sorted(product, key=str)
     ]
 
 
-def test_the_plain_compile_losses_exist():
-    assert PLAIN_COMPILE <= set(LOSS_CASES)
+def test_the_plain_compile_losses_and_trained_miners_exist():
+    assert PLAIN_COMPILE <= set(LOSS_CASES) and TRAINED_MINERS <= set(MINER_CASES)
 
 
 @pytest.mark.parametrize("loss_name, miner_name, p_switch, path", fit_cases())
