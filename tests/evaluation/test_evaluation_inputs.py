@@ -5,6 +5,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import tracemalloc
@@ -205,19 +206,23 @@ def test_d25_a_failed_report_leaves_no_half_written_folder(workspace, tmp_path, 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
+    def quick(embeddings, labels, path):  # the t-SNE projection is not under test here, only the folder
+        pathlib.Path(path).write_bytes(b"projection")
+        return path
+
     monkeypatch.setattr(plots, "projection_plot", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         main(_argv(workspace, tmp_path / "eval"))
     assert os.listdir(tmp_path) == []
     # A folder holding an earlier report is replaced as a whole, or kept as it was.
-    monkeypatch.undo()
+    monkeypatch.setattr(plots, "projection_plot", quick)
     main(_argv(workspace, tmp_path / "eval"))
     before = {name: (tmp_path / "eval" / name).read_bytes() for name in os.listdir(tmp_path / "eval")}
     monkeypatch.setattr(plots, "projection_plot", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         main(_argv(workspace, tmp_path / "eval") + ["--k", "1"])
     assert {name: (tmp_path / "eval" / name).read_bytes() for name in os.listdir(tmp_path / "eval")} == before
-    monkeypatch.undo()
+    monkeypatch.setattr(plots, "projection_plot", quick)
     report = main(_argv(workspace, tmp_path / "eval") + ["--k", "1"])
     assert "recall_at_1" in report["metrics"] and "recall_at_2" not in report["metrics"]
     assert json.loads((tmp_path / "eval" / "report.json").read_text())["metrics"].keys() == report["metrics"].keys()
