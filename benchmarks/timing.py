@@ -33,7 +33,7 @@ def interleaved_times(runs, repeats, warmup=2):
 
 def loss_and_gradient(loss, *, jit_compile=False, variables=()):
     """The step the loss benchmarks time: a ``tf.function`` of ``(labels, embeddings)`` returning
-    ``loss(labels, embeddings)`` and its gradient with respect to the embeddings (a list
+    ``loss(labels, embeddings)`` (``loss.value`` when it has trainable ``variables``) and its gradient with respect to the embeddings (a list
     ``[embeddings, *variables]`` when the loss has trainable ``variables``)."""
     import tensorflow as tf
 
@@ -41,7 +41,7 @@ def loss_and_gradient(loss, *, jit_compile=False, variables=()):
     def step(labels, embeddings):
         with tf.GradientTape() as tape:
             tape.watch(embeddings)
-            value = loss(labels, embeddings)
+            value = loss.value(labels, embeddings) if variables else loss(labels, embeddings)
         return value, tape.gradient(value, [embeddings, *variables] if variables else embeddings)
 
     return step

@@ -148,15 +148,19 @@ def hub_backbone(spec, input_shape=None, weights=None, frozen_batchnorm=False, b
         if backbone_config:
             raise ValueError(f"model.backbone_config applies to a KerasHub class, not to the preset {spec!r}.")
         backbone, converter = from_preset(keras_hub, spec, input_shape, weights)
-    if isinstance(backbone.input, dict):
-        raise ValueError(
-            f"model.backbone=hub:{spec}: {type(backbone).__name__} takes several inputs ({', '.join(backbone.input)}); "
-            "tfdml needs an image backbone (one image input)."
-        )
+    image_input = backbone.input
+    if isinstance(backbone.input, dict):  # DINOv2 names its one input: {"images": …}
+        if len(backbone.input) != 1:
+            raise ValueError(
+                f"model.backbone=hub:{spec}: {type(backbone).__name__} takes several inputs "
+                f"({', '.join(backbone.input)}); tfdml needs an image backbone (one image input)."
+            )
+        ((key, image_input),) = backbone.input.items()
     if frozen_batchnorm:
         freeze_batchnorm(backbone)
-    inputs = keras.Input(shape=tuple(backbone.input_shape[1:]), name="images")
-    features = backbone(converter(inputs))
+    inputs = keras.Input(shape=tuple(image_input.shape[1:]), name="images")
+    images = converter(inputs)
+    features = backbone({key: images} if isinstance(backbone.input, dict) else images)
     return keras.Model(inputs, features, name=f"hub_{type(backbone).__name__.lower()}")
 
 
