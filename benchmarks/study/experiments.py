@@ -102,6 +102,15 @@ KEYED_WHEN_CHANGED = {
     ("data", "rotations"): False,
     ("evaluation", "select_by"): "val_recall_at_1",
     ("evaluation", "figures"): True,
+    ("model", "backbone_config"): {},
+    ("model", "head"): "linear",
+    ("model", "head_hidden"): None,
+    ("model", "gem_p"): 3.0,
+    ("optimizer", "schedule"): {},
+    ("optimizer", "backbone_lr_multiplier"): 1.0,
+    ("optimizer", "backbone_frozen_epochs"): 0,
+    ("optimizer", "clipnorm"): None,
+    ("optimizer", "global_clipnorm"): None,
 }
 
 
