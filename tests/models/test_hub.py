@@ -90,3 +90,21 @@ def test_errors_name_the_preset_the_key_and_the_file(tmp_path):
         BACKBONES.get("hub:ViTBackbone")((32, 32, 3), weights="preset", backbone_config=TINY_VIT)
     with pytest.raises(ValueError, match=r"model.backbone_config for hub:ViTBackbone: .*patch_size"):
         BACKBONES.get("hub:ViTBackbone")((32, 32, 3), backbone_config={"num_layers": 1})
+
+
+def test_a_clip_preset_embeds_with_its_image_tower(images, tmp_path):
+    """CLIP (and SigLIP) pair an image and a text tower: tfdml builds on the image tower, after the preset's
+    CLIP image converter (its mean and std)."""
+    tower = keras_hub.models.CLIPVisionEncoder(
+        patch_size=16, hidden_dim=8, num_layers=1, num_heads=2, intermediate_dim=16, image_shape=(32, 32, 3)
+    )
+    text = keras_hub.models.CLIPTextEncoder(
+        vocabulary_size=10, embedding_dim=8, hidden_dim=8, num_layers=1, num_heads=2, intermediate_dim=16, max_sequence_length=4
+    )
+    clip = keras_hub.models.CLIPBackbone(vision_encoder=tower, text_encoder=text, projection_dim=4)
+    clip.save_to_preset(str(tmp_path))
+    keras_hub.layers.CLIPImageConverter(image_size=(32, 32), scale=1 / 255.0).save_to_preset(str(tmp_path))
+    loaded = BACKBONES.get(f"hub:{tmp_path}")(weights="preset")
+    assert isinstance(loaded.layers[2], keras_hub.models.CLIPVisionEncoder)
+    expected = tower({"images": loaded.layers[1](images)})
+    np.testing.assert_allclose(loaded(images), expected, atol=1e-5)

@@ -15,6 +15,8 @@ KerasHub is optional (``pip install 'tfdml[hub]'``, keras-hub 0.32). Two forms:
 
 The converter never resizes (the input pipeline gives the recipe's size), so the backbone takes float RGB
 images in ``[0, 255]`` like every backbone; ViTs give a token sequence ``(b, tokens, d)`` to the pooling.
+A CLIP or SigLIP backbone (an image and a text tower, e.g. ``hub:clip_vit_base_patch16``) embeds with its
+image tower (``vision_encoder``) after the preset's image converter.
 
 Example (a tiny random ViT):
 
@@ -148,8 +150,10 @@ def hub_backbone(spec, input_shape=None, weights=None, frozen_batchnorm=False, b
         if backbone_config:
             raise ValueError(f"model.backbone_config applies to a KerasHub class, not to the preset {spec!r}.")
         backbone, converter = from_preset(keras_hub, spec, input_shape, weights)
+    # CLIP and SigLIP pair an image tower with a text tower: images are embedded by the image tower.
+    backbone = getattr(backbone, "vision_encoder", backbone)
     image_input = backbone.input
-    if isinstance(backbone.input, dict):  # DINOv2 names its one input: {"images": …}
+    if isinstance(backbone.input, dict):  # DINOv2 and the CLIP/SigLIP towers name their one input: {"images": …}
         if len(backbone.input) != 1:
             raise ValueError(
                 f"model.backbone=hub:{spec}: {type(backbone).__name__} takes several inputs "
