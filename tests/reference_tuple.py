@@ -1,5 +1,6 @@
 """Slow NumPy references for the tuple miners and tuple losses, written from the papers' formulas."""
 
+import collections
 import math
 
 import numpy as np
@@ -119,3 +120,13 @@ def quadruplet_loss(x, quadruplets, margin_1=1.0, margin_2=0.5):
     first = [max(distance(x, a, p) - distance(x, a, k) + margin_1, 0.0) for a, p, k, _ in quadruplets]
     second = [max(distance(x, a, p) - distance(x, k, l) + margin_2, 0.0) for a, p, k, l in quadruplets]
     return sum(first) / len(first) + sum(second) / len(second)
+
+
+def assert_triplets_match(mined, expected, near):
+    """One negative per mined ``(a, p)``, every mined triplet one of ``expected``, and the mined pairs exactly
+    those of ``expected`` (``near`` excused either way)."""
+    tuples = list(zip(*(np.asarray(t).tolist() for t in mined)))
+    pairs = collections.Counter((a, p) for a, p, _ in tuples)
+    assert set(pairs.values()) <= {1}
+    assert set(tuples) - near <= expected
+    assert {(a, p) for a, p, _ in expected - near} <= set(pairs) <= {(a, p) for a, p, _ in expected | near}

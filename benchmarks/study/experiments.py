@@ -109,6 +109,7 @@ KEYED_WHEN_CHANGED = {
     ("optimizer", "schedule"): {},
     ("optimizer", "backbone_lr_multiplier"): 1.0,
     ("optimizer", "backbone_frozen_epochs"): 0,
+    ("optimizer", "backbone_frozen_until"): None,
     ("optimizer", "clipnorm"): None,
     ("optimizer", "global_clipnorm"): None,
 }

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import pml_parity
+from finite_differences import central_differences
 from tfdml.losses import InstanceLoss, RankedListLoss, instance_loss, ranked_list_loss
 
 # ---------------------------------------------------------------- slow NumPy references, one loop per sum
@@ -105,12 +106,7 @@ def test_float64_gradients_match_finite_differences_of_the_reference(name, rng):
         tape.watch(variable)
         value = function(tf.constant(labels), variable, **params)
     gradient = tape.gradient(value, variable).numpy()
-    numerical, step = np.zeros_like(x), 1e-6
-    for index in np.ndindex(*x.shape):
-        shift = np.zeros_like(x)
-        shift[index] = step
-        above, below = (reference(x + sign * shift, labels, **params) for sign in (1.0, -1.0))
-        numerical[index] = (above - below) / (2.0 * step)
+    numerical = central_differences(lambda e: reference(e, labels, **params), x)
     np.testing.assert_allclose(gradient, numerical, rtol=1e-5, atol=1e-8)
     assert np.abs(gradient).max() > 1e-3
 

@@ -135,16 +135,6 @@ def reference_angles(x, labels):
     return angles
 
 
-def assert_triplets_match(mined, expected, near):
-    """One negative per mined ``(a, p)``, every mined triplet one of ``expected``, and the mined pairs exactly
-    those of ``expected`` (``near`` excused either way)."""
-    tuples = list(zip(*(t.numpy().tolist() for t in mined)))
-    pairs = collections.Counter((a, p) for a, p, _ in tuples)
-    assert set(pairs.values()) <= {1}
-    assert set(tuples) - near <= expected
-    assert {(a, p) for a, p, _ in expected - near} <= set(pairs) <= {(a, p) for a, p, _ in expected | near}
-
-
 @pytest.mark.reference("AngularMiner")
 def test_angular_miner_draws_every_triplet_of_the_reference_uniformly(rng):
     x = rng.normal(size=(12, 3))
@@ -157,7 +147,7 @@ def test_angular_miner_draws_every_triplet_of_the_reference_uniformly(rng):
     draws, counts = 100, collections.Counter()
     for _ in range(draws):
         mined = mine(tf.constant(x, tf.float32), labels)
-        assert_triplets_match(mined, expected, set())
+        ref.assert_triplets_match(mined, expected, set())
         counts.update(zip(*(t.numpy().tolist() for t in mined)))
     assert set(counts) == expected
     # Uniform within each pair's qualifying negatives: Pearson's χ² is about its degrees of freedom, here 140
@@ -179,7 +169,7 @@ def test_angular_miner_matches_pml(case):
     valid = (same & ~np.eye(len(labels), dtype=bool))[:, :, None] & ~same[:, None, :]
     near = set(zip(*np.nonzero(valid & (np.abs(angles - math.radians(angle)) < TOLERANCE))))
     assert set(zip(*np.nonzero(valid & (angles > math.radians(angle))))) - near == pml - near  # the reference is PML's
-    assert_triplets_match(AngularMiner(angle=angle, seed=0)(x, labels), pml, near)
+    ref.assert_triplets_match(AngularMiner(angle=angle, seed=0)(x, labels), pml, near)
 
 
 def test_angular_miner_mines_qualifying_triplets_of_float16_inputs_and_switches(rng):
@@ -191,7 +181,7 @@ def test_angular_miner_mines_qualifying_triplets_of_float16_inputs_and_switches(
     near = {t for t, value in angles.items() if abs(value - math.radians(20.0)) < 1e-3}
     mined = AngularMiner(seed=0).mine_masked(tf.constant(x), tf.constant(labels))
     assert mined.anchors.shape == (12 * 12,)
-    assert_triplets_match(mined.compact(), expected, near)
+    ref.assert_triplets_match(mined.compact(), expected, near)
     switched = AngularMiner(p_switch=1.0, seed=0)(x, labels)
     np.testing.assert_array_equal(switched.positives, switched.anchors)
 

@@ -67,16 +67,6 @@ def as_set(triplets):
     return set(zip(*(t.numpy().tolist() for t in triplets)))
 
 
-def assert_triplets_match(mined, expected, near):
-    """One negative per mined ``(a, p)``, every mined triplet one of ``expected``, and the mined pairs exactly
-    those of ``expected`` (``near`` excused either way)."""
-    tuples = list(zip(*(t.numpy().tolist() for t in mined)))
-    pairs = collections.Counter((a, p) for a, p, _ in tuples)
-    assert set(pairs.values()) <= {1}
-    assert set(tuples) - near <= expected
-    assert {(a, p) for a, p, _ in expected - near} <= set(pairs) <= {(a, p) for a, p, _ in expected | near}
-
-
 @pytest.mark.reference("TripletMarginMiner")
 @pytest.mark.parametrize("kind", KINDS)
 def test_triplet_margin_miner_draws_every_triplet_of_the_reference_uniformly(kind, rng):
@@ -88,7 +78,7 @@ def test_triplet_margin_miner_draws_every_triplet_of_the_reference_uniformly(kin
     counts = collections.Counter()
     for _ in range(DRAWS):
         mined = mine(tf.constant(x, tf.float32), labels)
-        assert_triplets_match(mined, expected, near)
+        ref.assert_triplets_match(mined, expected, near)
         counts.update(as_set(mined))
     assert set(counts) == expected
     # Uniform within each pair's band: Pearson's χ² against DRAWS / (band size) draws per negative is about its
@@ -121,7 +111,7 @@ def test_triplet_margin_miner_matches_pml(case):
     near = set(zip(*np.nonzero(boundary)))
     assert set(zip(*np.nonzero(valid & holds(kind, margin, m)))) - near == pml - near  # the reference is PML's
     mined = TripletMarginMiner(margin=margin, type_of_triplets=kind, seed=0)(x, labels)
-    assert_triplets_match(mined, pml, near)
+    ref.assert_triplets_match(mined, pml, near)
 
 
 # "semihard" takes both bounds from D_ap, "easy" its upper bound from the anchor's negatives: every code path.
@@ -134,7 +124,7 @@ def test_triplet_margin_miner_under_xla_mines_tuples_of_its_type(kind, rng):
     miner = TripletMarginMiner(type_of_triplets=kind, seed=0)
     mined = tf.function(miner.mine_masked, jit_compile=True)(tf.constant(x), tf.constant(labels))
     assert mined.anchors.shape == (16 * 16,)
-    assert_triplets_match(mined.compact(), expected, near)
+    ref.assert_triplets_match(mined.compact(), expected, near)
 
 
 def test_triplet_margin_miner_switches_with_p_switch(rng):

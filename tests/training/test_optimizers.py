@@ -162,6 +162,29 @@ def test_a_frozen_backbone_is_untouched_by_gradient_and_decay_then_learns():
     np.testing.assert_allclose(thawed["conv/kernel"], start["conv/kernel"] * (1 - 0.05 * 0.5) - moved, rtol=1e-5)
 
 
+def test_only_the_early_blocks_are_frozen_for_the_first_epochs_with_backbone_frozen_until():
+    model = tiny_model()
+    optimizer = recipe_optimizer(
+        section(name="sgd", learning_rate=0.1, backbone_frozen_epochs=1, backbone_frozen_until="conv"),
+        epochs=2, steps_per_epoch=1, model=model,
+    )
+    start = snapshot(model)
+    step(optimizer, model)
+    first = snapshot(model)
+    for path in start:  # "conv" (the early block) frozen; the later BatchNorm and the head learn
+        assert np.array_equal(first[path], start[path]) == path.startswith("conv/"), path
+    step(optimizer, model)
+    assert not np.array_equal(snapshot(model)["conv/kernel"], first["conv/kernel"])
+
+
+def test_backbone_frozen_until_names_a_backbone_layer_and_needs_frozen_epochs():
+    with pytest.raises(ValueError, match=r"backbone_frozen_until: the backbone has no layer 'conv9' \(close: conv\)"):
+        recipe_optimizer(section(backbone_frozen_epochs=1, backbone_frozen_until="conv9"), epochs=2, steps_per_epoch=1,
+                         model=tiny_model())
+    with pytest.raises(ValueError, match=r"backbone_frozen_until='conv' .*backbone_frozen_epochs, which is 0"):
+        recipe_optimizer(section(backbone_frozen_until="conv"), epochs=2, steps_per_epoch=1, model=tiny_model())
+
+
 def test_global_clipnorm_clips_the_update():
     model = tiny_model()
     before = snapshot(model)

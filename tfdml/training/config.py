@@ -90,6 +90,7 @@ DEFAULTS = {
         "schedule": {},
         "backbone_lr_multiplier": 1.0,
         "backbone_frozen_epochs": 0,
+        "backbone_frozen_until": None,
         "clipnorm": None,
         "global_clipnorm": None,
     },
@@ -131,6 +132,7 @@ NULL_DEFAULT_TYPES = {
     "tune.epochs": int,
     "optimizer.clipnorm": float,
     "optimizer.global_clipnorm": float,
+    "optimizer.backbone_frozen_until": str,
 }
 TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
 # Run names become folder names under run_dir and export.dir: one path component, no hidden or parent

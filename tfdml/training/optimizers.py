@@ -18,6 +18,9 @@ own optimizer names. :func:`recipe_optimizer` builds the whole section for a mod
   parameters such as proxies have their own optimizer (:class:`~tfdml.training.model.MetricLearningModel`).
 - ``backbone_frozen_epochs`` (default 0): the backbone is not updated at all (nor its optimizer state,
   nor by weight decay) for the first K epochs, then learns at ``lr × multiplier``.
+- ``backbone_frozen_until`` (default null: the whole backbone): freeze, for those first epochs, only the
+  backbone's early blocks — its layers up to and including the one of this name (in the backbone's
+  depth-first layer order, e.g. ``conv3_block4_out`` of ResNet50V2) — while the later blocks already learn.
 - ``clipnorm`` / ``global_clipnorm`` (default null): Keras' gradient clipping, per variable or over all.
 
 Example::
@@ -29,12 +32,14 @@ Example::
       schedule: {name: cosine, warmup_epochs: 2}
       backbone_lr_multiplier: 0.1
       backbone_frozen_epochs: 1
+      backbone_frozen_until: conv3_block4_out
       global_clipnorm: 1.0
 
 >>> OPTIMIZERS.get("sgd")(learning_rate=0.1, weight_decay=None).momentum
 0.9
 """
 
+import difflib
 import math
 
 import keras
@@ -81,12 +86,15 @@ class BackboneRate:
         self.backbone_lr_multiplier = float(backbone_lr_multiplier)
         self.backbone_frozen_steps = int(backbone_frozen_steps)
         self._backbone_keys = frozenset()
+        self._frozen_keys = frozenset()
 
-    def set_backbone(self, var_list):
-        """The variables that learn at the backbone's rate; call before the optimizer is built."""
+    def set_backbone(self, var_list, frozen=None):
+        """The variables that learn at the backbone's rate, and those of them frozen for the first
+        ``backbone_frozen_steps`` steps (``None``: all of them); call before the optimizer is built."""
         if self.built:
             raise ValueError("set_backbone() can only be called before the optimizer is built.")
         self._backbone_keys = frozenset(self._var_key(variable) for variable in var_list)
+        self._frozen_keys = frozenset(self._var_key(variable) for variable in (var_list if frozen is None else frozen))
 
     def _apply_weight_decay(self, variables):
         pass  # applied in update_step, at each variable's own rate
@@ -102,7 +110,7 @@ class BackboneRate:
                 self.assign_sub(variable, variable * decay)
             super(BackboneRate, self).update_step(gradient, variable, learning_rate)
 
-        if backbone and self.backbone_frozen_steps:
+        if self.backbone_frozen_steps and self._var_key(variable) in self._frozen_keys:
             ops.cond(self.iterations < self.backbone_frozen_steps, lambda: None, step)
         else:
             step()
@@ -257,6 +265,25 @@ def backbone_variables(model):
     return [v for layer in model.layers if isinstance(layer, keras.Model) for v in layer.trainable_variables]
 
 
+def early_block_variables(model, until):
+    """The trainable variables of ``model``'s backbone layers up to and including the layer named ``until``,
+    in depth-first order through the nested Keras models (the backbone's early blocks)."""
+
+    def leaves(layer):
+        if isinstance(layer, keras.Model):
+            for inner in layer.layers:
+                yield from leaves(inner)
+        else:
+            yield layer
+
+    layers = [leaf for layer in model.layers if isinstance(layer, keras.Model) for leaf in leaves(layer)]
+    names = [layer.name for layer in layers]
+    if until not in names:
+        close = ", ".join(difflib.get_close_matches(until, names, n=5, cutoff=0.5)) or ", ".join(names[:5]) + ", …"
+        raise ValueError(f"optimizer.backbone_frozen_until: the backbone has no layer {until!r} (close: {close}).")
+    return [v for layer in layers[: names.index(until) + 1] for v in layer.trainable_variables]
+
+
 def recipe_optimizer(section, *, epochs, steps_per_epoch, model):
     """The optimizer of a recipe's ``optimizer`` section for ``model`` (the embedding model), in a run of
     ``epochs`` epochs of ``steps_per_epoch`` steps: its schedule, weight decay exclusions (rank ≤ 1)
@@ -270,6 +297,12 @@ def recipe_optimizer(section, *, epochs, steps_per_epoch, model):
     except ValueError as error:
         raise ValueError(f"optimizer.name: {error}") from None
     backbone = backbone_variables(model)
+    frozen_until = section["backbone_frozen_until"]
+    if frozen_until is not None and not section["backbone_frozen_epochs"]:
+        raise ValueError(
+            f"optimizer.backbone_frozen_until={frozen_until!r} names the early blocks frozen for the first "
+            "optimizer.backbone_frozen_epochs, which is 0: set it too."
+        )
     if not backbone and (section["backbone_lr_multiplier"] != 1 or section["backbone_frozen_epochs"]):
         raise ValueError(
             "optimizer.backbone_lr_multiplier and optimizer.backbone_frozen_epochs need a backbone: a Keras model "
@@ -284,5 +317,5 @@ def recipe_optimizer(section, *, epochs, steps_per_epoch, model):
         backbone_frozen_steps=section["backbone_frozen_epochs"] * steps_per_epoch,
     )
     optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) <= 1])
-    optimizer.set_backbone(backbone)
+    optimizer.set_backbone(backbone, None if frozen_until is None else early_block_variables(model, frozen_until))
     return optimizer
