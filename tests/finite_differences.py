@@ -12,3 +12,15 @@ def central_differences(function, x, step=1e-6):
         shift[index] = step
         gradient[index] = (function(x + shift) - function(x - shift)) / (2.0 * step)
     return gradient
+
+
+def tape_gradient(function, x):
+    """``d function(x) / d x`` through TensorFlow's tape, ``function`` a scalar TF function of the float64
+    embeddings ``x`` (the side the central differences of the reference are compared with)."""
+    import tensorflow as tf
+
+    variable = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(variable)
+        value = function(variable)
+    return tape.gradient(value, variable).numpy()

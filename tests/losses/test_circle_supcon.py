@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import pml_parity
-from finite_differences import central_differences
+from finite_differences import central_differences, tape_gradient
 from tests.test_distances import reference_comparison
 from tfdml.distances import DISTANCES, SIMILARITIES
 from tfdml.losses import CircleLoss, NTXentLoss, SupConLoss, circle_loss, ntxent_loss, supcon_loss
@@ -139,11 +139,7 @@ def test_each_distance_matches_the_reference(name, distance, rng):
 def test_circle_gradient_matches_finite_differences_with_the_weights_held(rng):
     # Sun et al. treat α_p, α_n as weights: the gradient is that of Eq. 6 with α fixed at the point.
     x, labels = batch(rng, dim=4)
-    variable = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(variable)
-        value = circle_loss(tf.constant(labels), variable, margin=0.25, scale=8.0)
-    gradient = tape.gradient(value, variable).numpy()
+    gradient = tape_gradient(lambda e: circle_loss(tf.constant(labels), e, margin=0.25, scale=8.0), x)
     numerical = central_differences(lambda e: reference_circle(e, labels, 0.25, 8.0, x), x)
     np.testing.assert_allclose(gradient, numerical, rtol=1e-5, atol=1e-7)
     assert np.abs(gradient).max() > 0.0

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import pml_parity
-from finite_differences import central_differences
+from finite_differences import central_differences, tape_gradient
 from tfdml.losses import PNPLoss, pnp_loss
 
 # ---------------------------------------------------------------- slow NumPy reference, one loop per sum
@@ -83,11 +83,7 @@ def test_class_takes_float16_embeddings_and_labels_b1(rng):
 def test_float64_gradients_match_finite_differences_of_the_reference(params, rng):
     # Central differences of the paper's formula: τ = 0.01 is too sharp for tf.test.compute_gradient's step.
     x, labels = batch(rng, dim=3)
-    variable = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(variable)
-        value = pnp_loss(tf.constant(labels), variable, **params)
-    gradient = tape.gradient(value, variable).numpy()
+    gradient = tape_gradient(lambda e: pnp_loss(tf.constant(labels), e, **params), x)
     numerical = central_differences(lambda e: reference_pnp(e, labels, **params), x)
     np.testing.assert_allclose(gradient, numerical, rtol=1e-5, atol=1e-7)
     assert np.abs(gradient).max() > 1e-3

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import pml_parity
-from finite_differences import central_differences
+from finite_differences import central_differences, tape_gradient
 from tfdml.losses import InstanceLoss, RankedListLoss, instance_loss, ranked_list_loss
 
 # ---------------------------------------------------------------- slow NumPy references, one loop per sum
@@ -101,11 +101,7 @@ def test_float64_gradients_match_finite_differences_of_the_reference(name, rng):
     _, function, reference = LOSSES[name]
     params = PARAMS[name][-1]
     x, labels = batch(rng, dim=3)
-    variable = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(variable)
-        value = function(tf.constant(labels), variable, **params)
-    gradient = tape.gradient(value, variable).numpy()
+    gradient = tape_gradient(lambda e: function(tf.constant(labels), e, **params), x)
     numerical = central_differences(lambda e: reference(e, labels, **params), x)
     np.testing.assert_allclose(gradient, numerical, rtol=1e-5, atol=1e-8)
     assert np.abs(gradient).max() > 1e-3

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import pml_parity
-from finite_differences import central_differences
+from finite_differences import central_differences, tape_gradient
 from tfdml.losses import LiftedStructureLoss, SmoothAPLoss, lifted_structure_loss, smooth_ap_loss
 
 # ---------------------------------------------------------------- slow NumPy references, one loop per sum
@@ -89,11 +89,7 @@ def test_float64_gradients_match_finite_differences_of_the_reference(name, param
     # Central differences of the paper's formula: τ = 0.01 is too sharp for tf.test.compute_gradient's step.
     _, function, reference = LOSSES[name]
     x, labels = batch(rng, dim=3)
-    variable = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(variable)
-        value = function(tf.constant(labels), variable, **params)
-    gradient = tape.gradient(value, variable).numpy()
+    gradient = tape_gradient(lambda e: function(tf.constant(labels), e, **params), x)
     numerical = central_differences(lambda e: reference(e, labels, **params), x)
     np.testing.assert_allclose(gradient, numerical, rtol=1e-5, atol=1e-7)
     assert np.abs(gradient).max() > 1e-3
