@@ -144,11 +144,9 @@ class Experiment:
         self.steps_per_epoch = config["steps_per_epoch"] or self.sampler.batches_per_epoch
         with strategy.scope():
             self.embedder = build_embedder(config, image_shape, synchronized_batchnorm=strategy.num_replicas_in_sync > 1)
+            class_counts = np.bincount(self.train_data.labels).tolist()  # classes are 0..max
             self.loss = build_loss(
-                config,
-                num_classes=int(self.train_data.labels.max()) + 1,
-                num_images=len(self.train_data),
-                class_counts=np.bincount(self.train_data.labels).tolist(),
+                config, num_classes=len(class_counts), num_images=len(self.train_data), class_counts=class_counts
             )
             self.model = MetricLearningModel(self.embedder, self.loss)
             optimizer = build_optimizer(config, steps_per_epoch=self.steps_per_epoch, model=self.embedder)
