@@ -1,18 +1,19 @@
-"""README's catalogue of losses, miners and samplers, written from their docstrings.
+"""The site's catalogue of losses, miners and samplers (docs/catalogue.md), written from their docstrings.
 
 A row per public class of ``tfdml.losses``, ``tfdml.mining`` and ``tfdml.sampling`` (their base
-classes left out): its name, its docstring's first line, its docstring's ``When to use:`` paragraph
-(every public class has one), how a recipe names it (``loss.class``, ``miner.class`` or ``sampler.class``
-and its registered name; ``MetricLearningModel`` for losses with trainable parameters) with the shipped
-recipes (``pipelines/*.yaml``, as :func:`tfdml.training.config.load_config` resolves them) that use it, and
-the first paper the docstring cites. The block between README's ``<!-- catalogue -->`` markers is
-rewritten; ``tests/test_catalogue.py`` fails while it is stale, so a new loss, miner or sampler cannot be
-left out of it.
+classes left out): its name (linked to its API reference), the first paper its docstring cites, its
+docstring's ``When to use:`` paragraph (every public class has one), how a recipe names it (``loss.class``,
+``miner.class`` or ``sampler.class`` and its registered name) with the shipped recipes
+(``pipelines/*.yaml``, as :func:`tfdml.training.config.load_config` resolves them) that use it, and whether
+it trains only with ``MetricLearningModel`` (losses with trainable parameters). The site's build writes the
+tables into docs/catalogue.md in place of its ``<!-- generated: catalogue -->`` line (docs/_hooks/generated.py),
+so the catalogue cannot go stale; ``tests/test_catalogue.py`` holds every class to a docstring the catalogue
+can read.
 
 Usage (from the repository root):
 
-    python -m benchmarks.catalogue           # rewrite README's catalogue
-    python -m benchmarks.catalogue --check   # exit 1 if it is stale
+    python -m benchmarks.catalogue           # print the catalogue's Markdown
+    python -m benchmarks.catalogue --check   # exit 1 if a class lacks what its row needs
 """
 
 import argparse
@@ -24,9 +25,8 @@ import re
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-README = REPO / "README.md"
 RECIPES = REPO / "pipelines"
-BEGIN, END = "<!-- catalogue -->", "<!-- /catalogue -->"
+PLACEHOLDER = "<!-- generated: catalogue -->"
 WHEN = "When to use:"
 # Recipes named in a row's recipe cell; the rest are counted.
 SHOWN_RECIPES = 3
@@ -112,15 +112,18 @@ def recipe_uses():
     return uses
 
 
-def recipe_cell(cls):
-    """How a recipe names ``cls``, whether it trains with ``MetricLearningModel``, and the shipped recipes
-    using it."""
+def needs_model(cls):
+    """Whether ``cls`` trains only through ``tfdml.training.MetricLearningModel``: a loss with trainable parameters
+    (β, proxies, class centres), which plain ``compile(loss=...)`` refuses."""
     from tfdml.losses import ParametricDMLLoss
 
+    return issubclass(cls, ParametricDMLLoss)
+
+
+def recipe_cell(cls):
+    """How a recipe names ``cls`` and the shipped recipes using it."""
     key, name = recipe_key(cls)
     lines = [f"`{key}: {name}`"]
-    if issubclass(cls, ParametricDMLLoss):
-        lines.append("trains with `MetricLearningModel`")
     recipes = recipe_uses().get((key, name), [])
     if recipes:
         shown = ", ".join(f"`{recipe}`" for recipe in recipes[:SHOWN_RECIPES])
@@ -129,47 +132,38 @@ def recipe_cell(cls):
     return "<br>".join(lines)
 
 
-def block():
-    """The catalogue block, markers included."""
-    note = "<!-- written by `python -m benchmarks.catalogue` from the docstrings and pipelines/: do not edit -->"
-    parts = [BEGIN, note]
+def page():
+    """The catalogue's Markdown: one table per section, each class linked to its API reference."""
+    parts = []
     for title, package, bases in sections():
         parts += [
+            f"## {title}",
             "",
-            f"**{title}** (`{package.__name__}`)",
+            f"`{package.__name__}`: [API reference](api/{package.__name__.split('.')[-1]}.md).",
             "",
-            "| class | what it does | when to use | recipe | paper |",
+            "| class | paper | when to use | recipe | needs `MetricLearningModel` |",
             "|---|---|---|---|---|",
         ]
         for cls in sorted(public_classes(package, bases), key=lambda cls: cls.__name__):
-            summary, paper = summary_and_paper(cls)
+            _, paper = summary_and_paper(cls)
             when = when_to_use(cls)
-            cells = (f"`{cls.__name__}`", summary, when[:1].upper() + when[1:], recipe_cell(cls), paper)
+            cells = (f"[`{cls.__name__}`][{package.__name__}.{cls.__name__}]", paper, when[:1].upper() + when[1:],
+                     recipe_cell(cls), "yes" if needs_model(cls) else "—")
             parts.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    return "\n".join(parts + [END])
-
-
-def current_block(text):
-    """README's catalogue block as it stands, markers included."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1:
-        raise SystemExit(f"README.md needs one {BEGIN} … {END} block for the catalogue.")
-    start = text.index(BEGIN)
-    return text[start : text.index(END) + len(END)]
+        parts.append("")
+    return "\n".join(parts)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit with status 1 if README's catalogue is stale")
+    parser.add_argument("--check", action="store_true", help="exit with status 1 if a class lacks what its row needs")
     args = parser.parse_args(argv)
-    text = README.read_text()
-    old, new = current_block(text), block()
-    if args.check:
-        if old != new:
-            sys.exit("README.md's catalogue is stale: run python -m benchmarks.catalogue")
-        return
-    from tfdml.io import write_file_atomically
-
-    write_file_atomically(README, text.replace(old, new))
+    try:
+        text = page()
+    except ValueError as error:
+        sys.exit(str(error))
+    if not args.check:
+        print(text)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ export are not), so a run that was interrupted and resumed is timed as if it had
 
 Results land in ``docs/zoo/<entry>-s<seed>.json`` as runs finish: an interrupted zoo
 resumes where it stopped (and ``train()`` resumes an interrupted run from its last
-epoch). At the end the table between the ``<!-- model-zoo -->`` markers of docs/zoo.md and
+epoch). At the end the table between the ``<!-- model-zoo -->`` markers of docs/zoo.md and README.md and
 the validation curves ``docs/zoo/validation_curves.png`` are rewritten from those files.
 
 Usage (all entries, about an hour on 2 cores):
@@ -37,6 +37,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "docs", "zoo")
 RUNS = os.path.join(REPO, "runs", "zoo")
 PAGE = os.path.join(REPO, "docs", "zoo.md")
+# README shows the same table to a newcomer (tests/test_docs.py holds the two equal).
+README = os.path.join(REPO, "README.md")
 BEGIN, END = "<!-- model-zoo -->", "<!-- /model-zoo -->"
 FEWSHOT = ("fewshot_20way_1shot_within", "fewshot_5way_1shot", "fewshot_5way_5shot")
 
@@ -260,15 +262,18 @@ def plot_curves(records, path):
 
 
 def write_table(records):
-    with open(PAGE) as f:
-        text = f.read()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{PAGE} has no {BEGIN} … {END} markers for the model zoo table.")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    texts = {}
+    for page in dict.fromkeys((PAGE, README)):
+        with open(page) as f:
+            texts[page] = f.read()
+        if BEGIN not in texts[page] or END not in texts[page]:
+            raise SystemExit(f"{page} has no {BEGIN} … {END} markers for the model zoo table.")
     body = (f"{BEGIN}\n<!-- written by benchmarks/model_zoo.py from docs/zoo/*.json: do not edit -->\n"
             f"{table(records)}\n{END}")
-    write_file_atomically(PAGE, head + body + tail)
+    for page, text in texts.items():
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        write_file_atomically(page, head + body + tail)
 
 
 def main(argv=None):

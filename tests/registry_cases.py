@@ -19,8 +19,9 @@ BATCH, DIM, PER_CLASS = 16, 8, 4
 NUM_CLASSES = BATCH // PER_CLASS
 
 # Losses whose value is random for a fixed batch and miner (QuadrupletLoss draws its fourth sample):
-# XLA draws other numbers than TensorFlow's kernels, so their XLA value is checked, not compared.
-STOCHASTIC_LOSSES = {"QuadrupletLoss"}
+# XLA draws other numbers than TensorFlow's kernels, so their XLA value is checked, not compared. A stateful
+# loss whose every call changes its next value (CrossBatchMemory enqueues the batch) is declared here too.
+STOCHASTIC_LOSSES = {"QuadrupletLoss", "CrossBatchMemory"}
 # Losses of fourth order in the embeddings (VICReg's covariance term): their value at ‖x‖ = 1e15 exceeds float32.
 QUARTIC_LOSSES = {"VICRegLoss"}
 # Miners that mine nothing when every embedding is the same point (a semi-hard negative must be strictly
@@ -76,6 +77,9 @@ SUPPLIED = {
     "num_images": lambda: BATCH,
     "class_counts": lambda: [PER_CLASS * 4**c for c in range(NUM_CLASSES)],
     "miner": default_miner,
+    # CrossBatchMemory's wrapped loss and memory (smaller than two batches, so it drops samples).
+    "loss": lambda: losses.MultiSimilarityLoss(miner=mining.MultiSimilarityMiner()),
+    "memory_size": lambda: BATCH + PER_CLASS,
 }
 
 

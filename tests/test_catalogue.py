@@ -1,4 +1,5 @@
-"""benchmarks/catalogue.py: README's catalogue of losses, miners and samplers is the one the code gives."""
+"""benchmarks/catalogue.py: the site's catalogue of losses, miners and samplers (docs/catalogue.md) is the one the
+code gives."""
 
 import importlib
 import pkgutil
@@ -13,9 +14,21 @@ sys.path.insert(0, str(paths.REPO))  # benchmarks/ is a package of the repositor
 from benchmarks import catalogue  # noqa: E402
 
 
-def test_readme_catalogue_is_up_to_date():
-    readme = (paths.REPO / "README.md").read_text()
-    assert catalogue.current_block(readme) == catalogue.block(), "stale: run python -m benchmarks.catalogue"
+def test_catalogue_page_is_generated_with_a_row_per_class():
+    """docs/catalogue.md holds the placeholder the site's build replaces, and the generated page has one row per
+    class, linking it to its API reference, with its paper, advice, recipe and MetricLearningModel cells."""
+    from tfdml import losses, mining
+
+    assert catalogue.PLACEHOLDER in (paths.REPO / "docs" / "catalogue.md").read_text().splitlines()
+    page = catalogue.page()
+    rows = [line for line in page.splitlines() if line.startswith("| [`")]
+    classes = [cls for _, package, bases in catalogue.sections() for cls in catalogue.public_classes(package, bases)]
+    assert len(rows) == len(classes) and all(row.count(" | ") == 4 for row in rows)
+    proxy_anchor = next(row for row in rows if row.startswith("| [`ProxyAnchorLoss`][tfdml.losses.ProxyAnchorLoss]"))
+    assert proxy_anchor.endswith("| yes |") and "Kim et al." in proxy_anchor
+    assert next(row for row in rows if "[tfdml.mining.SemiHardMiner]" in row).endswith("| — |")
+    assert catalogue.needs_model(losses.MarginLoss) and not catalogue.needs_model(losses.TripletLoss)
+    assert not catalogue.needs_model(mining.SemiHardMiner)
 
 
 def test_every_concrete_class_of_the_packages_is_exported_so_catalogued():
@@ -101,7 +114,7 @@ def test_recipe_column_names_the_recipe_key_and_the_shipped_recipes_that_use_the
     assert yaml.safe_load(fastap)["loss"]["class"] == "FastAPLoss"
     cell = catalogue.recipe_cell(losses.FastAPLoss)
     assert cell.startswith("`loss.class: FastAPLoss`") and "`fastap_sop.yaml`" in cell
-    assert "MetricLearningModel" not in cell and "MetricLearningModel" in catalogue.recipe_cell(losses.ProxyAnchorLoss)
+    assert "MetricLearningModel" not in cell  # its own column (needs_model)
     assert "`roth_cub200_triplet_semihard.yaml`" in catalogue.recipe_cell(mining.SemiHardMiner)
     # It names no sampler: its SPCSampler comes from the recipe it extends.
     semihard = yaml.safe_load((paths.REPO / "pipelines" / "roth_cub200_triplet_semihard.yaml").read_text())

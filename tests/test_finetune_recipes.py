@@ -100,6 +100,7 @@ def test_the_gpu_recipes_as_shipped_ask_for_weights_and_name_the_missing_file(tm
         BACKBONES.get(vit["model"]["backbone"])((224, 224, 3), weights=vit["model"]["weights"])
 
 
+@pytest.mark.slow
 def test_the_cpu_finetuning_recipe_trains_briefly():
     """omniglot_finetune.yaml as shipped, for two steps: GeM, a BN-neck and the warm-up schedule; the warm-up
     starts the learning rate at 0 and raises it, so the second step moves the backbone and the first does not."""

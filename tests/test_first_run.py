@@ -46,6 +46,7 @@ def test_load_omniglot_without_root_reads_the_shipped_copy():
     assert test.load(np.int64(0)).shape == (28, 28, 1)
 
 
+@pytest.mark.slow
 def test_the_package_data_is_in_the_wheel_and_an_installed_tfdml_loads_it(tmp_path):
     """`pip install .` (not editable): the zips travel as package data, and an installed tfdml,
     imported from another folder, reads them."""
@@ -134,6 +135,7 @@ def test_train_py_on_a_damaged_shipped_copy_is_one_line_not_a_traceback(tmp_path
     assert "train.py: error: omniglot:" in result.stderr and "images_background_small1.zip" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_default_run_opens_with_one_line_shows_the_table_and_writes_both_pictures(tmp_path):
     """README's first command, shortened to one epoch: no TensorFlow C++ start-up lines, one opening
     line, the table with one-shot accuracy for all three rows, and two PNGs in the run folder."""

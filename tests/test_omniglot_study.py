@@ -262,6 +262,7 @@ def test_categories_per_batch_of_category_hard_and_random_batches():
 SHORT = ("steps_per_epoch=2", "model.filters=8")
 
 
+@pytest.mark.slow
 def test_one_short_run_on_real_omniglot(omniglot_dir):
     _, overrides = experiments.row_runs("wu_beta", TEN_EPOCH, ROOT)["learned β⁽⁰⁾ + β_class"]
     result = store.run_one((*overrides, *SHORT, "epochs=1"), 0, omniglot_dir)
@@ -271,6 +272,7 @@ def test_one_short_run_on_real_omniglot(omniglot_dir):
     json.dumps(result)
 
 
+@pytest.mark.slow
 def test_one_short_converged_run_records_its_validation_curve(omniglot_dir):
     _, overrides = experiments.row_runs("fastap", CONVERGED, ROOT)["FastAP / category-hard"]
     result = store.run_one((*overrides, *SHORT, "epochs=2"), 0, omniglot_dir)
@@ -282,6 +284,7 @@ def test_one_short_converged_run_records_its_validation_curve(omniglot_dir):
     json.dumps(result)
 
 
+@pytest.mark.slow
 def test_one_short_search_on_real_omniglot(omniglot_dir, tmp_path):
     row_key, overrides = experiments.row_runs("roth_rho", CONVERGED, ROOT)["R-triplet (D)"]
     budget = {**CONVERGED.tuning, "max_trials": 1, "epochs": 1}

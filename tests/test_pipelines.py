@@ -7,6 +7,7 @@ import types
 import numpy as np
 import pytest
 
+from tfdml.losses import CrossBatchMemory
 from tfdml.losses.base import DMLLoss
 from tfdml.training.config import load_config
 from tfdml.training.factory import build_loss, build_sampler
@@ -30,8 +31,11 @@ def test_there_is_a_recipe_per_reproduced_setting():
 def test_recipe_loads_and_its_parts_construct(recipe):
     config = load_config(recipe)
     train = fake_train_split()
-    loss = build_loss(config, num_classes=400, num_images=len(train.labels))
+    loss = build_loss(config, num_classes=400, num_images=len(train.labels), steps_per_epoch=10)
     assert isinstance(loss, DMLLoss)
+    if config["memory"]["size"]:
+        assert isinstance(loss, CrossBatchMemory) and loss.memory_size == config["memory"]["size"]
+        loss = loss.loss
     if config["miner"]["class"]:
         assert type(loss.miner).__name__ == config["miner"]["class"]
     sampler = build_sampler(config, train)

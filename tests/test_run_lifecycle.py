@@ -91,6 +91,7 @@ def uninterrupted(tmp_path_factory):
     return tmp_path / "runs" / "whole"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_epoch", [1, 2])
 def test_a_kill_between_the_backups_weights_and_metadata_resumes_to_the_uninterrupted_result(
     kill_epoch, uninterrupted, tmp_path, monkeypatch, no_export

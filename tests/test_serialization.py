@@ -41,6 +41,9 @@ def samplers():
         sampling.CoresetSampler(labels, **matching),
         sampling.DDMSampler(labels, num_candidate_batches=3, num_bins=7, **matching),
         sampling.FRDSampler(labels, num_candidate_batches=3, **matching),
+        sampling.ViewsSampler(labels, batch_size=12, views=3, batches_per_epoch=4, seed=1),
+        sampling.SharedLabelSampler(np.eye(12, dtype=int)[labels] | np.eye(12, dtype=int)[(labels + 1) % 12],
+                                    batch_size=12, samples_per_label=3, seed=1),
     ]
 
 

@@ -26,6 +26,9 @@ from tfdml.training.config import load_config
 from tfdml.experiment import Experiment
 from tfdml.run import export_embedder, export_gallery_search
 
+# Each test trains and exports a small model for the one serving process: the file's tests run together, early.
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
 # A plain-TensorFlow interpreter (no tfdml): reads one spec path per line and answers "served" once

@@ -62,6 +62,7 @@ def test_help_documents_the_options(tmp_path):
         assert option in out
 
 
+@pytest.mark.slow
 def test_short_run_trains_reports_exports_and_logs_then_reruns_export_a_gallery_or_refuse_a_new_config(
     tmp_path, monkeypatch, capsys
 ):
@@ -96,6 +97,7 @@ def test_short_run_trains_reports_exports_and_logs_then_reruns_export_a_gallery_
     assert status != 0 and "different config" in stderr
 
 
+@pytest.mark.slow
 def test_kill_9_mid_training_then_rerun_resumes_without_losing_epochs(tmp_path):
     args = [DIGITS, "--epochs", "4", "--set", "steps_per_epoch=12", "--set", "model.filters=8", "--set",
             "evaluation.figures=false", "--name", "resume", "--quiet"]
@@ -115,6 +117,7 @@ def test_kill_9_mid_training_then_rerun_resumes_without_losing_epochs(tmp_path):
     assert epochs == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_digits_recipe_beats_raw_pixels_and_the_untrained_network_on_unseen_digits(tmp_path):
     """The digits recipe's bar: MAP@R and NMI on digits 5-9 above raw pixels and the untrained net."""
     sys.path.insert(0, REPO)
@@ -129,6 +132,7 @@ def test_digits_recipe_beats_raw_pixels_and_the_untrained_network_on_unseen_digi
         assert rows["trained"][metric] > rows["untrained"][metric] + 0.05, (metric, rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["FRDSampler", "DDMSampler", "CoresetSampler"])
 def test_memory_bank_recipes_train_and_keep_the_bank_equal_to_the_current_embeddings(sampler, tmp_path):
     sys.path.insert(0, REPO)
@@ -186,10 +190,12 @@ def epoch_losses(run_dir):
     return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, monkeypatch):
     """Item 3: with a fixed seed, a run interrupted after epoch 2 of 4 and resumed gives the same
-    per-epoch losses and final weights, bit for bit (miner random counter and input position restored),
-    with the fine-tuning controls on: warm-up and frozen backbone span the interruption."""
+    per-epoch losses and final weights, bit for bit (miner random counter, cross-batch memory and input
+    position restored), with the fine-tuning controls on: warm-up and frozen backbone span the interruption,
+    and a cross-batch memory (docs/memory.md) filled from epoch 1 on holds batches of both parts."""
     import h5py
 
     from tfdml import run
@@ -201,6 +207,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, monk
     fine_tuning = [
         "optimizer.name=adamw", "optimizer.weight_decay=0.01", "optimizer.backbone_lr_multiplier=0.1",
         "optimizer.backbone_frozen_epochs=3", "optimizer.schedule={name: cosine, warmup_epochs: 3}",
+        "memory={size: 100, start_epoch: 1}",
     ]
     whole = tiny_config(tmp_path, "name=whole", "epochs=4", *fine_tuning)
     train(whole, verbose=0)

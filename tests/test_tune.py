@@ -10,6 +10,7 @@ from tfdml.tune import make_tuner, trial_seconds, tune
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_two_trial_search_on_digits_writes_summary_and_best_recipe_and_resumes(tmp_path, capsys):
     overrides = [
         f"run_dir={tmp_path}",
@@ -47,6 +48,7 @@ def test_empty_search_space_is_an_error(tmp_path):
         tune(config)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["bayesian", "hyperband"])
 def test_other_search_algorithms_run_on_digits(algorithm, tmp_path):
     overrides = [

@@ -75,6 +75,7 @@ MARGIN_AND_RATE = (
 )
 
 
+@pytest.mark.slow
 def test_identical_and_resumed_searches_give_the_same_trials_and_scores(tmp_path):
     """D3: with the default seed 0, an identical search draws the same values and scores them the same,
     also when it is interrupted during its second trial and resumed."""
@@ -93,6 +94,7 @@ def test_identical_and_resumed_searches_give_the_same_trials_and_scores(tmp_path
     assert trials(killed) == expected
 
 
+@pytest.mark.slow
 def test_a_resumed_bayesian_search_proposes_what_the_uninterrupted_one_proposes(tmp_path, monkeypatch):
     """D3, Bayesian optimisation: its oracle's random state (the optimiser's starting points) was not
     saved with the search, so a resumed search proposed other values (and its proposals, NumPy scalars,

@@ -2,9 +2,10 @@
 
 Host-side data (evaluation, few-shot episodes, samplers, the memory bank, the gallery index,
 the evaluation callback) is checked value by value and converted on the way:
-:func:`label_array` (integer ids: labels, categories, sample indices) and :func:`as_embeddings`
-(a finite float32 matrix). Inside a graph, where values are not known, the losses use the
-predicates :func:`labels_are_integral` and :func:`labels_are_exact` (with :func:`inexact_message`)
+:func:`label_array` (integer ids: labels, categories, sample indices), :func:`multi_hot_array` (multi-hot label
+sets of multi-label data, told from ids by :func:`is_multi_hot`) and :func:`as_embeddings` (a finite float32 matrix). Inside a graph, where values are not known, the losses use the
+predicates :func:`labels_are_integral`, :func:`labels_are_exact` (with :func:`inexact_message`) and
+:func:`labels_are_binary`
 and the in-graph assertion :func:`ids_in_range`; :func:`check_label_dtype` refuses string labels
 in both worlds. :func:`tfdml.masks.flatten_labels` converts graph labels behind these checks.
 
@@ -143,3 +144,33 @@ def ids_in_range(ids, bound, who, bound_name, what="label"):
     )
     with tf.control_dependencies([check]):
         return tf.identity(ids), in_range
+
+
+def is_multi_hot(labels):
+    """Whether ``labels`` (array or tensor) are label sets: rank 2 with more than one column. ``(n,)`` and
+    ``(n, 1)`` are class ids (a one-label multi-hot column is the class ids 0 and 1)."""
+    shape = tf.TensorShape(getattr(labels, "shape", np.shape(labels)))
+    return shape.rank == 2 and shape[1] is not None and shape[1] > 1
+
+
+def multi_hot_array(labels, name="labels", *, count=None, who=None):
+    """An int64 ``(n, C)`` NumPy array of 0/1 label sets (``C >= 2``), or a ``ValueError`` naming ``name``.
+
+    Row ``i`` holds 1 in column ``c`` when sample ``i`` carries label ``c``; a row of zeros is a
+    sample with no label (never relevant to, nor a positive of, any other). ``count`` fixes ``n``.
+    """
+    prefix = f"{who}: " if who else ""
+    array = np.asarray(check_label_dtype(labels, f"{prefix}{name}"))
+    if array.ndim != 2 or array.shape[1] < 2 or (count is not None and array.shape[0] != count):
+        rows = count if count is not None else "n"
+        raise ValueError(f"{prefix}{name} must be multi-hot label sets of shape ({rows}, C), C >= 2; got {array.shape}.")
+    if array.size and not np.all((array == 0) | (array == 1)):
+        bad = array[(array != 0) & (array != 1)].flat[0]
+        raise ValueError(f"{prefix}{name} must be multi-hot (0 or 1 per label); got the value {bad}.")
+    return array.astype(np.int64)
+
+
+def labels_are_binary(labels):
+    """Scalar bool tensor: every entry of multi-hot ``labels`` is 0 or 1."""
+    labels = tf.convert_to_tensor(labels)
+    return tf.reduce_all((labels == tf.zeros_like(labels)) | (labels == tf.ones_like(labels)))

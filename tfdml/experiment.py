@@ -20,11 +20,11 @@ callbacks.
 import dataclasses
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfdml import data as tfdml_data
 from tfdml import evaluation, sampling
+from tfdml.evaluation.report import CLUSTERING_METRICS
 from tfdml.extras import require
 from tfdml.training.callbacks import (
     AtomicBackupAndRestore, EpochJSONLogger, FinishTraining, StopOnDivergence, external_state,
@@ -35,27 +35,40 @@ from tfdml.training.factory import build_embedder, build_loss, build_optimizer, 
 from tfdml.training.model import MetricLearningModel, resolve_jit_compile
 
 
-def load_split(config, split):
-    """One split; the digits are read with ``data.channels`` (folder and list files take their
-    channel count from ``data.params.channels``; Omniglot and the TFDS readers have their own). With an
-    augmentation protocol, images stay at their stored size (the protocol crops and resizes them once,
-    to ``data.image_size``)."""
+def load_split(config, split, source=None):
+    """One split of ``source`` (a section with ``name``, ``root``, ``params``; default ``data``); the digits
+    are read with ``data.channels`` (folder and list files take their channel count from ``params.channels``;
+    Omniglot and the TFDS readers have their own). With an augmentation protocol, images stay at their
+    stored size (the protocol crops and resizes them once, to ``data.image_size``)."""
     data_config = config["data"]
-    channels = {"channels": data_config["channels"]} if data_config["name"] == "digits" else {}
+    source = source or data_config
+    channels = {"channels": data_config["channels"]} if source["name"] == "digits" else {}
     return tfdml_data.load(
-        data_config["name"],
-        root=data_config["root"],
+        source["name"],
+        root=source["root"],
         split=split,
         image_size=None if data_config["augmentation"] else data_config["image_size"],
         **channels,
-        **data_config["params"],
+        **source["params"],
     )
+
+
+def load_test_split(config):
+    """The labelled images evaluated after training: ``evaluation.data`` when it names a dataset, else the
+    ``data.test_split``; ``None`` for unlabelled data (``tfdml.data.UNLABELLED_READERS``) without one."""
+    evaluation_data = config["evaluation"]["data"]
+    if evaluation_data["name"] is not None:
+        return load_split(config, evaluation_data["split"], evaluation_data)
+    if config["data"]["name"] in tfdml_data.UNLABELLED_READERS:
+        return None
+    return load_split(config, config["data"]["test_split"])
 
 
 def training_classes(config, split):
     """``(fit, validation)``: the training split less its held-out validation classes (``None``
     without ``data.validation``), with rotation classes added to ``fit`` only, so that no rotated
-    copy of a validation class is trained on."""
+    copy of a validation class is trained on; with ``data.labels: false`` ``fit`` is labelled by
+    instance (:func:`tfdml.data.instance_labels`), after the validation classes left it."""
     data_config = config["data"]
     validation = None
     if data_config["validation"] is not None:
@@ -65,6 +78,8 @@ def training_classes(config, split):
             raise ConfigError(f"data.validation: {error}") from None
     if data_config["rotations"]:
         split = tfdml_data.with_rotations(split)
+    if not data_config["labels"]:
+        split = tfdml_data.instance_labels(split)
     return split, validation
 
 
@@ -75,6 +90,28 @@ def eval_transform(protocol, size):
     if protocol == "affine":
         return lambda image: tf.image.resize(image, [size, size], method="area")
     return tfdml_data.augmentation("eval", size=size)
+
+
+#: The most bytes of loaded training images :func:`loaded_once` holds in memory.
+IN_MEMORY_BYTES = 256 * 2**20
+
+
+def loaded_once(data, limit=IN_MEMORY_BYTES):
+    """``data`` with every image loaded (decoded and preprocessed) once and held in memory as float32, so
+    that the training input path gathers an image instead of decoding and resizing it at each draw (the
+    same pixels: ``load`` runs once per image instead of once per draw); ``data`` itself when its images
+    would take more than ``limit`` bytes."""
+    first = data.load(tf.constant(0, tf.int64))
+    if len(data) * first.shape.num_elements() * 4 > limit:
+        return data
+    images = tf.concat([tf.cast(batch, tf.float32) for batch, _ in data.dataset(batch_size=256)], axis=0)
+    return dataclasses.replace(data, load=lambda index: tf.gather(images, index))
+
+
+def validation_metrics(metrics, select_by):
+    """The recipe's ``metrics`` less the clustering ones (k-means at every validation) unless ``select_by``
+    (``val_<metric>``) names one: the test split is still scored with all of them."""
+    return [m for m in metrics if m not in CLUSTERING_METRICS or select_by == f"val_{m}"]
 
 
 @dataclasses.dataclass
@@ -107,8 +144,11 @@ class Experiment:
 
     Attributes:
         train_data, validation_data, test_data: what is trained on, the held-out validation classes
-            (``None`` without ``data.validation``) and the test split.
-        eval_data: the test split with the eval preprocessing (what is evaluated and exported).
+            (``None`` without ``data.validation``) and the test split (``evaluation.data`` when named;
+            ``None`` for unlabelled data without it: nothing is evaluated).
+        eval_data: the test split with the eval preprocessing (what is evaluated and exported; ``None`` with
+            no test split, when the training images' eval preprocessing is exported).
+        served_data: :attr:`eval_data`, or without it the training images with the eval preprocessing.
         sampler, bank: the batch sampler and its memory bank (``None`` unless the sampler reads one).
         embedder, loss, model: the embedding model, the loss and the ``MetricLearningModel`` training both.
         steps_per_epoch: ``steps_per_epoch`` of the recipe, or the sampler's epoch.
@@ -121,7 +161,7 @@ class Experiment:
         self.strategy = strategy = strategy or make_strategy(config["distribute"]["strategy"])
         train_split, self.test_data = splits or (
             load_split(config, config["data"]["train_split"]),
-            load_split(config, config["data"]["test_split"]),
+            load_test_split(config),
         )
         self.train_data, self.validation_data = training_classes(config, train_split)
         self.bank = None
@@ -135,33 +175,49 @@ class Experiment:
             size = data_config["image_size"]
             self.train_preprocess = tfdml_data.augmentation(data_config["augmentation"], size=size, seed=config["seed"])
             self.eval_augmentation = eval_transform(data_config["augmentation"], size)
-            self.eval_data = self.test_data.preprocessed(self.eval_augmentation)
+            if self.test_data is not None:
+                self.eval_data = self.test_data.preprocessed(self.eval_augmentation)
             if self.validation_data is not None:
                 self.validation_eval_data = self.validation_data.preprocessed(self.eval_augmentation)
             image_shape = (size, size, data_config["channels"])
         else:
             image_shape = tuple(int(s) for s in self.train_data.load(tf.constant(0, tf.int64)).shape)
+        self.served_data = self.eval_data
+        if self.served_data is None:  # nothing to evaluate: export the training images' eval preprocessing
+            self.served_data = self.train_data
+            if self.eval_augmentation is not None:
+                self.served_data = self.train_data.preprocessed(self.eval_augmentation)
         self.steps_per_epoch = config["steps_per_epoch"] or self.sampler.batches_per_epoch
         with strategy.scope():
             self.embedder = build_embedder(config, image_shape, synchronized_batchnorm=strategy.num_replicas_in_sync > 1)
-            class_counts = np.bincount(self.train_data.labels).tolist()  # classes are 0..max
+            class_counts = self.train_data.class_counts().tolist()  # classes are 0..max
             self.loss = build_loss(
-                config, num_classes=len(class_counts), num_images=len(self.train_data), class_counts=class_counts
+                config, num_classes=len(class_counts), num_images=len(self.train_data), class_counts=class_counts,
+                steps_per_epoch=self.steps_per_epoch,
             )
             self.model = MetricLearningModel(self.embedder, self.loss)
             optimizer = build_optimizer(config, steps_per_epoch=self.steps_per_epoch, model=self.embedder)
-            self.model.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(config["jit_compile"]))
+            # One call of the compiled train function per epoch: Keras' per-step Python (callback hooks, the
+            # progress bar, a host sync of the loss) runs once an epoch, and the steps are the same. Keras 3.15's
+            # multi-step loop fails under MultiWorkerMirroredStrategy (an unfed placeholder): one step a call there.
+            multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            self.model.compile(
+                optimizer=optimizer, jit_compile=resolve_jit_compile(config["jit_compile"]),
+                steps_per_execution=1 if multi_worker else self.steps_per_epoch,
+            )
 
     def training_batches(self, start=0):
         """The (distributed) training batches from the ``start``-th batch of the run on: a resumed run
         reads what the uninterrupted run would have read next."""
-        batches = sampling.batches(self.train_data, self.sampler, preprocess=self.train_preprocess, start=start)
+        train_data = self.train_data if self.train_preprocess is not None else loaded_once(self.train_data)
+        batches = sampling.batches(train_data, self.sampler, preprocess=self.train_preprocess, start=start)
         return distribute_batches(self.strategy, batches, self.sampler.batch_size)
 
     @property
     def evaluation_data(self):
         """What is evaluated during training: the held-out validation classes when the recipe has
-        ``data.validation`` (the test split is then touched once, after training), else the test split."""
+        ``data.validation`` (the test split is then touched once, after training), else the test split
+        (``None`` when there is none)."""
         return self.validation_eval_data if self.validation_data is not None else self.eval_data
 
     @property
@@ -200,6 +256,16 @@ class Experiment:
         start = folder.finished_epochs() or initial_epoch
         evaluation_config = self.config["evaluation"]
         data = self.evaluation_data
+        retrieval = [] if data is None else [
+            evaluation.RetrievalEvaluation(
+                loaded_once(data).dataset(batch_size=256),
+                embedding_model=self.embedder,
+                every_n_epochs=evaluate_every or evaluation_config["every_n_epochs"],
+                metrics=validation_metrics(evaluation_config["metrics"], select_by),
+                k=evaluation_config["recall_k"],
+                categories=data.categories,
+            )
+        ]
         # Order matters: a diverged epoch stops before anything evaluates, records or backs it up;
         # evaluation adds val_* to the logs before they are recorded; the epoch is recorded before
         # it is backed up, so a kill in between repeats the epoch rather than losing its record; the
@@ -207,14 +273,7 @@ class Experiment:
         # weights and done marker are written before the backup is removed.
         run_callbacks = [
             self.divergence_stop(folder),
-            evaluation.RetrievalEvaluation(
-                data.dataset(batch_size=256),
-                embedding_model=self.embedder,
-                every_n_epochs=evaluate_every or evaluation_config["every_n_epochs"],
-                metrics=evaluation_config["metrics"],
-                k=evaluation_config["recall_k"],
-                categories=data.categories,
-            ),
+            *retrieval,
             EpochJSONLogger(folder.metrics_file),
             keras.callbacks.ModelCheckpoint(folder.checkpoint_pattern, save_weights_only=True),
             keras.callbacks.TensorBoard(folder.logs_dir),
@@ -231,8 +290,9 @@ class Experiment:
         return Fitted(folder.records(), folder.done().get("best_epoch"), trained=True)
 
     def divergence_stop(self, folder):
-        """Stops training at its first non-finite loss, or embeddings of a batch of :attr:`evaluation_data`."""
-        probe = next(iter(self.evaluation_data.dataset(batch_size=32)))[0]
+        """Stops training at its first non-finite loss, or embeddings of a batch of :attr:`evaluation_data`
+        (of :attr:`served_data` when nothing is evaluated)."""
+        probe = next(iter((self.evaluation_data or self.served_data).dataset(batch_size=32)))[0]
         rate = self.config["optimizer"]["learning_rate"]
         advice = (
             f"The usual cause is too high a learning rate (optimizer.learning_rate={rate}): lower it and rerun; "
@@ -251,7 +311,7 @@ class Experiment:
         """The one eval preprocessing, decoded test image → model input (the reader's pixel transforms,
         then the ``"eval"`` protocol with an augmentation recipe): evaluation, the export gallery and
         both exported signatures run this function."""
-        return self.eval_data.preprocess
+        return self.served_data.preprocess
 
     def test_images(self, batch_size=256):
         """The eval-preprocessed test images in index order, in batches."""

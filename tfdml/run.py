@@ -17,7 +17,10 @@ that the ``export`` section may change (exporting a gallery from a finished run 
 new run), and a directory whose run never finished an epoch, or diverged, does not block its name.
 """
 
+import hashlib
+import json
 import os
+import pathlib
 import time
 
 import numpy as np
@@ -28,7 +31,7 @@ from tfdml.experiment import Experiment
 from tfdml.extras import require
 from tfdml.export import check_export_settings, export_embedding_model, export_retrieval_model
 from tfdml.index import GalleryIndex
-from tfdml.io import unwritable_reason
+from tfdml.io import unwritable_reason, write_file_atomically
 from tfdml.training.config import ConfigError
 from tfdml.training.distribute import is_chief, make_strategy
 from tfdml.training.run_folder import RunFolder
@@ -39,10 +42,36 @@ def raw_pixels(images):
     return np.concatenate([batch.numpy().reshape(len(batch), -1) for batch in images])
 
 
+def cached_evaluation(experiment, embeddings):
+    """``experiment.evaluate(embeddings)``, kept in ``<run_dir>/.baselines/<key>.json`` and read from there
+    when a run scores the same embeddings again: the key is a SHA-256 of the embeddings, the test labels and
+    categories, the evaluation settings and the source of ``tfdml.evaluation``, so a hit returns exactly what
+    evaluating would.
+    The raw-pixel row of a data set is then computed once per ``run_dir``, not at every run."""
+    config = experiment.config
+    digest = hashlib.sha256(np.ascontiguousarray(embeddings).tobytes())
+    for array in (experiment.test_data.labels, experiment.test_data.categories):
+        digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes())
+    settings = [config["evaluation"]["metrics"], config["evaluation"]["recall_k"], list(np.shape(embeddings))]
+    digest.update(json.dumps(settings).encode())
+    for source in sorted(pathlib.Path(figures.__file__).parent.glob("*.py")):  # the evaluation code itself
+        digest.update(source.read_bytes())
+    path = os.path.join(config["run_dir"], ".baselines", f"{digest.hexdigest()}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    scores = {key: float(value) for key, value in experiment.evaluate(embeddings).items()}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_file_atomically(path, json.dumps(scores))
+    return scores
+
+
 def test_split_heading(config, test_data):
     """The heading of ``train.py``'s table: whether its classes were held out of training."""
     data_config = config["data"]
     described = f"{test_data.name}, {len(test_data)} images"
+    if config["evaluation"]["data"]["name"] is not None:
+        return f"Labelled evaluation data ({described}, evaluation.data):"
     if data_config["train_split"] in ("all", data_config["test_split"]):
         return (
             f"Test split '{data_config['test_split']}' ({described}): NOT held out - data.train_split="
@@ -68,6 +97,8 @@ def metric_heading(name):
     """A metric's short column heading: ``recall_at_4`` → ``R@4``, ``map_at_r`` → ``MAP@R``."""
     if name.startswith("recall_at_"):
         return "R@" + name[len("recall_at_"):]
+    if name.startswith("precision_at_"):
+        return "P@" + name[len("precision_at_"):]
     return METRIC_HEADINGS.get(name, name)
 
 
@@ -97,14 +128,17 @@ def opening_line(experiment):
     export = os.path.join(config["export"]["dir"], config["name"], str(version) if version else "<next version>")
     fit, validation, test = experiment.train_data, experiment.validation_data, experiment.test_data
     selection = (
-        f", selecting the epoch on {len(validation)} images of {len(np.unique(validation.labels))} "
+        f", selecting the epoch on {len(validation)} images of {validation.num_classes} "
         "validation classes" if validation is not None else ""
+    )
+    testing = (
+        f"testing on {test.name} ({len(test)} images, {test.num_classes} classes)" if test is not None
+        else "no labelled data to test on (evaluation.data)"
     )
     return (
         f"Training {config['name']}: {config['loss']['class']} on {fit.name} ({len(fit)} images, "
-        f"{len(np.unique(fit.labels))} classes{selection}) for {config['epochs']} epochs of {experiment.steps_per_epoch} "
-        f"steps; testing on {test.name} ({len(test)} images, {len(np.unique(test.labels))} classes); "
-        f"exporting to {export}/"
+        f"{fit.num_classes} classes{selection}) for {config['epochs']} epochs of {experiment.steps_per_epoch} "
+        f"steps; {testing}; exporting to {export}/"
     )
 
 
@@ -229,13 +263,17 @@ def train_in_folder(config, folder, strategy, verbose, callbacks):
     experiment = Experiment(config, strategy)
     if chief:
         print(opening_line(experiment), flush=True)
-    embeddings = {"raw pixels": raw_pixels(experiment.test_images()), "untrained": experiment.embed_test()}
-    rows = {name: experiment.evaluate(values) for name, values in embeddings.items()}
+    tested = experiment.test_data is not None
+    embeddings, rows = {}, {}
+    if tested:
+        embeddings = {"raw pixels": raw_pixels(experiment.test_images()), "untrained": experiment.embed_test()}
+        rows = {name: cached_evaluation(experiment, values) for name, values in embeddings.items()}
     fitted = experiment.fit(folder, callbacks=callbacks, verbose=verbose)
     if not fitted.trained:
         print(f"Training of {folder.path} finished earlier: evaluating and exporting its final weights.")
-    embeddings["trained"] = experiment.embed_test()
-    rows["trained"] = experiment.evaluate(embeddings["trained"])
+    if tested:
+        embeddings["trained"] = experiment.embed_test()
+        rows["trained"] = experiment.evaluate(embeddings["trained"])
     if fitted.selected_epoch is not None:
         print(
             f"Model selection on {len(experiment.validation_data)} validation images "
@@ -247,9 +285,15 @@ def train_in_folder(config, folder, strategy, verbose, callbacks):
     if config["export"]["gallery"]:
         search_path = export_once(folder, config, f"{config['name']}-search", lambda: export_gallery_search(experiment))
         print(f"Exported retrieval SavedModel to {search_path}")
-    print(f"\n{test_split_heading(config, experiment.test_data)}")
-    print(format_table(rows))
-    if config["evaluation"]["figures"]:
+    if not tested:
+        print(
+            f"\nNo retrieval table: {experiment.train_data.name} is unlabelled and evaluation.data names no labelled "
+            "dataset to test on."
+        )
+    else:
+        print(f"\n{test_split_heading(config, experiment.test_data)}")
+        print(format_table(rows))
+    if tested and config["evaluation"]["figures"]:
         drawn = write_figures(experiment, folder, {"raw pixels": embeddings["raw pixels"], "trained": embeddings["trained"]})
         print("\n" + "\n".join(f"Wrote the {name} picture: {path}" for name, path in drawn.items()))
     print(f"\nExported SavedModel to {export_path} ({time.time() - started:.0f} s in all)")

@@ -100,6 +100,8 @@ KEYED_WHEN_CHANGED = {
     ("jit_compile",): "auto",
     ("data", "validation"): None,
     ("data", "rotations"): False,
+    ("data", "labels"): True,
+    ("evaluation", "data"): {"name": None, "root": None, "split": "test", "params": {}},
     ("evaluation", "select_by"): "val_recall_at_1",
     ("evaluation", "figures"): True,
     ("model", "backbone_config"): {},
@@ -112,6 +114,7 @@ KEYED_WHEN_CHANGED = {
     ("optimizer", "backbone_frozen_until"): None,
     ("optimizer", "clipnorm"): None,
     ("optimizer", "global_clipnorm"): None,
+    ("memory",): {"size": 0, "start_epoch": 0},
 }
 
 

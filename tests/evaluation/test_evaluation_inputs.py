@@ -311,6 +311,7 @@ def zoo(tmp_path, monkeypatch):
     readme.write_text(f"intro\n{module.BEGIN}\n| old table |\n{module.END}\nrest\n")
     monkeypatch.setattr(module, "RESULTS", str(tmp_path / "zoo"))
     monkeypatch.setattr(module, "PAGE", str(readme))
+    monkeypatch.setattr(module, "README", str(readme))
     return module
 
 

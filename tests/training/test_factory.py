@@ -131,12 +131,12 @@ def test_backbones_resolve_by_name_with_their_own_default_input():
 
 
 def test_datasets_resolve_by_name_and_alias():
-    names = {"digits", "omniglot", "omniglot_tfds", "folder", "list", "cub200", "sop", "cars196"}
+    names = {"digits", "omniglot", "omniglot_tfds", "folder", "list", "cub200", "sop", "cars196", "multi_label_list", "omniglot_pairs", "unlabelled_folder"}
     assert names <= set(data.READERS.names)
     assert data.READERS.get("cub200") is data.READERS.get("caltech_birds2011")
     assert data.READERS.get("sop") is data.READERS.get("stanford_online_products")
     digits = data.load("digits", split="test", image_size=None)
     assert len(set(digits.labels)) == 5 and digits.categories is None
-    listing = r"^unknown dataset 'imagenet'; expected one of caltech_birds2011, .*stanford_online_products\.$"
+    listing = r"^unknown dataset 'imagenet'; expected one of caltech_birds2011, .*unlabelled_folder\.$"
     with pytest.raises(ValueError, match=listing):
         data.load("imagenet")

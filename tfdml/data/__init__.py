@@ -17,6 +17,9 @@ reader module registers its names (so a new dataset is one module of this packag
 | ``"sop"``, ``"stanford_online_products"``    | ``tfds_dataset``| TFDS ``data_dir``                        |
 | ``"folder"``                                 | ``image_folder``| ``root/<class>/`` or ``root/<category>/<class>/`` |
 | ``"list"``                                   | ``list_file``   | ``path,class[,category]`` file           |
+| ``"multi_label_list"``                       | ``multi_label_list_file``| ``path<TAB>label1,label2[<TAB>split]`` file (multi-hot labels) |
+| ``"omniglot_pairs"``                         | ``omniglot_pairs``| Omniglot characters overlaid in pairs (multi-hot labels) |
+| ``"unlabelled_folder"``                      | ``unlabelled_folder``| ``root/**/*.jpg``, each image its own class |
 
 Example:
 
@@ -31,10 +34,12 @@ from tfdml.data.augment import PROTOCOLS, Augmentation, augmentation
 from tfdml.data.base import READERS, SPLITS, DataFileError, EncodedImages, LabelledImages
 from tfdml.data.digits import digits
 from tfdml.data.folder import image_folder, list_file
+from tfdml.data.multi_label import multi_label_list_file, omniglot_pairs
 from tfdml.data.omniglot import omniglot
 from tfdml.data.omniglot_tfds import omniglot_tfds
 from tfdml.data.rotations import with_rotations
 from tfdml.data.tfds_readers import TFDS_SPECS, tfds_dataset
+from tfdml.data.unlabelled import UNLABELLED_READERS, instance_labels, unlabelled_folder
 from tfdml.data.validation import hold_out_validation
 
 # Every module of the package, so each reader module registers its names in READERS, listed here or not.
@@ -67,6 +72,7 @@ __all__ = [
     "READERS",
     "SPLITS",
     "TFDS_SPECS",
+    "UNLABELLED_READERS",
     "Augmentation",
     "DataFileError",
     "EncodedImages",
@@ -74,11 +80,15 @@ __all__ = [
     "augmentation",
     "digits",
     "hold_out_validation",
+    "instance_labels",
     "image_folder",
     "list_file",
+    "multi_label_list_file",
     "load",
     "omniglot",
+    "omniglot_pairs",
     "omniglot_tfds",
     "tfds_dataset",
+    "unlabelled_folder",
     "with_rotations",
 ]

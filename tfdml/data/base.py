@@ -68,7 +68,8 @@ class LabelledImages:
 
     Attributes:
         name: human-readable name (e.g. ``"omniglot/train"``), used in messages.
-        labels: int64 ``(n,)`` class label of each image.
+        labels: int64 ``(n,)`` class label of each image, or int64 multi-hot label sets ``(n, C)`` for
+            multi-label data (:mod:`tfdml.data.multi_label`).
         load: ``index (int64 scalar tensor) -> image (h, w, c) tensor`` (uint8 or float32 in [0, 255]);
             must be traceable by ``tf.data.Dataset.map``. Readers give an ``EncodedImages``, which
             adds ``encoded``, ``decode`` and ``preprocess``; a plain function (in-memory images)
@@ -89,6 +90,20 @@ class LabelledImages:
 
     def __len__(self):
         return int(self.labels.shape[0])
+
+    @property
+    def multi_label(self):
+        """Whether ``labels`` are multi-hot label sets ``(n, C)`` rather than class ids ``(n,)``."""
+        return np.ndim(self.labels) == 2
+
+    def class_counts(self):
+        """int64 images per class id ``0..max`` (``np.bincount``), or per label column of multi-hot label sets."""
+        return self.labels.sum(axis=0) if self.multi_label else np.bincount(self.labels)
+
+    @property
+    def num_classes(self):
+        """Distinct classes, or labels carried by at least one image of multi-hot label sets."""
+        return int(np.count_nonzero(self.class_counts()))
 
     @property
     def has_files(self):

@@ -97,13 +97,7 @@ def list_file(path, *, image_root=None, split="all", train_classes=None, delimit
         raise FileNotFoundError(f"list_file: list file {path} does not exist")
     image_root = path.parent if image_root is None else pathlib.Path(image_root)
     rows = _read_rows(path, delimiter)
-    paths = [image_root / row[0] for _, row in rows]
-    missing = [(line, p) for (line, _), p in zip(rows, paths) if not p.is_file()]
-    if missing:
-        line, first = missing[0]
-        raise FileNotFoundError(
-            f"list_file: {len(missing)} listed image(s) do not exist, first {first} ({path}, line {line})"
-        )
+    paths = listed_paths(rows, image_root, path, "list_file")
     labels, class_names = _ids([row[1] for _, row in rows])
     categories, category_names = _ids([row[2] if len(row) == 3 else None for _, row in rows])
     return _build(
@@ -166,6 +160,17 @@ def _class_folders(root):
 
 def _is_image(path):
     return path.is_file() and path.suffix.lower() in images.IMAGE_EXTENSIONS
+
+
+def listed_paths(rows, image_root, path, who):
+    """The image paths of a list file's ``(line, row)`` pairs (``row[0]`` under ``image_root``); a missing one is an
+    error naming it, the list file and its line."""
+    paths = [image_root / row[0] for _, row in rows]
+    missing = [(line, p) for (line, _), p in zip(rows, paths) if not p.is_file()]
+    if missing:
+        line, first = missing[0]
+        raise FileNotFoundError(f"{who}: {len(missing)} listed image(s) do not exist, first {first} ({path}, line {line})")
+    return paths
 
 
 def _read_rows(path, delimiter):

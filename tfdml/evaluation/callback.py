@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdml.checks import label_array
+from tfdml.checks import is_multi_hot, label_array
 from tfdml.evaluation.report import evaluate
 from tfdml.serialization import constructor_config
 
@@ -90,11 +90,15 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     def _embed_with_categories(self):
         """Embeddings, labels and categories (``self.categories``, the dataset's third component, or ``None``)."""
         embedder = self._embedder()
+        if getattr(self, "_traced_for", None) is not embedder:
+            # A plain call (under MultiWorkerMirroredStrategy predict_on_batch returns every worker's batch),
+            # traced once per batch shape rather than run eagerly op by op at every validation.
+            self._traced_for, self._traced = embedder, tf.function(lambda images: embedder(images, training=False))
         embeddings, labels, categories = [], [], []
         for images, batch_labels, *batch_categories in self.validation_data:
-            # A plain call: under MultiWorkerMirroredStrategy predict_on_batch returns every worker's batch.
-            embeddings.append(keras.ops.convert_to_numpy(embedder(images, training=False)))
-            labels.append(np.asarray(batch_labels).reshape(-1))
+            embeddings.append(keras.ops.convert_to_numpy(self._traced(images)))
+            batch_labels = np.asarray(batch_labels)
+            labels.append(batch_labels if is_multi_hot(batch_labels) else batch_labels.reshape(-1))
             categories.extend(np.asarray(c).reshape(-1) for c in batch_categories)
         if self.categories is not None:
             return np.concatenate(embeddings), np.concatenate(labels), self.categories

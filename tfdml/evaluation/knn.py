@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdml.checks import as_embeddings, label_array
+from tfdml.checks import as_embeddings, is_multi_hot, label_array, multi_hot_array
 from tfdml.neighbors import BLOCK, chunk_scores, check_metric, map_chunks, ranking_operands, search
 
 #: Rank stored for a positive that lies beyond the search depth (it cannot count for any metric).
@@ -107,7 +107,7 @@ class PositiveRanks:
             for the first ``min(num_positives, depth)`` of them; :data:`UNRANKED` past the
             search depth and in padding.
         num_positives: int64 ``(n,)`` number of gallery items sharing the query's label (self excluded).
-        labels: int64 ``(n,)`` query labels.
+        labels: int64 ``(n,)`` query labels, or ``(n, C)`` multi-hot label sets.
         depth: how many nearest gallery items were ranked exactly.
     """
 
@@ -205,6 +205,26 @@ def _ranks_of_chunk(scores, self_index, positive_index, positive_valid, depth):
     return first, ranks
 
 
+def _shared_label_columns(query_sets, gallery_sets, self_index, chunk_size):
+    """Padded gallery columns of each query's positives (items sharing a label with it) and their
+    validity, from multi-hot label sets, ``chunk_size`` queries at a time (never ``n × m`` at once)."""
+    gallery_sets = gallery_sets.T.astype(np.int32)
+    counts, columns = [], []
+    for start in range(0, len(query_sets), chunk_size):
+        own = self_index[start:start + chunk_size]
+        shared = query_sets[start:start + chunk_size].astype(np.int32) @ gallery_sets > 0
+        in_gallery = np.flatnonzero(own >= 0)
+        shared[in_gallery, own[in_gallery]] = False
+        counts.append(shared.sum(axis=1))
+        columns.append(np.nonzero(shared)[1])  # row-major: each query's columns in a run, ascending
+    counts, columns = np.concatenate(counts), np.concatenate(columns)
+    width = max(int(counts.max(initial=0)), 1)
+    valid = np.arange(width)[np.newaxis, :] < counts[:, np.newaxis]
+    padded = np.zeros(valid.shape, np.int32)
+    padded[valid] = columns
+    return padded, valid
+
+
 def _positive_columns(query_labels, gallery_labels, self_index):
     """Padded gallery columns of each query's positives and their validity, by label groups."""
     order = np.argsort(gallery_labels, kind="stable")
@@ -240,8 +260,9 @@ def rank_positives(
     and the ranks of the first ``depth`` positives (R-precision, MAP@R, mAP@k_c).
 
     Args:
-        query, query_labels: ``(n, d)`` embeddings and ``(n,)`` int labels.
-        gallery, gallery_labels: ``(m, d)``/``(m,)``; ``None`` uses the queries with
+        query, query_labels: ``(n, d)`` embeddings and ``(n,)`` int labels, or multi-hot label sets
+            ``(n, C)`` (``C >= 2``): a gallery item is then a positive of every query it shares a label with.
+        gallery, gallery_labels: ``(m, d)``/``(m,)`` (or ``(m, C)``); ``None`` uses the queries with
             self-matches excluded by index.
         self_index: optional int ``(n,)`` gallery row of each query (``-1``: not in the gallery).
         depth: how many nearest items to rank exactly; default: the largest number of
@@ -257,9 +278,19 @@ def rank_positives(
     if gallery is None:
         gallery_labels = query_labels
     query, gallery, self_index = _query_and_gallery(query, gallery, self_index, chunk_size)
-    query_labels = label_array(query_labels, "query_labels", count=query.shape[0])
-    gallery_labels = label_array(gallery_labels, "gallery_labels", count=gallery.shape[0])
-    positive_index, positive_valid = _positive_columns(query_labels, gallery_labels, self_index)
+    if is_multi_hot(query_labels):
+        query_labels = multi_hot_array(query_labels, "query_labels", count=query.shape[0])
+        gallery_labels = multi_hot_array(gallery_labels, "gallery_labels", count=gallery.shape[0])
+        if gallery_labels.shape[1] != query_labels.shape[1]:
+            raise ValueError(
+                f"query_labels and gallery_labels must have the same labels (columns): {query_labels.shape[1]} vs "
+                f"{gallery_labels.shape[1]}."
+            )
+        positive_index, positive_valid = _shared_label_columns(query_labels, gallery_labels, self_index, chunk_size)
+    else:
+        query_labels = label_array(query_labels, "query_labels", count=query.shape[0])
+        gallery_labels = label_array(gallery_labels, "gallery_labels", count=gallery.shape[0])
+        positive_index, positive_valid = _positive_columns(query_labels, gallery_labels, self_index)
     num_positives = positive_valid.sum(axis=1).astype(np.int64)
     ranked = max(int(num_positives.max(initial=0)), 1)
     candidates = gallery.shape[0] - int(np.any(self_index >= 0))

@@ -34,6 +34,7 @@ from tfdml.losses.circle import CircleLoss, circle_loss
 from tfdml.losses.contrastive import ContrastiveLoss, contrastive_all_pairs, contrastive_loss, contrastive_pair_loss
 from tfdml.losses.contrastive_softmax import NTXentLoss, SupConLoss, ntxent_loss, supcon_loss
 from tfdml.losses.cosface import CosFaceLoss, cosface_loss
+from tfdml.losses.cross_batch_memory import CrossBatchMemory
 from tfdml.losses.decoupled_contrastive import DecoupledContrastiveLoss, decoupled_contrastive_loss
 from tfdml.losses.dynamic_arcface import DynamicArcFaceLoss, dynamic_arcface_loss, dynamic_arcface_margins
 from tfdml.losses.fastap import FastAPLoss, fastap_loss, fastap_loss_autodiff
@@ -52,6 +53,7 @@ from tfdml.losses.lifted_structure import (
     lifted_structure_loss,
 )
 from tfdml.losses.margin import MarginLoss, margin_loss, margin_loss_all_pairs
+from tfdml.losses.multi_label import MultiSupConLoss, multi_supcon_loss
 from tfdml.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_all_pairs, multi_similarity_loss
 from tfdml.losses.nca import NCALoss, nca_loss
 from tfdml.losses.normalized_softmax import NormalizedSoftmaxLoss, normalized_softmax_loss
@@ -80,6 +82,7 @@ __all__ = [
     "AngularLoss",
     "ArcFaceLoss",
     "CircleLoss",
+    "CrossBatchMemory",
     "ContrastiveLoss",
     "CosFaceLoss",
     "DMLLoss",
@@ -95,6 +98,7 @@ __all__ = [
     "LossParameters",
     "MarginLoss",
     "MultiSimilarityLoss",
+    "MultiSupConLoss",
     "NCALoss",
     "NPairLoss",
     "NTXentLoss",
@@ -137,6 +141,7 @@ __all__ = [
     "margin_loss_all_pairs",
     "multi_similarity_all_pairs",
     "multi_similarity_loss",
+    "multi_supcon_loss",
     "nca_loss",
     "normalized_softmax_loss",
     "npair_loss",

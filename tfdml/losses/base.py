@@ -39,10 +39,12 @@ store each constructor argument under its own name, from which
 import keras
 import tensorflow as tf
 
-from tfdml.checks import check_label_dtype, inexact_message, labels_are_exact, labels_are_integral
+from tfdml.checks import (
+    check_label_dtype, inexact_message, is_multi_hot, labels_are_binary, labels_are_exact, labels_are_integral,
+)
 from tfdml.distances import squared_distances_are_finite
 from tfdml.losses.math import nan_unless
-from tfdml.masks import flatten_labels
+from tfdml.masks import flatten_labels, label_sets
 from tfdml.serialization import constructor_config
 
 # Constructor arguments that are not part of a loss's config: Keras' own dtype (losses compute in float32).
@@ -69,6 +71,11 @@ class DMLLoss(keras.losses.Loss):
       ``TypeError``.
     - **Batch sizes** of ``y_true`` and ``y_pred`` must match: checked statically (a
       ``ValueError`` naming both sizes) where the shapes are known, at run time otherwise.
+    - **Multi-label losses** (``multi_label = True``, e.g. ``MultiSupConLoss``) also take multi-hot
+      label sets ``(b, C)``, ``C >= 2``, of 0s and 1s (other values: a ``ValueError`` eagerly, an
+      in-graph assertion in a ``tf.function``, a NaN loss under XLA); class ids ``(b,)``/``(b, 1)`` are
+      one label per sample. :meth:`compute` then receives float32 label sets ``(b, C)``
+      (:func:`tfdml.masks.label_sets`; ids as the one-hot sets ``(b, b)`` of the batch's classes).
 
     ``data_arguments`` names the constructor arguments a recipe run derives from its data or
     other recipe keys (``miner``, ``num_classes``, ``num_images``, ``embedding_dim``); the
@@ -76,6 +83,8 @@ class DMLLoss(keras.losses.Loss):
     """
 
     data_arguments = ()
+    #: Whether ``y_true`` may hold multi-hot label sets ``(b, C)`` (see above); ``compute`` then gets label sets.
+    multi_label = False
 
     def __init__(self, name=None, dtype=None):
         # The loss is already the batch's scalar: nothing is left for Keras to reduce.
@@ -116,7 +125,7 @@ class DMLLoss(keras.losses.Loss):
         loss_name = type(self).__name__
         ids = {"y_true": y_true, **inputs}
         inputs = {name: flatten_labels(value, f"{loss_name}: {name}") for name, value in inputs.items()}
-        labels = flatten_labels(y_true, f"{loss_name}: y_true")
+        labels = (label_sets if self.multi_label else flatten_labels)(y_true, f"{loss_name}: y_true")
         embeddings = tf.cast(y_pred, tf.float32)
         if embeddings.shape.rank != 2:
             raise ValueError(f"{loss_name}: y_pred must be embeddings of shape (batch, dim); got {embeddings.shape}.")
@@ -143,6 +152,10 @@ class DMLLoss(keras.losses.Loss):
                 message = f"{loss_name}: {name}: {inexact_message(value.dtype)}; largest label:"
                 checks.append(tf.debugging.Assert(exact, [message, tf.reduce_max(tf.abs(value))]))
             valid += [integral, exact]
+        if self.multi_label and is_multi_hot(y_true):
+            binary = labels_are_binary(y_true)
+            checks.append(tf.debugging.Assert(binary, [f"{loss_name}: y_true: multi-hot labels must be 0 or 1"]))
+            valid.append(binary)
         with tf.control_dependencies(checks):
             labels = tf.identity(labels)
         loss = self.compute(labels, embeddings, **inputs)

@@ -28,13 +28,15 @@ def circle_terms(similarity, positives, negatives, margin=0.4, scale=80.0):
     return tf.where(tf.logical_and(has_positive, has_negative), terms, tf.zeros_like(terms))
 
 
-def circle_loss(labels, embeddings, margin=0.4, scale=80.0, distance="cosine"):
+def circle_loss(labels, embeddings, margin=0.4, scale=80.0, distance="cosine", keys=None):
     """Circle loss (see :class:`CircleLoss`) of int ``labels`` ``(b,)`` and ``embeddings`` ``(b, d)``: the mean
     over the ``b`` anchors of :func:`circle_terms` with every positive and every negative pair of the batch,
-    on their similarity ``distance`` (``"cosine"``, of the embeddings L2-normalised here, or ``"dot"``)."""
+    on their similarity ``distance`` (``"cosine"``, of the embeddings L2-normalised here, or ``"dot"``).
+    With :class:`~tfdml.masks.Keys` (a cross-batch memory) the partners are the valid keys but the query's copy."""
     embeddings = tf.convert_to_tensor(embeddings)
-    similarity, _ = pairwise_comparison(embeddings, distance=check_distance("circle_loss", distance, SIMILARITIES))
-    positives, negatives = pair_masks(labels)
+    distance = check_distance("circle_loss", distance, SIMILARITIES)
+    similarity, _ = pairwise_comparison(embeddings, None if keys is None else keys.embeddings, distance=distance)
+    positives, negatives = pair_masks(labels, keys)
     loss = tf.reduce_mean(circle_terms(similarity, positives, negatives, margin, scale))
     return nan_unless_finite(loss, embeddings)
 
@@ -93,5 +95,5 @@ class CircleLoss(DMLLoss):
         self.scale = check_argument("CircleLoss", "scale", scale, low=0.0, low_open=True)
         self.distance = check_distance("CircleLoss", distance, SIMILARITIES)
 
-    def compute(self, labels, embeddings):
-        return circle_loss(labels, embeddings, self.margin, self.scale, self.distance)
+    def compute(self, labels, embeddings, keys=None):
+        return circle_loss(labels, embeddings, self.margin, self.scale, self.distance, keys)

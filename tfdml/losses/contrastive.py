@@ -4,17 +4,19 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.distances import SIMILARITIES, check_distance, pairwise_comparison
+from tfdml.distances import SIMILARITIES, check_distance
 from tfdml.losses.pairs import (
     AVERAGES,
     batch_comparison,
     check_pairs,
     count_active,
     nan_unless_finite,
+    pair_masks,
+    query_key_comparison,
     without_diagonal,
 )
 from tfdml.losses.math import masked_mean
-from tfdml.losses.tuples import anchor_distances, resolve_miner
+from tfdml.losses.tuples import anchor_distances, resolve_miner, tuple_comparison
 from tfdml.masks import same_label_mask
 from tfdml.mining.base import MaskedTriplets, check_argument
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
@@ -29,10 +31,11 @@ def contrastive_terms(matrix, sign, margin, positive_margin):
     return tf.nn.relu(positive_margin - matrix), tf.nn.relu(matrix - margin)
 
 
-def contrastive_loss(triplets, embeddings, margin=1.0, positive_margin=0.0, distance="euclidean"):
+def contrastive_loss(triplets, embeddings, margin=1.0, positive_margin=0.0, distance="euclidean", keys=None):
     """Contrastive loss (see :class:`ContrastiveLoss`) of the ``(anchor, positive)`` and
-    ``(anchor, negative)`` pairs of the mined ``triplets`` (:class:`~tfdml.mining.base.MaskedTriplets`)."""
-    matrix, sign = pairwise_comparison(embeddings, distance=distance)
+    ``(anchor, negative)`` pairs of the mined ``triplets`` (:class:`~tfdml.mining.base.MaskedTriplets`;
+    with :class:`~tfdml.masks.Keys`, positives and negatives index the keys)."""
+    matrix, sign = tuple_comparison(embeddings, keys, distance)
     anchor_positive, anchor_negative = anchor_distances(matrix, triplets)
     positive_terms, _ = contrastive_terms(anchor_positive, sign, margin, positive_margin)
     _, negative_terms = contrastive_terms(anchor_negative, sign, margin, positive_margin)
@@ -66,17 +69,22 @@ def check_average(owner, average):
     return average
 
 
-def contrastive_pair_loss(pairs, embeddings, margin=1.0, positive_margin=0.0, distance="euclidean", average="pairs"):
+def contrastive_pair_loss(
+    pairs, embeddings, margin=1.0, positive_margin=0.0, distance="euclidean", average="pairs", keys=None
+):
     """Contrastive loss (see :class:`ContrastiveLoss`) of the mined ``pairs``
     (:class:`~tfdml.mining.multi_similarity.PairMasks`, e.g. from :class:`~tfdml.mining.PairMarginMiner`):
-    ``average`` as in :func:`contrastive_all_pairs` (``"nonzero"`` is PML's default reducer)."""
+    ``average`` as in :func:`contrastive_all_pairs` (``"nonzero"`` is PML's default reducer). With
+    :class:`~tfdml.masks.Keys` the pairs are ``(b, m)`` query–key pairs."""
     check_average("contrastive_pair_loss", average)
     embeddings = tf.convert_to_tensor(embeddings)
-    comparison = batch_comparison(embeddings, distance)
+    comparison = query_key_comparison(embeddings, keys, distance)
     return masked_contrastive(comparison, pairs.positives, pairs.negatives, margin, positive_margin, average)
 
 
-def contrastive_all_pairs(labels, embeddings, margin=1.0, positive_margin=0.0, average="pairs", distance="euclidean"):
+def contrastive_all_pairs(
+    labels, embeddings, margin=1.0, positive_margin=0.0, average="pairs", distance="euclidean", keys=None
+):
     """Contrastive loss (Hadsell et al. 2006; Roth et al. 2020, eq. 1) on every ordered pair:
 
         ℓ_ij = 1[y_i = y_j] (D_ij − m⁺)_+ + 1[y_i ≠ y_j] (γ − D_ij)_+,   i ≠ j,
@@ -86,7 +94,9 @@ def contrastive_all_pairs(labels, embeddings, margin=1.0, positive_margin=0.0, a
     (default, as :class:`ContrastiveLoss` documents) is the mean of ``ℓ`` over all ``b (b − 1)``
     ordered pairs; ``average="nonzero"`` is pytorch-metric-learning's ``AvgNonZeroReducer``: the
     mean of the non-zero positive terms plus the mean of the non-zero negative terms (a side
-    without a non-zero term adds 0). Defaults ``γ = 1``, ``m⁺ = 0`` (Roth et al., PML).
+    without a non-zero term adds 0). Defaults ``γ = 1``, ``m⁺ = 0`` (Roth et al., PML). With
+    :class:`~tfdml.masks.Keys` (a cross-batch memory) the pairs are every query with every valid key
+    but its own copy, on the ``(b, m)`` rectangle.
 
     Example:
 
@@ -94,6 +104,11 @@ def contrastive_all_pairs(labels, embeddings, margin=1.0, positive_margin=0.0, a
     """
     check_average("contrastive_all_pairs", average)
     embeddings = tf.convert_to_tensor(embeddings)
+    if keys is not None:
+        positives, negatives = pair_masks(labels, keys)
+        comparison = query_key_comparison(embeddings, keys, distance)
+        loss = masked_contrastive(comparison, positives, negatives, margin, positive_margin, average)
+        return nan_unless_finite(loss, embeddings)
     comparison = batch_comparison(embeddings, distance, symmetric=True)
     same = same_label_mask(labels)
     positive_terms, negative_terms = contrastive_terms(*comparison, margin, positive_margin)
@@ -182,15 +197,16 @@ class ContrastiveLoss(DMLLoss):
         self.pairs = check_pairs(pairs, miner)
         self.miner = None if self.pairs == "all" else resolve_miner(miner, DistanceWeightedMiner)
 
-    def compute(self, labels, embeddings):
+    def compute(self, labels, embeddings, keys=None):
         hyperparameters = (self.margin, self.positive_margin)
         if self.pairs == "all":
-            return contrastive_all_pairs(labels, embeddings, *hyperparameters, distance=self.distance)
-        mined = self.miner.mine_masked(embeddings, labels)
+            return contrastive_all_pairs(labels, embeddings, *hyperparameters, distance=self.distance, keys=keys)
+        with_keys = {} if keys is None else {"keys": keys}
+        mined = self.miner.mine_masked(embeddings, labels, **with_keys)
         if isinstance(mined, PairMasks):
-            return contrastive_pair_loss(mined, embeddings, *hyperparameters, distance=self.distance)
+            return contrastive_pair_loss(mined, embeddings, *hyperparameters, distance=self.distance, keys=keys)
         if isinstance(mined, MaskedTriplets):
-            return contrastive_loss(mined, embeddings, *hyperparameters, distance=self.distance)
+            return contrastive_loss(mined, embeddings, *hyperparameters, distance=self.distance, keys=keys)
         raise TypeError(
             f"ContrastiveLoss: miner {type(self.miner).__name__} returned {type(mined).__name__}; "
             "expected PairMasks or Triplets."

@@ -17,20 +17,22 @@ from tfdml.losses.pairs import nan_unless_finite, pair_masks, without_diagonal
 from tfdml.mining.base import check_argument
 
 
-def scaled_similarity(embeddings, temperature, distance="cosine"):
+def scaled_similarity(embeddings, temperature, distance="cosine", keys=None):
     """``s_ij / τ``: the cosine similarity ``(b, b)`` of the L2-normalised ``embeddings``, over ``temperature``;
-    with another ``distance`` its similarity, or its negated distance ``−D_ij / τ`` (as PML)."""
-    matrix, sign = pairwise_comparison(embeddings, distance=distance)
+    with another ``distance`` its similarity, or its negated distance ``−D_ij / τ`` (as PML). With
+    :class:`~tfdml.masks.Keys`, ``(b, m)`` against the keys."""
+    matrix, sign = pairwise_comparison(embeddings, None if keys is None else keys.embeddings, distance=distance)
     return -sign * matrix / temperature
 
 
-def supcon_loss(labels, embeddings, temperature=0.1, distance="cosine"):
+def supcon_loss(labels, embeddings, temperature=0.1, distance="cosine", keys=None):
     """Supervised contrastive loss (see :class:`SupConLoss`) of int ``labels`` ``(b,)`` and ``embeddings``
-    ``(b, d)``, L2-normalised here: the mean, over the anchors with a positive, of Khosla et al.'s Eq. 2 term."""
+    ``(b, d)``, L2-normalised here: the mean, over the anchors with a positive, of Khosla et al.'s Eq. 2 term.
+    With :class:`~tfdml.masks.Keys` (a cross-batch memory) the softmax runs over the valid keys but the query's copy."""
     embeddings = tf.convert_to_tensor(embeddings)
-    logits = scaled_similarity(embeddings, temperature, distance)
-    positives, _ = pair_masks(labels)
-    others = without_diagonal(tf.ones_like(positives))
+    logits = scaled_similarity(embeddings, temperature, distance, keys)
+    positives, negatives = pair_masks(labels, keys)
+    others = without_diagonal(tf.ones_like(positives)) if keys is None else tf.logical_or(positives, negatives)
     log_denominator, _ = masked_logsumexp(logits, others)
     log_probability = logits - log_denominator[:, tf.newaxis]
     num_positives = tf.reduce_sum(tf.cast(positives, logits.dtype), axis=1)
@@ -39,16 +41,17 @@ def supcon_loss(labels, embeddings, temperature=0.1, distance="cosine"):
     return nan_unless_finite(masked_mean(terms, num_positives > 0.0), embeddings)
 
 
-def ntxent_loss(labels, embeddings, temperature=0.07, distance="cosine"):
+def ntxent_loss(labels, embeddings, temperature=0.07, distance="cosine", keys=None):
     """NT-Xent loss with labels (see :class:`NTXentLoss`) of int ``labels`` ``(b,)`` and ``embeddings``
     ``(b, d)``, L2-normalised here: the mean over the ordered positive pairs ``(i, j)`` of
 
         −log(exp(s_ij/τ) / (exp(s_ij/τ) + Σ_{k ∈ N_i} exp(s_ik/τ))) = softplus(logsumexp_{k ∈ N_i} s_ik/τ − s_ij/τ),
 
-    one log-sum-exp per anchor (nothing of size ``b³``); a pair whose anchor has no negative adds 0."""
+    one log-sum-exp per anchor (nothing of size ``b³``); a pair whose anchor has no negative adds 0. With
+    :class:`~tfdml.masks.Keys` (a cross-batch memory) ``j`` and ``k`` run over the valid keys but the query's copy."""
     embeddings = tf.convert_to_tensor(embeddings)
-    logits = scaled_similarity(embeddings, temperature, distance)
-    positives, negatives = pair_masks(labels)
+    logits = scaled_similarity(embeddings, temperature, distance, keys)
+    positives, negatives = pair_masks(labels, keys)
     negative_lse, has_negative = masked_logsumexp(logits, negatives)
     pair_terms = tf.nn.softplus(negative_lse[:, tf.newaxis] - logits)
     return nan_unless_finite(mean_over_positive_pairs(pair_terms, positives, has_negative), embeddings)
@@ -105,8 +108,8 @@ class SupConLoss(DMLLoss):
         self.temperature = check_argument("SupConLoss", "temperature", temperature, low=0.0, low_open=True)
         self.distance = check_distance("SupConLoss", distance)
 
-    def compute(self, labels, embeddings):
-        return supcon_loss(labels, embeddings, self.temperature, self.distance)
+    def compute(self, labels, embeddings, keys=None):
+        return supcon_loss(labels, embeddings, self.temperature, self.distance, keys)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -160,5 +163,5 @@ class NTXentLoss(DMLLoss):
         self.temperature = check_argument("NTXentLoss", "temperature", temperature, low=0.0, low_open=True)
         self.distance = check_distance("NTXentLoss", distance)
 
-    def compute(self, labels, embeddings):
-        return ntxent_loss(labels, embeddings, self.temperature, self.distance)
+    def compute(self, labels, embeddings, keys=None):
+        return ntxent_loss(labels, embeddings, self.temperature, self.distance, keys)

@@ -11,21 +11,24 @@ from tfdml.losses.pairs import (
     check_pairs,
     count_active,
     nan_unless_finite,
+    pair_masks,
     symmetric_batch_distances,
     without_diagonal,
 )
-from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
+from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner, tuple_comparison
 from tfdml.checks import ids_in_range
 from tfdml.masks import same_label_mask
 from tfdml.mining.base import check_argument
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
-def margin_loss(triplets, embeddings, anchor_betas, margin=0.2, nu=0.0):
+def margin_loss(triplets, embeddings, anchor_betas, margin=0.2, nu=0.0, keys=None):
     """Margin loss (see :class:`MarginLoss`) of the ``(anchor, positive)`` and ``(anchor, negative)``
     pairs of the mined ``triplets`` (:class:`~tfdml.mining.base.MaskedTriplets`), with each tuple's
-    boundary ``β(i)`` of its anchor in ``anchor_betas`` (shape ``(T,)``, trainable or not)."""
-    anchor_positive, anchor_negative = anchor_distances(euclidean(embeddings), triplets)
+    boundary ``β(i)`` of its anchor in ``anchor_betas`` (shape ``(T,)``, trainable or not). With
+    :class:`~tfdml.masks.Keys` (a cross-batch memory) anchors index the batch and positives and negatives
+    the keys (``(b, m)`` distances)."""
+    anchor_positive, anchor_negative = anchor_distances(tuple_comparison(embeddings, keys).matrix, triplets)
     # Invalid tuples: β 0 and both terms 0, so they add nothing to the sums or to the active count.
     beta = tf.where(triplets.valid, anchor_betas, 0.0)
     positive_terms = tf.where(triplets.valid, tf.nn.relu(margin + anchor_positive - beta), 0.0)
@@ -37,7 +40,7 @@ def margin_loss(triplets, embeddings, anchor_betas, margin=0.2, nu=0.0):
     return tf.math.divide_no_nan(total, num_active)
 
 
-def margin_loss_all_pairs(labels, embeddings, beta=1.2, margin=0.2, nu=0.0):
+def margin_loss_all_pairs(labels, embeddings, beta=1.2, margin=0.2, nu=0.0, keys=None):
     """Margin loss (Wu et al. 2017, §4) on every ordered pair ``(i, j)``, ``i ≠ j``, anchored at ``i``:
 
         ℓ_ij = (α + y_ij (D_ij − β_i))_+,   y_ij = +1 if y_i = y_j else −1,
@@ -46,7 +49,8 @@ def margin_loss_all_pairs(labels, embeddings, beta=1.2, margin=0.2, nu=0.0):
     the normalisation of Wu et al.'s code and of :class:`MarginLoss`. ``beta`` is a scalar
     or the per-anchor ``β_i`` of shape ``(b,)`` (e.g. ``β⁽⁰⁾ + β_class(y_i)``); gradients
     flow into it, so learnable β train as with mined pairs. Defaults ``α = 0.2``,
-    ``β = 1.2``, ``ν = 0``.
+    ``β = 1.2``, ``ν = 0``. With :class:`~tfdml.masks.Keys` (a cross-batch memory) the pairs are every
+    query ``i`` with every valid key ``j`` but its own copy, on the ``(b, m)`` rectangle (``ν β_i`` once per pair).
 
     Example:
 
@@ -54,6 +58,15 @@ def margin_loss_all_pairs(labels, embeddings, beta=1.2, margin=0.2, nu=0.0):
     """
     embeddings = tf.convert_to_tensor(embeddings)
     beta = tf.cast(beta, embeddings.dtype)
+    if keys is not None:
+        distances = euclidean(embeddings, keys.embeddings)
+        beta = tf.broadcast_to(beta, tf.shape(distances)[:1])
+        positives, negatives = pair_masks(labels, keys)
+        offset = distances - beta[:, tf.newaxis]
+        terms = tf.where(positives, tf.nn.relu(margin + offset), tf.where(negatives, tf.nn.relu(margin - offset), 0.0))
+        pairs_per_anchor = tf.reduce_sum(tf.cast(positives | negatives, distances.dtype), axis=1)
+        total = tf.reduce_sum(terms) + nu * tf.reduce_sum(pairs_per_anchor * beta)
+        return nan_unless_finite(tf.math.divide_no_nan(total, count_active(terms)), embeddings)
     # One β makes the loss symmetric in D; per-anchor β keep the transpose in the gradient, which costs
     # less than symmetrising the terms without XLA (the default on CPU).
     distances = (symmetric_batch_distances if beta.shape.rank == 0 else batch_distances)(embeddings)
@@ -112,6 +125,11 @@ class MarginLoss(ParametricDMLLoss):
         pairs: ``"mined"`` (default: the miner's tuples) or ``"all"``: every ordered pair
             ``(i, j)``, ``i ≠ j``, anchored at ``i``, no miner, on the ``b × b`` distance matrix
             (:func:`margin_loss_all_pairs`); learnable β work the same.
+
+    In a :class:`~tfdml.losses.CrossBatchMemory` (``compute(..., keys=)``) the anchors are the batch and
+    their partners the batch and the memory (mined by a miner that takes keys, e.g. the default
+    ``DistanceWeightedMiner``); ``β(i)`` is the anchor's, so ``β_class`` is indexed by the batch's labels.
+    ``beta_image`` is refused there (the memory keeps no image indices).
 
     Example:
 
@@ -217,7 +235,7 @@ class MarginLoss(ParametricDMLLoss):
             in_range = tf.logical_and(in_range, images_ok)
         return labels, image_ids, in_range
 
-    def compute(self, labels, embeddings, image_ids=None):
+    def compute(self, labels, embeddings, image_ids=None, keys=None):
         if self.image_beta is not None and image_ids is None:
             raise ValueError("MarginLoss(beta_image=True) must be called with y_true of shape (batch, 2).")
         labels, image_ids, in_range = self.checked_ids(labels, image_ids)
@@ -226,7 +244,8 @@ class MarginLoss(ParametricDMLLoss):
                 beta = tf.cast(self.global_beta, embeddings.dtype)  # one β: the cheaper symmetric gradient
             else:
                 beta = self.anchor_betas(labels, tf.range(tf.shape(labels)[0]), image_ids, embeddings.dtype)
-            return nan_unless(in_range, margin_loss_all_pairs(labels, embeddings, beta, self.margin, self.nu))
-        triplets = mine_triplets(self.miner, embeddings, labels)
+            return nan_unless(in_range, margin_loss_all_pairs(labels, embeddings, beta, self.margin, self.nu, keys))
+        triplets = mine_triplets(self.miner, embeddings, labels, keys)
+        # Anchors are rows of the batch (queries) with or without keys: their labels index β_class.
         beta = self.anchor_betas(labels, triplets.anchors, image_ids, embeddings.dtype)
-        return nan_unless(in_range, margin_loss(triplets, embeddings, beta, self.margin, self.nu))
+        return nan_unless(in_range, margin_loss(triplets, embeddings, beta, self.margin, self.nu, keys))

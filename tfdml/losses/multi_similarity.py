@@ -27,27 +27,30 @@ def multi_similarity_terms(similarity, positives, negatives, alpha=2.0, beta=40.
     return positive_terms + negative_terms
 
 
-def multi_similarity_loss(pairs, embeddings, alpha=2.0, beta=40.0, threshold=0.5, distance="cosine"):
+def multi_similarity_loss(pairs, embeddings, alpha=2.0, beta=40.0, threshold=0.5, distance="cosine", keys=None):
     """Multi-similarity loss (see :class:`MultiSimilarityLoss`) of ``embeddings`` ``(b, d)`` on the mined
     ``pairs`` (:class:`~tfdml.mining.multi_similarity.PairMasks`): the mean over anchors of
-    :func:`multi_similarity_terms` on their ``distance`` (default the cosine similarity, L2-normalised here)."""
-    similarity, sign = pairwise_comparison(embeddings, distance=distance)
+    :func:`multi_similarity_terms` on their ``distance`` (default the cosine similarity, L2-normalised here).
+    With :class:`~tfdml.masks.Keys` the anchors are the queries and ``pairs`` the ``(b, m)`` query–key pairs."""
+    similarity, sign = pairwise_comparison(embeddings, None if keys is None else keys.embeddings, distance=distance)
     terms = multi_similarity_terms(similarity, pairs.positives, pairs.negatives, alpha, beta, threshold, sign)
     return tf.reduce_mean(terms)
 
 
-def multi_similarity_all_pairs(labels, embeddings, alpha=2.0, beta=40.0, threshold=0.5, distance="cosine"):
+def multi_similarity_all_pairs(labels, embeddings, alpha=2.0, beta=40.0, threshold=0.5, distance="cosine", keys=None):
     """Multi-similarity loss (Wang et al. 2019) without pair mining: the mean over anchors of
     :func:`multi_similarity_terms` with every positive and every negative pair of the batch,
     on the cosine similarity of the L2-normalised embeddings. Defaults are Roth et al.'s
-    (``α = 2``, ``β = 40``, ``λ = 0.5``).
+    (``α = 2``, ``β = 40``, ``λ = 0.5``). With :class:`~tfdml.masks.Keys` (a cross-batch memory) the
+    pairs are every query with every valid key but its own copy.
 
     Example:
 
     >>> multi_similarity_all_pairs(tf.constant([0, 0, 1, 1]), tf.random.normal((4, 16)))
     """
     embeddings = tf.convert_to_tensor(embeddings)
-    loss = multi_similarity_loss(PairMasks(*pair_masks(labels)), embeddings, alpha, beta, threshold, distance)
+    pairs = PairMasks(*pair_masks(labels, keys))
+    loss = multi_similarity_loss(pairs, embeddings, alpha, beta, threshold, distance, keys)
     return nan_unless_finite(loss, embeddings)
 
 
@@ -120,9 +123,9 @@ class MultiSimilarityLoss(DMLLoss):
         self.pairs = check_pairs(pairs, miner)
         self.miner = None if self.pairs == "all" else resolve_miner(miner, MultiSimilarityMiner)
 
-    def compute(self, labels, embeddings):
+    def compute(self, labels, embeddings, keys=None):
         hyperparameters = (self.alpha, self.beta, self.threshold, self.distance)
         if self.pairs == "all":
-            return multi_similarity_all_pairs(labels, embeddings, *hyperparameters)
-        pairs = mine_pairs("MultiSimilarityLoss", self.miner, embeddings, labels)
-        return multi_similarity_loss(pairs, embeddings, *hyperparameters)
+            return multi_similarity_all_pairs(labels, embeddings, *hyperparameters, keys=keys)
+        pairs = mine_pairs("MultiSimilarityLoss", self.miner, embeddings, labels, keys)
+        return multi_similarity_loss(pairs, embeddings, *hyperparameters, keys=keys)

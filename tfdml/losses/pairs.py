@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from tfdml.distances import Comparison, pairwise_comparison, squared_distances_are_finite
 from tfdml.losses.math import nan_unless
-from tfdml.masks import same_label_mask
+from tfdml.masks import key_masks, same_label_mask
 
 PAIRS = ("mined", "all")
 AVERAGES = ("pairs", "nonzero")
@@ -91,6 +91,14 @@ def batch_comparison(embeddings, distance, symmetric=False):
     return pairwise_comparison(embeddings, distance=distance)
 
 
+def query_key_comparison(embeddings, keys, distance, symmetric=False):
+    """The ``(b, m)`` :class:`~tfdml.distances.Comparison` of the queries with :class:`~tfdml.masks.Keys`
+    (``keys=None``: :func:`batch_comparison`, the batch with itself). The rectangle only, never ``m × m``."""
+    if keys is None:
+        return batch_comparison(embeddings, distance, symmetric)
+    return pairwise_comparison(embeddings, keys.embeddings, distance=distance)
+
+
 def count_active(terms):
     """Number of positive entries of ``terms``, as a float without gradient."""
     return tf.reduce_sum(tf.stop_gradient(tf.cast(terms > 0.0, terms.dtype)))
@@ -104,8 +112,11 @@ def without_diagonal(matrix):
     return tf.linalg.set_diag(matrix, tf.zeros_like(matrix[:, 0]))
 
 
-def pair_masks(labels):
+def pair_masks(labels, keys=None):
     """``(positives, negatives)``: boolean ``(b, b)`` masks of the ordered positive pairs (same label,
-    ``i ≠ j``) and negative pairs (different labels)."""
+    ``i ≠ j``) and negative pairs (different labels); with :class:`~tfdml.masks.Keys`, the ``(b, m)``
+    masks of the queries against the keys (:func:`tfdml.masks.key_masks`)."""
+    if keys is not None:
+        return key_masks(labels, keys)
     same = same_label_mask(labels)
     return without_diagonal(same), tf.logical_not(same)

@@ -4,17 +4,18 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss
-from tfdml.distances import check_distance, pairwise_comparison
+from tfdml.distances import check_distance
 from tfdml.losses.math import masked_mean
-from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner
+from tfdml.losses.tuples import anchor_distances, mine_triplets, resolve_miner, tuple_comparison
 from tfdml.mining.base import check_argument
 from tfdml.mining.distance_weighted import DistanceWeightedMiner
 
 
-def triplet_loss(triplets, embeddings, margin=0.2, distance="euclidean"):
+def triplet_loss(triplets, embeddings, margin=0.2, distance="euclidean", keys=None):
     """Triplet loss (see :class:`TripletLoss`) of the mined ``triplets``
-    (:class:`~tfdml.mining.base.MaskedTriplets`) of ``embeddings`` ``(b, d)``."""
-    matrix, sign = pairwise_comparison(embeddings, distance=distance)
+    (:class:`~tfdml.mining.base.MaskedTriplets`) of ``embeddings`` ``(b, d)``. With :class:`~tfdml.masks.Keys`
+    (a cross-batch memory) anchors index the batch and positives and negatives the keys (``(b, m)`` comparisons)."""
+    matrix, sign = tuple_comparison(embeddings, keys, distance)
     anchor_positive, anchor_negative = anchor_distances(matrix, triplets)
     return masked_mean(tf.nn.relu(sign * (anchor_positive - anchor_negative) + margin), triplets.valid)
 
@@ -37,6 +38,10 @@ class TripletLoss(DMLLoss):
     ``LpDistance(normalize_embeddings=False)`` (``power=2`` for ``"squared_euclidean"``,
     ``CosineSimilarity()``, ``DotProductSimilarity(normalize_embeddings=False)``) is this loss on the
     same triplets; PML's defaults are ``α = 0.05``, L2-normalised embeddings and ``AvgNonZeroReducer``.
+
+    In a :class:`~tfdml.losses.CrossBatchMemory` (``compute(..., keys=)``) the anchors are the batch and the
+    positives and negatives come from the batch and the memory, mined by a miner that takes keys
+    (``DistanceWeightedMiner``, ``SemiHardMiner``, ``BatchHardMiner``, ``RandomMiner``).
 
     Args:
         margin: ``α >= 0`` (default 0.2).
@@ -69,6 +74,6 @@ class TripletLoss(DMLLoss):
         self.distance = check_distance("TripletLoss", distance)
         self.miner = resolve_miner(miner, DistanceWeightedMiner)
 
-    def compute(self, labels, embeddings):
-        triplets = mine_triplets(self.miner, embeddings, labels)
-        return triplet_loss(triplets, embeddings, self.margin, self.distance)
+    def compute(self, labels, embeddings, keys=None):
+        triplets = mine_triplets(self.miner, embeddings, labels, keys)
+        return triplet_loss(triplets, embeddings, self.margin, self.distance, keys)

@@ -16,6 +16,7 @@ Two views of the same tuples:
   (a data-dependent length: for inspection and tests, not for XLA).
 """
 
+import inspect
 import math
 import numbers
 import random
@@ -25,7 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdml.masks import flatten_labels
+from tfdml.distances import euclidean
+from tfdml.masks import flatten_labels, key_masks, negative_mask, positive_mask
 from tfdml.serialization import constructor_config, from_constructor_config
 
 
@@ -169,9 +171,14 @@ class Miner:
         mined = self.mine_masked(embeddings, labels)
         return mined.compact() if isinstance(mined, MaskedTriplets) else mined
 
-    def mine_masked(self, embeddings, labels):
-        """Fixed-size tuples with a validity mask, for losses and XLA."""
-        mined = self.mine(tf.cast(embeddings, tf.float32), flatten_labels(labels, type(self).__name__))
+    def mine_masked(self, embeddings, labels, keys=None):
+        """Fixed-size tuples with a validity mask, for losses and XLA.
+
+        ``keys`` (:class:`~tfdml.masks.Keys`, e.g. a cross-batch memory) mines the queries' pairs among the
+        keys instead of the batch, for a miner whose :meth:`mine` takes ``keys`` (:func:`takes_keys`).
+        """
+        with_keys = {} if keys is None else {"keys": keys}
+        mined = self.mine(tf.cast(embeddings, tf.float32), flatten_labels(labels, type(self).__name__), **with_keys)
         return as_masked(mined) if isinstance(mined, Triplets) else mined
 
     def mine(self, embeddings, labels):
@@ -186,14 +193,22 @@ class Miner:
         return from_constructor_config(cls, config)
 
 
-def switch_negatives(triplets, p_switch, generator):
+def switch_negatives(triplets, p_switch, generator, anchor_keys=None):
     """``(a, p, n) → (a, a, p)`` for each tuple independently with probability ``p_switch``
-    (:class:`Triplets` or :class:`MaskedTriplets`; the validity mask is kept)."""
+    (:class:`Triplets` or :class:`MaskedTriplets`; the validity mask is kept).
+
+    ``anchor_keys``: tuples whose positives and negatives index :class:`~tfdml.masks.Keys`, the key position
+    of each tuple's anchor (its own copy, the switched positive); a tuple whose anchor has none (``-1``) is kept.
+    """
     if p_switch == 0.0:
         return triplets
     switch = generator.uniform(tf.shape(triplets.anchors)) < p_switch
+    if anchor_keys is None:
+        anchor_keys = triplets.anchors
+    else:
+        switch = tf.logical_and(switch, anchor_keys >= 0)
     return triplets._replace(
-        positives=tf.where(switch, triplets.anchors, triplets.positives),
+        positives=tf.where(switch, anchor_keys, triplets.positives),
         negatives=tf.where(switch, triplets.positives, triplets.negatives),
     )
 
@@ -201,14 +216,38 @@ def switch_negatives(triplets, p_switch, generator):
 class TupleMiner(Miner):
     """Base of the triplet miners: ``mine`` returns :class:`MaskedTriplets`, and ``mine_masked``
     applies ρ-regularisation (:mod:`tfdml.mining.rho`) to them with probability ``p_switch``
-    (0 disables it)."""
+    (0 disables it).
+
+    With :class:`~tfdml.masks.Keys` (a miner whose ``mine`` takes ``keys``) the anchors are the queries (rows
+    of the batch) and the positives and negatives index the keys; a switched tuple's positive is the
+    anchor's own key copy, as in-batch it is the anchor itself."""
 
     def __init__(self, p_switch=0.0, seed=None):
         super().__init__(seed=seed)
         self.p_switch = check_argument(type(self).__name__, "p_switch", p_switch, low=0.0, high=1.0)
 
-    def mine_masked(self, embeddings, labels):
-        return switch_negatives(super().mine_masked(embeddings, labels), self.p_switch, self.generator)
+    def mine_masked(self, embeddings, labels, keys=None):
+        if keys is None:
+            return switch_negatives(super().mine_masked(embeddings, labels), self.p_switch, self.generator)
+        triplets = super().mine_masked(embeddings, labels, keys=keys)
+        anchor_keys = tf.gather(tf.cast(keys.self_index, tf.int32), triplets.anchors)
+        return switch_negatives(triplets, self.p_switch, self.generator, anchor_keys)
+
+
+def triplet_candidates(embeddings, labels, keys=None, distance=euclidean):
+    """``(distances, positives, negatives)`` of a triplet miner: ``distance`` and the positive and negative
+    masks of the batch with itself ``(b, b)``, or with :class:`~tfdml.masks.Keys` ``(b, m)``
+    (:func:`tfdml.masks.key_masks`: valid keys only, never the query's own copy). ``embeddings`` are the
+    miner's (without gradient); the keys' embeddings are taken without gradient too."""
+    if keys is None:
+        return distance(embeddings), positive_mask(labels), negative_mask(labels)
+    key_embeddings = tf.stop_gradient(tf.cast(keys.embeddings, embeddings.dtype))
+    return (distance(embeddings, key_embeddings), *key_masks(labels, keys))
+
+
+def takes_keys(method):
+    """Whether a loss's ``compute`` or a miner's ``mine`` takes separate keys (a ``keys=`` argument)."""
+    return "keys" in inspect.signature(method).parameters
 
 
 def deserialize_miner(config):

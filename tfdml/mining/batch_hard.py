@@ -3,9 +3,7 @@
 import keras
 import tensorflow as tf
 
-from tfdml.distances import euclidean
-from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import MaskedTriplets, TupleMiner
+from tfdml.mining.base import MaskedTriplets, TupleMiner, triplet_candidates
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -19,6 +17,9 @@ class BatchHardMiner(TupleMiner):
     Anchors without a positive or without a negative yield no tuple. The choice is
     deterministic; ``seed`` only drives ``p_switch``.
 
+    With ``keys`` (:class:`~tfdml.masks.Keys`, a cross-batch memory) the anchors are the batch and the
+    positives and negatives are valid keys (never the anchor's own copy), on the ``b × m`` rectangle.
+
     Args:
         p_switch: ρ-regularisation probability (default 0).
         seed: seed of the miner's random generator.
@@ -28,10 +29,8 @@ class BatchHardMiner(TupleMiner):
     >>> triplets = BatchHardMiner()(tf.random.normal((32, 16)), tf.range(32) // 4)
     """
 
-    def mine(self, embeddings, labels):
-        distances = euclidean(tf.stop_gradient(embeddings))
-        positives = positive_mask(labels)
-        negatives = negative_mask(labels)
+    def mine(self, embeddings, labels, keys=None):
+        distances, positives, negatives = triplet_candidates(tf.stop_gradient(embeddings), labels, keys)
         hardest_positive = tf.argmax(tf.where(positives, distances, -1.0), axis=1, output_type=tf.int32)
         hardest_negative = tf.argmin(tf.where(negatives, distances, float("inf")), axis=1, output_type=tf.int32)
         valid = tf.logical_and(tf.reduce_any(positives, axis=1), tf.reduce_any(negatives, axis=1))

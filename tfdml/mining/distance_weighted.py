@@ -3,9 +3,8 @@
 import keras
 import tensorflow as tf
 
-from tfdml.distances import euclidean
-from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import TupleMiner, check_argument, stateless_uniform
+from tfdml.masks import key_masks, positive_mask
+from tfdml.mining.base import TupleMiner, check_argument, stateless_uniform, triplet_candidates
 from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, row_distributions
 
 # 1 − d²/4 is clamped here so that d → 2 (antipodal points, or rounding) stays finite.
@@ -43,6 +42,10 @@ class DistanceWeightedMiner(TupleMiner):
     Fallbacks: an anchor with no eligible negative draws uniformly among all its
     negatives; an anchor with no negative at all, or no positive, yields no tuple.
 
+    With ``keys`` (:class:`~tfdml.masks.Keys`, a cross-batch memory) the anchors are the batch and the
+    positives and negatives are drawn among the valid keys (never the anchor's own copy), on the
+    ``b × m`` rectangle: ``"pairs"`` pairs each anchor with every positive key.
+
     Args:
         cutoff: lower clip of the distances (default 0.5, Wu et al. and Roth et al.).
         nonzero_loss_cutoff: upper bound of eligible negative distances (default 1.4);
@@ -70,12 +73,11 @@ class DistanceWeightedMiner(TupleMiner):
         )
         self.construction = check_construction(construction)
 
-    def negative_log_weights(self, embeddings, labels):
-        """Masked per-anchor log-weights ``(b, b)`` and candidate mask, fallbacks applied."""
-        distances = euclidean(embeddings)
+    def negative_log_weights(self, embeddings, labels, keys=None):
+        """Masked per-anchor log-weights ``(b, b)`` (``(b, m)`` with ``keys``) and candidate mask, fallbacks applied."""
+        distances, _, negatives = triplet_candidates(embeddings, labels, keys)
         dim = tf.cast(tf.shape(embeddings)[1], tf.float32)
         log_weights = log_inverse_sphere_density(tf.maximum(distances, self.cutoff), dim)
-        negatives = negative_mask(labels)
         eligible = negatives
         if self.nonzero_loss_cutoff is not None:
             eligible = tf.logical_and(negatives, distances < self.nonzero_loss_cutoff)
@@ -83,11 +85,12 @@ class DistanceWeightedMiner(TupleMiner):
         candidates = tf.where(has_eligible, eligible, negatives)
         return tf.where(has_eligible, log_weights, 0.0), candidates
 
-    def mine(self, embeddings, labels):
+    def mine(self, embeddings, labels, keys=None):
         embeddings = tf.stop_gradient(embeddings)
-        log_weights, candidates = self.negative_log_weights(embeddings, labels)
+        log_weights, candidates = self.negative_log_weights(embeddings, labels, keys)
         distributions = row_distributions(log_weights, candidates)
-        tuples = construct(self.construction, self.generator, positive_mask(labels))
+        positives = positive_mask(labels) if keys is None else key_masks(labels, keys)[0]
+        tuples = construct(self.construction, self.generator, positives)
         batch_size = tf.shape(labels)[:1]
 
         def draw(slot, seed):

@@ -5,12 +5,13 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from tfdml.masks import negative_mask, positive_mask
+from tfdml.masks import key_masks, negative_mask, positive_mask
 from tfdml.mining.base import Miner, check_argument
 
 
 class PairMasks(NamedTuple):
-    """Boolean ``(b, b)`` masks of mined pairs: row ``i`` holds anchor ``i``'s selected partners."""
+    """Boolean ``(b, b)`` masks of mined pairs: row ``i`` holds anchor ``i``'s selected partners (``(b, m)``
+    against :class:`~tfdml.masks.Keys`, column ``j`` key ``j``)."""
 
     positives: tf.Tensor
     negatives: tf.Tensor
@@ -39,6 +40,9 @@ class MultiSimilarityMiner(Miner):
     Unlike triplet miners this returns :class:`PairMasks` (``positives``, ``negatives``:
     boolean ``(b, b)``), which :class:`tfdml.losses.MultiSimilarityLoss` consumes.
 
+    With ``keys`` (:class:`~tfdml.masks.Keys`, a cross-batch memory) the anchors are the batch and
+    their partners the keys: the masks are ``(b, m)``.
+
     Args:
         epsilon: margin ``ε`` of the mining rule (Roth et al.: 0.1).
 
@@ -55,11 +59,15 @@ class MultiSimilarityMiner(Miner):
         # +inf is documented: every pair of an anchor with a positive and a negative.
         self.epsilon = check_argument(type(self).__name__, "epsilon", epsilon, low=0.0, finite=False)
 
-    def mine(self, embeddings, labels):
+    def mine(self, embeddings, labels, keys=None):
         normalized = tf.math.l2_normalize(embeddings, axis=1)
-        similarity = tf.stop_gradient(tf.matmul(normalized, normalized, transpose_b=True))
-        positives = positive_mask(labels)
-        negatives = negative_mask(labels)
+        if keys is None:
+            similarity = tf.stop_gradient(tf.matmul(normalized, normalized, transpose_b=True))
+            positives, negatives = positive_mask(labels), negative_mask(labels)
+        else:
+            key_normalized = tf.math.l2_normalize(tf.cast(keys.embeddings, tf.float32), axis=1)
+            similarity = tf.stop_gradient(tf.matmul(normalized, key_normalized, transpose_b=True))
+            positives, negatives = key_masks(labels, keys)
         hardest_positive = tf.reduce_min(tf.where(positives, similarity, float("inf")), axis=1, keepdims=True)
         hardest_negative = tf.reduce_max(tf.where(negatives, similarity, float("-inf")), axis=1, keepdims=True)
         return PairMasks(

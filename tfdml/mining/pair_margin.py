@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 from tfdml.distances import euclidean
-from tfdml.masks import negative_mask, positive_mask
+from tfdml.masks import key_masks, negative_mask, positive_mask
 from tfdml.mining.base import Miner, check_argument
 from tfdml.mining.multi_similarity import PairMasks
 
@@ -52,9 +52,14 @@ class PairMarginMiner(Miner):
         self.pos_margin = check_argument(owner, "pos_margin", pos_margin, low=0.0)
         self.neg_margin = check_argument(owner, "neg_margin", neg_margin, low=0.0)
 
-    def mine(self, embeddings, labels):
-        distances = euclidean(tf.math.l2_normalize(tf.stop_gradient(embeddings), axis=1))
+    def mine(self, embeddings, labels, keys=None):
+        queries = tf.math.l2_normalize(tf.stop_gradient(embeddings), axis=1)
+        if keys is None:
+            distances, (positives, negatives) = euclidean(queries), (positive_mask(labels), negative_mask(labels))
+        else:
+            key_embeddings = tf.math.l2_normalize(tf.stop_gradient(tf.cast(keys.embeddings, tf.float32)), axis=1)
+            distances, (positives, negatives) = euclidean(queries, key_embeddings), key_masks(labels, keys)
         return PairMasks(
-            positives=positive_mask(labels) & (distances > self.pos_margin),
-            negatives=negative_mask(labels) & (distances < self.neg_margin),
+            positives=positives & (distances > self.pos_margin),
+            negatives=negatives & (distances < self.neg_margin),
         )

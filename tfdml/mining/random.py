@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from tfdml.masks import negative_mask, positive_mask
+from tfdml.masks import key_masks, negative_mask, positive_mask
 from tfdml.mining.base import MaskedTriplets, TupleMiner, check_argument
 from tfdml.mining.tuples import sample_column, sample_columns
 
@@ -21,6 +21,9 @@ class RandomMiner(TupleMiner):
     positive and the negative uniformly among the anchor's. A batch without any
     valid triplet yields no tuple (``num_tuples`` invalid ones).
 
+    With ``keys`` (:class:`~tfdml.masks.Keys`, a cross-batch memory) the anchors are the batch and the
+    positives and negatives are valid keys (never the anchor's own copy), on the ``b × m`` rectangle.
+
     Args:
         num_tuples: triplets per batch (default ``None``: the batch size, as in Roth et al.).
         p_switch: ρ-regularisation probability (default 0).
@@ -35,9 +38,11 @@ class RandomMiner(TupleMiner):
         super().__init__(p_switch=p_switch, seed=seed)
         self.num_tuples = check_argument(type(self).__name__, "num_tuples", num_tuples, int, low=1, optional=True)
 
-    def mine(self, embeddings, labels):
-        positives = positive_mask(labels)
-        negatives = negative_mask(labels)
+    def mine(self, embeddings, labels, keys=None):
+        if keys is None:
+            positives, negatives = positive_mask(labels), negative_mask(labels)
+        else:
+            positives, negatives = key_masks(labels, keys)
         triplets_per_anchor = tf.reduce_sum(tf.cast(positives, tf.float32), axis=1) * tf.reduce_sum(
             tf.cast(negatives, tf.float32), axis=1
         )

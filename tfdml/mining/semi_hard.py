@@ -4,8 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfdml.distances import euclidean, squared_euclidean
-from tfdml.masks import negative_mask, positive_mask
-from tfdml.mining.base import TupleMiner, check_argument, stateless_uniform
+from tfdml.mining.base import TupleMiner, check_argument, stateless_uniform, triplet_candidates
 from tfdml.mining.tuples import check_construction, construct, fill_slots, grid_triplets, row_blocks, slot_values
 
 
@@ -30,6 +29,9 @@ class SemiHardMiner(TupleMiner):
     Mining costs one ``b × b`` pass per tuple slot of an anchor (``k − 1`` passes for
     ``k`` samples per class) and never forms a ``b × b × b`` tensor; shapes are static
     (tuples on a masked grid), so it compiles under XLA.
+
+    With ``keys`` (:class:`~tfdml.masks.Keys`, a cross-batch memory) the anchors are the batch and the
+    positives and negatives are valid keys (never the anchor's own copy), on the ``b × m`` rectangle.
 
     Args:
         margin: width of the band (default 0.2, the triplet margin); ``None``: no
@@ -56,15 +58,15 @@ class SemiHardMiner(TupleMiner):
         self.squared = check_argument(owner, "squared", squared, bool)
         self.construction = check_construction(construction)
 
-    def mine(self, embeddings, labels):
+    def mine(self, embeddings, labels, keys=None):
         embeddings = tf.stop_gradient(embeddings)
-        distances = squared_euclidean(embeddings) if self.squared else euclidean(embeddings)
-        negatives = negative_mask(labels)
+        distance = squared_euclidean if self.squared else euclidean
+        distances, positives, negatives = triplet_candidates(embeddings, labels, keys, distance)
         # −inf on non-negatives: no bound lies below it, so one comparison tests both.
         negative_distances = tf.where(negatives, distances, -float("inf"))
         farthest_negative = tf.argmax(negative_distances, axis=1, output_type=tf.int32)
 
-        tuples = construct(self.construction, self.generator, positive_mask(labels))
+        tuples = construct(self.construction, self.generator, positives)
 
         def negative_for_slot(slot, seed):
             # One (batch, batch) pass per slot number: a band per (anchor, positive) costs O(slots · b²) time

@@ -154,9 +154,8 @@ def sample_column(generator, log_weights, mask):
 
 
 def all_positive_pairs(positive_mask):
-    """Wu's construction: a cell per ``(a, p)``, valid where ``positive_mask[a, p]``."""
-    batch_size = tf.shape(positive_mask)[0]
-    positives = tf.broadcast_to(tf.range(batch_size)[tf.newaxis, :], tf.shape(positive_mask))
+    """Wu's construction: a cell per ``(a, p)``, valid where ``positive_mask[a, p]`` (``(b, m)`` against keys)."""
+    positives = tf.broadcast_to(tf.range(tf.shape(positive_mask)[1])[tf.newaxis, :], tf.shape(positive_mask))
     slot_index = tf.where(positive_mask, exclusive_row_counts(positive_mask), -1)
     num_slots = tf.reduce_max(tf.concat([tf.reduce_sum(tf.cast(positive_mask, tf.int32), axis=1), [0]], axis=0))
     return AnchorTuples(positives, positive_mask, slot_index, num_slots)

@@ -6,6 +6,8 @@ Label samplers (plan whole epochs from labels):
 ``CategoryVersusUncategorisedSampler`` (FastAP "hard").
 Embedded samplers (read a ``MemoryBank`` kept current by ``MemoryBankRefresh``):
 ``CoresetSampler``, ``DDMSampler``, ``FRDSampler``.
+Multi-label (multi-hot label sets): ``SharedLabelSampler`` (labels, then images carrying them).
+Self-supervised: ``ViewsSampler`` (each image's augmented views share its pseudo-class).
 ``batches`` turns a sampler and a ``LabelledImages`` into ``(images, labels)`` batches.
 """
 
@@ -23,7 +25,9 @@ from tfdml.sampling.memory_bank import MemoryBank, MemoryBankRefresh
 from tfdml.sampling.pipeline import batches, indexed_batches
 from tfdml.sampling.random_class import RandomClassSampler
 from tfdml.sampling.spc import SPCSampler
+from tfdml.sampling.shared_labels import SharedLabelSampler
 from tfdml.sampling.spc_random import SPCRandomSampler
+from tfdml.sampling.views import ViewsSampler
 
 __all__ = [
     "BatchSampler",
@@ -37,6 +41,8 @@ __all__ = [
     "RandomClassSampler",
     "SPCRandomSampler",
     "SPCSampler",
+    "SharedLabelSampler",
+    "ViewsSampler",
     "batches",
     "distance_histogram_wasserstein",
     "frechet_distance",

@@ -12,7 +12,7 @@ epoch reproducible on its own, so training can resume mid-run with ``initial_epo
 import numpy as np
 import tensorflow as tf
 
-from tfdml.checks import label_array
+from tfdml.checks import is_multi_hot, label_array, multi_hot_array
 from tfdml.serialization import constructor_arguments, constructor_config, from_constructor_config
 
 
@@ -111,20 +111,26 @@ class BatchSampler:
     """
 
     data_arguments = ()
+    #: Whether ``labels`` may be multi-hot label sets ``(n, C)`` (:func:`tfdml.checks.multi_hot_array`) besides
+    #: class ids (one label per sample); such a sampler has no ``classes`` grouping.
+    multi_label = False
 
     def __init__(self, labels, *, batch_size, seed=0):
         name = type(self).__name__
-        self.labels = label_array(labels, "labels", who=name, integral_floats=False)
+        if self.multi_label and is_multi_hot(labels):
+            self.labels = multi_hot_array(labels, "labels", who=name)
+        else:
+            self.labels = label_array(labels, "labels", who=name, integral_floats=False)
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"{name}: batch_size must be a positive integer; got {batch_size}.")
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.classes = LabelGroups(self.labels)
+        self.classes = None if self.multi_label else LabelGroups(self.labels)
         self.batches_per_epoch = None
 
     @property
     def num_samples(self):
-        return int(self.labels.size)
+        return int(self.labels.shape[0])
 
     def epoch_rng(self, epoch):
         """The NumPy generator that plans ``epoch``: a pure function of ``(seed, epoch)``."""

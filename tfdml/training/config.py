@@ -34,7 +34,7 @@ from tfdml.io import unwritable_reason, write_file_atomically
 
 # Sections whose keys are free-form (arguments of a class): not validated here but by the class.
 OPEN_SECTIONS = ("loss.params", "miner.params", "sampler.params", "tune.space", "data.params", "optimizer.schedule",
-                 "model.backbone_config")
+                 "model.backbone_config", "evaluation.data.params")
 
 DEFAULTS = {
     "extends": None,
@@ -58,6 +58,9 @@ DEFAULTS = {
         "validation": None,
         # Each class rotated by 90/180/270 degrees becomes a new training class (tfdml.data.with_rotations).
         "rotations": False,
+        # false: train on instance ids, each training image its own class (self-supervised, with ViewsSampler);
+        # held-out classes are still evaluated by their labels. docs/self_supervised.md.
+        "labels": True,
         "params": {},
     },
     "model": {
@@ -80,6 +83,9 @@ DEFAULTS = {
         "mixed_precision": False,
     },
     "loss": {"class": "MarginLoss", "params": {}},
+    # A cross-batch memory of the last `size` training embeddings around the loss (0: none), used and filled from
+    # epoch `start_epoch` on (tfdml.losses.CrossBatchMemory, docs/memory.md).
+    "memory": {"size": 0, "start_epoch": 0},
     "miner": {"class": None, "params": {}},
     "sampler": {"class": "SPCSampler", "batch_size": 60, "samples_per_class": 5, "params": {}},
     # Fine-tuning keys (schedule in epochs, backbone rate, clipping): tfdml/training/optimizers.py.
@@ -103,6 +109,9 @@ DEFAULTS = {
         "select_by": "val_recall_at_1",
         # train.py's pictures of the test split in the run folder: retrieval.png and embedding_map.png.
         "figures": True,
+        # A labelled dataset to evaluate on instead of data's test split (needed after an unlabelled_folder):
+        # read as data is (name, root, split, params), at data.image_size with data's eval preprocessing.
+        "data": {"name": None, "root": None, "split": "test", "params": {}},
     },
     "distribute": {"strategy": "none"},
     "export": {"dir": "models", "version": None, "gallery": None, "gallery_k": 10, "max_image_pixels": 4096 * 4096},
@@ -129,6 +138,8 @@ NULL_DEFAULT_TYPES = {
     "miner.class": str,
     "export.version": int,
     "export.gallery": str,
+    "evaluation.data.name": str,
+    "evaluation.data.root": str,
     "tune.epochs": int,
     "optimizer.clipnorm": float,
     "optimizer.global_clipnorm": float,
@@ -389,6 +400,9 @@ def validate(config):
         raise ConfigError(
             f"model.gem_p (GeM pooling's initial exponent) must be a finite number > 0; got {model['gem_p']!r}."
         )
+    for key, value in config["memory"].items():
+        if value < 0:
+            raise ConfigError(f"memory.{key} must be an integer >= 0; got {value!r}.")
     if config["steps_per_epoch"] is not None and config["steps_per_epoch"] <= 0:
         raise ConfigError(f"steps_per_epoch must be a positive integer or null; got {config['steps_per_epoch']!r}.")
     _check_choice("distribute.strategy", config["distribute"]["strategy"], ("none", "mirrored", "multi_worker"))
@@ -402,14 +416,15 @@ def _check_names(config):
 
     Imported here rather than at the top because those modules load TensorFlow, and a recipe's
     syntax, types and ranges are checked without it (this module is imported before TensorFlow)."""
-    from tfdml.data import READERS
+    from tfdml.data import READERS, UNLABELLED_READERS
     from tfdml.evaluation.fewshot import PROTOCOLS
-    from tfdml.evaluation.report import FEWSHOT_METRICS, METRICS
+    from tfdml.evaluation.report import FEWSHOT_METRICS, METRICS, PRECISION_METRICS
     from tfdml.models import BACKBONES, HEADS, POOLINGS
     from tfdml.training.optimizers import OPTIMIZERS, check_optimizer
 
     data_name = config["data"]["name"]
     _check_choice("data.name", data_name, READERS.names)
+    _check_self_supervision(config, [name for name in READERS.names if name not in UNLABELLED_READERS])
     try:
         BACKBONES.get(config["model"]["backbone"])
     except ValueError as error:
@@ -422,7 +437,7 @@ def _check_names(config):
     _check_choice("model.pooling", config["model"]["pooling"], POOLINGS)
     _check_choice("model.head", config["model"]["head"], HEADS)
     metrics = config["evaluation"]["metrics"]
-    known = METRICS + FEWSHOT_METRICS
+    known = METRICS + PRECISION_METRICS + FEWSHOT_METRICS
     if not all(isinstance(metric, str) and metric in known for metric in metrics):
         raise ConfigError(f"evaluation.metrics must name metrics among {', '.join(known)}; got {metrics!r}.")
     within = [metric for metric in metrics if metric in PROTOCOLS and PROTOCOLS[metric]["within_category"]]
@@ -430,6 +445,31 @@ def _check_names(config):
         raise ConfigError(
             f"evaluation.metrics={metrics!r}: {', '.join(within)} draws each episode from one category, but "
             f"data.name={data_name!r} has no categories."
+        )
+
+
+def _check_self_supervision(config, labelled_readers):
+    """``evaluation.data`` names a labelled dataset, an unlabelled one holds no validation classes, and
+    ``ViewsSampler``'s repeated images are made into different views by a random augmentation."""
+    data_config, evaluation_data = config["data"], config["evaluation"]["data"]
+    unlabelled = data_config["name"] not in labelled_readers
+    if evaluation_data["name"] is not None:
+        _check_choice("evaluation.data.name", evaluation_data["name"], labelled_readers)
+        _check_choice("evaluation.data.split", evaluation_data["split"], ("train", "test", "all"))
+    if unlabelled and data_config["validation"] is not None:
+        raise ConfigError(
+            f"data.validation={data_config['validation']!r}: data.name={data_config['name']!r} is unlabelled and has "
+            "no classes to hold out; select nothing (null) and evaluate on a labelled evaluation.data."
+        )
+    if unlabelled and evaluation_data["name"] is None and config["export"]["gallery"] == "test":
+        raise ConfigError(
+            f"export.gallery='test': data.name={data_config['name']!r} is unlabelled and has no test split; name a "
+            "labelled evaluation.data, or a gallery folder."
+        )
+    if config["sampler"]["class"] == "ViewsSampler" and data_config["augmentation"] in (None, "eval"):
+        raise ConfigError(
+            f"sampler.class=ViewsSampler repeats each image as its views, which only a random data.augmentation "
+            f"(e.g. affine, base, adv) makes different; got data.augmentation={data_config['augmentation']!r}."
         )
 
 

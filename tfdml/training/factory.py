@@ -60,9 +60,10 @@ def build_miner(config):
     return construct("miner", config["miner"], always={"seed": config["seed"]})
 
 
-def build_loss(config, num_classes, num_images, class_counts=None):
+def build_loss(config, num_classes, num_images, class_counts=None, steps_per_epoch=None):
     """The recipe's loss with its miner, for training data of ``num_classes`` classes and ``num_images`` images
-    (``class_counts``: the number of images of each class)."""
+    (``class_counts``: the number of images of each class), in a :class:`~tfdml.losses.CrossBatchMemory` when
+    ``memory.size`` is set (its ``start_epoch`` counted in ``steps_per_epoch`` steps)."""
     derived = {
         "miner": build_miner(config),
         "num_classes": num_classes,
@@ -70,7 +71,21 @@ def build_loss(config, num_classes, num_images, class_counts=None):
         "class_counts": class_counts,
         "embedding_dim": config["model"]["embedding_dim"],
     }
-    return construct("loss", config["loss"], derived=derived)
+    loss = construct("loss", config["loss"], derived=derived)
+    memory = config["memory"]
+    if not memory["size"]:
+        return loss
+    if memory["start_epoch"] and steps_per_epoch is None:
+        raise ConfigError("memory.start_epoch needs the run's steps_per_epoch to count its steps.")
+    try:
+        return losses.CrossBatchMemory(
+            loss,
+            memory_size=memory["size"],
+            embedding_dim=config["model"]["embedding_dim"],
+            start_step=memory["start_epoch"] * (steps_per_epoch or 0),
+        )
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"memory: {error}") from None
 
 
 def needs_memory_bank(config):

@@ -28,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from tfdml.losses.base import DMLLoss, ParametricDMLLoss
+from tfdml.losses.cross_batch_memory import CrossBatchMemory
 
 JIT_COMPILE_CHOICES = ("auto", True, False)
 
@@ -142,8 +143,10 @@ class MetricLearningModel(keras.Model):
     def _global_loss(self, x, y, sample_weight, training):
         embeddings = self(x, training=training)
         labels, embeddings = gather_global_batch(y, embeddings)
-        # value(), not a call: this model trains the loss parameters that a plain call refuses.
-        loss = self.dml_loss.value(labels, embeddings, sample_weight)
+        # value(), not a call: this model trains the loss parameters that a plain call refuses. A cross-batch
+        # memory is read and written in training steps only.
+        memory = {"training": training} if isinstance(self.dml_loss, CrossBatchMemory) else {}
+        loss = self.dml_loss.value(labels, embeddings, sample_weight, **memory)
         regularization = self.embedding_model.losses
         if regularization:
             loss = loss + tf.add_n([tf.cast(r, loss.dtype) for r in regularization])
