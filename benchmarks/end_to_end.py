@@ -37,7 +37,8 @@ Per phase (wall seconds; ``run`` wraps these functions of the run with timers):
 
 "step in run" is steps / trained steps without the first epoch; "bare step" (tfdml) is the same
 compiled train function called on in-memory batches in the same process after the run, so the ratio
-of the two is robust to other load on the machine.
+of the two is robust to other load on the machine. The process's wall and CPU stop where the run ends: the bare
+step, timed after it, is left out of both.
 
 Usage::
 
@@ -244,8 +245,8 @@ def tfdml_child(args):
     Experiment.evaluate, Experiment.embed_test = timed_phase(original_evaluate), timed_phase(original_embed)
     tfdml.run.raw_pixels = timed_phase(tfdml.run.raw_pixels)
     timers.wrap(evaluation.RetrievalEvaluation, "on_epoch_end", "validation")
-    for owner in (callbacks.EpochJSONLogger, callbacks.AtomicBackupAndRestore, keras.callbacks.ModelCheckpoint,
-                  keras.callbacks.TensorBoard, callbacks.StopOnDivergence):
+    for owner in (callbacks.EpochJSONLogger, callbacks.AtomicBackupAndRestore, keras.callbacks.TensorBoard,
+                  callbacks.StopOnDivergence):
         timers.wrap(owner, "on_epoch_end", "writes")
     timers.wrap(callbacks.FinishTraining, "on_train_end", "writes")
     timers.wrap(tfdml.run, "export_once", "export")
@@ -265,18 +266,26 @@ def tfdml_child(args):
         overrides.append("evaluation.figures=false")
     with open(os.devnull, "w") as quiet, _redirect_stdout(quiet):
         train_script.main([str(args.recipe), *[f"--set={o}" for o in overrides]])
+    run_end, run_end_cpu = time.perf_counter(), _process_cpu()
     phases = dict(timers.phases)
     experiment = state["experiment"]
     trained = state["result"]["metrics"]["trained"]
     selected = json.load(open(os.path.join(state["result"]["run_dir"], "done.json"))).get("best_epoch")
     bare = bare_step_ms(experiment, tf, np)
     print(json.dumps({
-        "side": "tfdml", "cpu": time.process_time(), "phases": phases,
+        "side": "tfdml", "phases": phases,
+        # The bare step is timed after the run: the parent leaves it out of the process's wall and CPU.
+        "after_run_wall": time.perf_counter() - run_end, "after_run_cpu": _process_cpu() - run_end_cpu,
         "first_epoch_steps": state["first_epoch_steps"], "bare_step_ms": bare,
         "steps_per_epoch": experiment.steps_per_epoch, "epochs": args.epochs,
         "batch_size": experiment.sampler.batch_size, "recall_at_1": trained["recall_at_1"],
         "map_at_r": trained["map_at_r"], "selected_epoch": selected,
     }), flush=True)
+
+
+def _process_cpu():
+    times = os.times()
+    return times.user + times.system
 
 
 class _redirect_stdout:
@@ -402,7 +411,7 @@ def peer_child(args):
     torch.jit.trace(model, test_x[:1]).save(os.path.join(args.work, "model.pt"))
     phases["export"] = time.perf_counter() - start
     print(json.dumps({
-        "side": "pytorch+pml", "cpu": time.process_time(), "phases": phases, "first_epoch_steps": first_epoch_steps,
+        "side": "pytorch+pml", "phases": phases, "first_epoch_steps": first_epoch_steps,
         "steps_per_epoch": steps_per_epoch, "epochs": args.epochs, "batch_size": batch_size,
         "recall_at_1": scores["precision_at_1"], "map_at_r": scores["mean_average_precision_at_r"],
         "selected_epoch": best[1],
@@ -455,7 +464,8 @@ def child_command(python, mode, args, seed, work, splits=None):
 
 
 def run_child(command, threads):
-    """Run one side in a fresh process; its JSON line, with the process's wall and CPU as the OS saw them."""
+    """Run one side in a fresh process; its JSON line, with the process's wall and CPU as the OS saw them, less
+    what the child measured after its run (tfdml's bare step)."""
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": str(threads),
            "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
     before = os.times()
@@ -466,8 +476,9 @@ def run_child(command, threads):
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{process.stderr[-3000:]}")
     result = json.loads([line for line in process.stdout.splitlines() if line.startswith("{")][-1])
-    result["wall"] = wall
-    result["cpu"] = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    result["wall"] = wall - result.pop("after_run_wall", 0.0)
+    result["cpu"] = cpu - result.pop("after_run_cpu", 0.0)
     return result
 
 

@@ -18,6 +18,7 @@ callbacks.
 """
 
 import dataclasses
+import functools
 
 import keras
 import tensorflow as tf
@@ -26,6 +27,7 @@ from tfdml import data as tfdml_data
 from tfdml import evaluation, sampling
 from tfdml.evaluation.report import CLUSTERING_METRICS
 from tfdml.extras import require
+from tfdml.models.embedding import embed, inference_function
 from tfdml.training.callbacks import (
     AtomicBackupAndRestore, EpochJSONLogger, FinishTraining, StopOnDivergence, external_state,
 )
@@ -151,6 +153,7 @@ class Experiment:
         served_data: :attr:`eval_data`, or without it the training images with the eval preprocessing.
         sampler, bank: the batch sampler and its memory bank (``None`` unless the sampler reads one).
         embedder, loss, model: the embedding model, the loss and the ``MetricLearningModel`` training both.
+        inference: the embedder in inference mode, one traced function (:func:`tfdml.models.embedding.inference_function`).
         steps_per_epoch: ``steps_per_epoch`` of the recipe, or the sampler's epoch.
     """
 
@@ -196,6 +199,7 @@ class Experiment:
                 steps_per_epoch=self.steps_per_epoch,
             )
             self.model = MetricLearningModel(self.embedder, self.loss)
+            self.inference = inference_function(self.embedder)
             optimizer = build_optimizer(config, steps_per_epoch=self.steps_per_epoch, model=self.embedder)
             # One call of the compiled train function per epoch: Keras' per-step Python (callback hooks, the
             # progress bar, a host sync of the loss) runs once an epoch, and the steps are the same. Keras 3.15's
@@ -275,10 +279,9 @@ class Experiment:
             self.divergence_stop(folder),
             *retrieval,
             EpochJSONLogger(folder.metrics_file),
-            keras.callbacks.ModelCheckpoint(folder.checkpoint_pattern, save_weights_only=True),
             keras.callbacks.TensorBoard(folder.logs_dir),
             FinishTraining(folder, self.embedder, select_by),
-            AtomicBackupAndRestore(folder.backup_dir, state=external_state(self.loss)),
+            AtomicBackupAndRestore(folder.backup_dir, state=external_state(self.loss), checkpoint=folder.checkpoint),
             *self.sampler_callbacks(),
             *callbacks,
         ]
@@ -298,7 +301,7 @@ class Experiment:
             f"The usual cause is too high a learning rate (optimizer.learning_rate={rate}): lower it and rerun; "
             f"the corrected command takes {folder.path} over."
         )
-        return StopOnDivergence(folder.diverged_file, probe, advice=advice)
+        return StopOnDivergence(folder.diverged_file, probe, advice=advice, embed=self.inference)
 
     def sampler_callbacks(self):
         """Callbacks the sampler needs during ``fit``: the memory-bank refresh of batch-matching samplers."""
@@ -313,12 +316,23 @@ class Experiment:
         both exported signatures run this function."""
         return self.served_data.preprocess
 
+    @functools.cached_property
+    def loaded_eval_data(self):
+        """:attr:`eval_data` loaded once (:func:`loaded_once`): the raw-pixel row, the untrained and the trained
+        network read the test images three times."""
+        return loaded_once(self.eval_data)
+
     def test_images(self, batch_size=256):
         """The eval-preprocessed test images in index order, in batches."""
-        return self.eval_data.dataset(batch_size=batch_size).map(lambda images, labels: images)
+        return self.loaded_eval_data.dataset(batch_size=batch_size).map(lambda images, labels: images)
+
+    def embed(self, images):
+        """Embeddings (NumPy) of a dataset of image batches, in order: the model in inference mode, by
+        :attr:`inference`, traced once for every batch size and split."""
+        return embed(self.inference, images)
 
     def embed_test(self):
-        return self.embedder.predict(self.test_images(), verbose=0)
+        return self.embed(self.test_images())
 
     def indexed_train_images(self, batch_size=256):
         """The training images with the eval preprocessing, as ``(images, indices)`` batches in index order
@@ -327,7 +341,7 @@ class Experiment:
 
     def embed_train(self):
         """Embeddings of the training images (eval preprocessing), in index order."""
-        return self.embedder.predict(self.indexed_train_images().map(lambda images, indices: images), verbose=0)
+        return self.embed(self.indexed_train_images().map(lambda images, indices: images))
 
     def evaluate(self, embeddings=None):
         """The recipe's metrics of ``embeddings`` (default: the model's) of the test split."""

@@ -83,6 +83,21 @@ def save_file_atomically(path, save_fn):
     return path
 
 
+def link_file_atomically(source, path):
+    """Make ``path`` a hard link to ``source`` (a copy where the filesystem has no hard links), through a
+    temporary name and a rename: ``path`` is never half written, and writing ``source`` again later (through
+    :func:`save_file_atomically`, a new file) leaves ``path`` as it was."""
+
+    def link(tmp):
+        os.remove(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+    return save_file_atomically(path, link)
+
+
 def write_directory_atomically(directory, write_fn, *, overwrite=False, owned=None):
     """Run ``write_fn(tmp_dir)`` and rename ``tmp_dir`` to ``directory`` (same filesystem).
 

@@ -221,7 +221,7 @@ def export_gallery_search(experiment):
         gallery = tfdml_data.image_folder(gallery_spec, split="all", channels=channels)
         gallery = gallery.with_preprocess(experiment.eval_preprocess)
     images = gallery.dataset(batch_size=256).map(lambda images, labels: images)
-    embeddings = experiment.embedder.predict(images, verbose=0)
+    embeddings = experiment.embed(images)
     index = GalleryIndex(dim=embeddings.shape[1])
     index.add(embeddings, ids=np.arange(len(gallery), dtype=np.int64), labels=gallery.labels)
     return export_retrieval_model(

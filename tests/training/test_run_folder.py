@@ -29,8 +29,6 @@ def test_files_are_named_once_under_the_folder(tmp_path):
     }
     for path, name in named.items():
         assert path == os.path.join(folder.path, name)
-    # Keras's ModelCheckpoint fills the same pattern in.
-    assert folder.checkpoint_pattern.format(epoch=7) == folder.checkpoint(7)
 
 
 def test_of_names_the_run_after_the_recipe(tmp_path):

@@ -11,6 +11,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfdml.training.callbacks import AtomicBackupAndRestore
@@ -51,3 +52,48 @@ def test_keras_calls_save_model_at_each_epoch_and_load_model_at_train_begin(tmp_
     restored = tf.Variable(0, dtype=tf.int64)
     fit(tiny_model(), AtomicBackupAndRestore(backup_dir, state={"counter": restored}), epochs=3)
     assert int(restored.numpy()) == 7  # restored by the _load_model override
+
+
+def fit_recorded(model, callbacks, epochs):
+    """``fit`` on a learnable target with ``callbacks``; the weights after each epoch."""
+    x = np.arange(8, dtype=np.float32).reshape(4, 2)
+    y = x.sum(axis=1, keepdims=True)
+    after = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: after.append(model.get_weights()))
+    model.fit(x, y, batch_size=2, epochs=epochs, callbacks=[record, *callbacks], verbose=0, shuffle=False)
+    return after
+
+
+def test_each_epochs_checkpoint_is_the_backups_weights_linked_not_written_again(tmp_path):
+    folder = RunFolder(tmp_path)
+    keras.utils.set_random_seed(0)
+    model = tiny_model()
+    callback = AtomicBackupAndRestore(folder.backup_dir, checkpoint=folder.checkpoint, delete_checkpoint=False)
+    after = fit_recorded(model, [callback], epochs=3)
+    assert os.path.samefile(folder.checkpoint(3), callback._weights_path)  # one file, two names
+    for epoch in (1, 2, 3):
+        restored = tiny_model()
+        restored.load_weights(folder.checkpoint(epoch))
+        for saved, expected in zip(restored.get_weights(), after[epoch - 1]):
+            np.testing.assert_array_equal(saved, expected)
+    assert not os.path.samefile(folder.checkpoint(2), folder.checkpoint(3))  # the next backup is a new file
+    assert sorted(os.listdir(os.path.dirname(folder.checkpoint(1)))) == [
+        os.path.basename(folder.checkpoint(e)) for e in (1, 2, 3)
+    ]  # no temporary files
+
+
+def test_a_restore_links_the_checkpoint_a_kill_before_the_link_left_missing(tmp_path):
+    folder = RunFolder(tmp_path)
+    # A backup committed without its checkpoint: what a kill between the commit and the link leaves.
+    fit(tiny_model(), AtomicBackupAndRestore(folder.backup_dir, delete_checkpoint=False), epochs=2)
+    assert not os.path.exists(folder.checkpoint(2))
+    resumed = AtomicBackupAndRestore(folder.backup_dir, checkpoint=folder.checkpoint, delete_checkpoint=False)
+    fit(tiny_model(), resumed, epochs=2)  # nothing left to train: the restore alone
+    assert os.path.samefile(folder.checkpoint(2), resumed._weights_path)
+    assert not os.path.exists(folder.checkpoint(1))  # an epoch before the backup is not invented
+
+
+def test_checkpoints_need_a_backup_at_each_epochs_end(tmp_path):
+    folder = RunFolder(tmp_path)
+    with pytest.raises(ValueError, match="save_freq='epoch'"):
+        AtomicBackupAndRestore(folder.backup_dir, checkpoint=folder.checkpoint, save_freq=10)

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfdml.checks import is_multi_hot, label_array
 from tfdml.evaluation.report import evaluate
+from tfdml.models.embedding import inference_function
 from tfdml.serialization import constructor_config
 
 
@@ -90,10 +91,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     def _embed_with_categories(self):
         """Embeddings, labels and categories (``self.categories``, the dataset's third component, or ``None``)."""
         embedder = self._embedder()
-        if getattr(self, "_traced_for", None) is not embedder:
-            # A plain call (under MultiWorkerMirroredStrategy predict_on_batch returns every worker's batch),
-            # traced once per batch shape rather than run eagerly op by op at every validation.
-            self._traced_for, self._traced = embedder, tf.function(lambda images: embedder(images, training=False))
+        if getattr(self, "_traced_for", None) is not embedder:  # traced once, not run eagerly at every validation
+            self._traced_for, self._traced = embedder, inference_function(embedder)
         embeddings, labels, categories = [], [], []
         for images, batch_labels, *batch_categories in self.validation_data:
             embeddings.append(keras.ops.convert_to_numpy(self._traced(images)))

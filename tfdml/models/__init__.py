@@ -6,7 +6,7 @@ import pkgutil
 
 from tfdml.models.backbones import BACKBONES
 from tfdml.models.convnet import convnet
-from tfdml.models.embedding import build_embedding_model
+from tfdml.models.embedding import build_embedding_model, embed, inference_function
 from tfdml.models.heads import HEADS
 from tfdml.models.pooling import POOLINGS, GeneralizedMeanPooling
 from tfdml.models.preprocessing import CaffePreprocessing
@@ -18,5 +18,5 @@ for _module in pkgutil.iter_modules(__path__):
 
 __all__ = [
     "BACKBONES", "HEADS", "POOLINGS", "CaffePreprocessing", "GeneralizedMeanPooling", "build_embedding_model", "convnet",
-    "freeze_batchnorm", "resnet50",
+    "embed", "freeze_batchnorm", "inference_function", "resnet50",
 ]

@@ -14,6 +14,8 @@ TensorShape([2, 64])
 """
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from tfdml.models.backbones import BACKBONES
 from tfdml.models.heads import embedding_head
@@ -85,3 +87,31 @@ def build_embedding_model(
     # Float32 outputs even under mixed precision: distances and losses need the precision.
     embeddings = keras.layers.Activation("linear", dtype="float32", name="embeddings")(embeddings)
     return keras.Model(inputs, embeddings, name=name)
+
+
+def inference_function(model):
+    """``model(images, training=False)`` as one ``tf.function`` traced once for every batch size: its input
+    signature leaves the batch dimension unknown (images are cast to the model's input dtype), so a split's
+    last, smaller batch does not trace it again. A model without a declared input is traced with
+    ``reduce_retracing``. A plain call, not ``predict``, which under ``MultiWorkerMirroredStrategy`` returns
+    every worker's batch.
+
+    >>> infer = inference_function(model)
+    >>> embed(infer, images_dataset)  # embeddings of every batch, concatenated
+    """
+
+    def infer(images):
+        return model(images, training=False)
+
+    try:
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), model.inputs[0].dtype)
+    except (AttributeError, ValueError, TypeError):  # a subclassed model called before it declares an input
+        return tf.function(infer, reduce_retracing=True)
+    traced = tf.function(infer, input_signature=[spec])
+    return lambda images: traced(tf.cast(images, spec.dtype))
+
+
+def embed(function, batches):
+    """``function``'s outputs (e.g. an :func:`inference_function`) over ``batches`` of images, concatenated
+    into one NumPy array, in order."""
+    return np.concatenate([keras.ops.convert_to_numpy(function(images)) for images in batches])

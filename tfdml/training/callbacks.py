@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdml.io import save_file_atomically, write_file_atomically
+from tfdml.io import link_file_atomically, save_file_atomically, write_file_atomically
 from tfdml.training.config import ConfigError
 from tfdml.training.run_folder import read_records
 
@@ -90,14 +90,29 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     previous weights file removed. Whenever a kill strikes, the committed backup is one
     epoch's weights, number and state together, and the rerun resumes from it.
 
+    With ``checkpoint``, each epoch's backup weights are also kept as that epoch's checkpoint (what
+    ``keras.callbacks.ModelCheckpoint(save_weights_only=True)`` would write: the same model's weights at the
+    same moment), as a hard link to the backup's file: one write an epoch instead of two. A kill between the
+    commit and the link is repaired on restore, which links the restored epoch's checkpoint when it is missing.
+
     Args:
         backup_dir: the backup folder.
         state: ``{name: variable}`` saved in the metadata after each epoch and restored with the weights.
+        checkpoint: optional function, 1-based epoch → the path where that epoch's weights are kept;
+            needs ``save_freq="epoch"``.
     """
 
-    def __init__(self, backup_dir, state=None, **kwargs):
+    def __init__(self, backup_dir, state=None, checkpoint=None, **kwargs):
         super().__init__(backup_dir, **kwargs)
+        if checkpoint is not None and self.save_freq != "epoch":
+            raise ValueError(f"checkpoint needs save_freq='epoch' (a backup at each epoch's end); got {self.save_freq!r}.")
         self.state = dict(state or {})
+        self.checkpoint = checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.checkpoint is not None:
+            link_file_atomically(self._weights_path, self.checkpoint(epoch + 1))
 
     # _save_model/_load_model are private Keras hooks; tests/training/test_training_callbacks.py fails if Keras changes them.
     def _save_model(self):
@@ -136,6 +151,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         for name, value in saved.items():
             variable = self.state[name]
             variable.assign(np.asarray(value, variable.dtype.as_numpy_dtype))
+        if self.checkpoint is not None and metadata["batch"] == 0 and not os.path.exists(self.checkpoint(metadata["epoch"])):
+            link_file_atomically(self._weights_path, self.checkpoint(metadata["epoch"]))
 
 
 class TrainingDiverged(ConfigError):
@@ -158,13 +175,16 @@ class StopOnDivergence(keras.callbacks.Callback):
         marker: the JSON file written on divergence.
         probe: a batch of model inputs, embedded in inference mode at the end of each epoch.
         advice: the error message's last sentence (e.g. which setting to change).
+        embed: optional function, inputs → embeddings in inference mode (e.g. a traced
+            :func:`tfdml.models.embedding.inference_function`); default: the trained model called eagerly.
     """
 
-    def __init__(self, marker, probe, advice=""):
+    def __init__(self, marker, probe, advice="", embed=None):
         super().__init__()
         self.marker = marker
         self.probe = probe
         self.advice = advice
+        self.embed = embed
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -176,7 +196,8 @@ class StopOnDivergence(keras.callbacks.Callback):
             self.diverged(f"the loss is {float(loss)} at step {batch + 1} of epoch {self.epoch + 1}")
 
     def on_epoch_end(self, epoch, logs=None):
-        if not np.isfinite(keras.ops.convert_to_numpy(self.model(self.probe, training=False))).all():
+        embeddings = self.model(self.probe, training=False) if self.embed is None else self.embed(self.probe)
+        if not np.isfinite(keras.ops.convert_to_numpy(embeddings)).all():
             self.diverged(f"the embeddings are no longer finite at the end of epoch {epoch + 1}")
 
     def diverged(self, what):

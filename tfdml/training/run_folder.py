@@ -103,11 +103,6 @@ class RunFolder:
     def backup_dir(self):
         return self.file("backup")
 
-    @property
-    def checkpoint_pattern(self):
-        """The per-epoch weights path with Keras's ``{epoch}`` placeholder (``ModelCheckpoint``)."""
-        return self.file(self.CHECKPOINT_PATTERN)
-
     def checkpoint(self, epoch):
         """The weights saved at the end of (1-based) ``epoch``."""
         return self.file(self.CHECKPOINT_PATTERN.format(epoch=epoch))
