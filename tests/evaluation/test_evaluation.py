@@ -149,6 +149,18 @@ def test_chunking_gives_identical_ranks(rng):
     np.testing.assert_array_equal(knn.nearest_neighbors(x, k=5, chunk_size=7)[1], knn.nearest_neighbors(x, k=5)[1])
 
 
+def test_the_xla_compiled_rank_step_gives_the_ranks_of_the_plain_one(rng, monkeypatch):
+    x, labels = tied_data(rng, n=90)
+    monkeypatch.setattr(knn, "XLA_MIN_ENTRIES", 10**12)
+    plain = [knn.rank_positives(x, labels, chunk_size=32, depth=depth) for depth in (None, 3)]
+    monkeypatch.setattr(knn, "XLA_MIN_ENTRIES", 0)
+    compiled = [knn.rank_positives(x, labels, chunk_size=32, depth=depth) for depth in (None, 3)]
+    for ours, theirs in zip(plain, compiled):
+        np.testing.assert_array_equal(ours.first, theirs.first)
+        np.testing.assert_array_equal(ours.positives, theirs.positives)
+    assert knn._RANK_STEPS[True].experimental_get_tracing_count() > 0  # the compiled step did run
+
+
 def test_rank_beyond_depth_and_tie_at_depth_boundary():
     # Query 0 at the origin; gallery distances 1 (neg), 2 (neg, pos tied), 2 (neg), 3 (pos).
     x = np.array([[0, 0], [1, 0], [2, 0], [0, 2], [-2, 0], [3, 0]], np.float32)

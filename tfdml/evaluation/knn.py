@@ -4,9 +4,10 @@ Both run on :mod:`tfdml.neighbors`, the package's one search engine: its chunk l
 the queries through the gallery ``chunk_size`` rows at a time, each step computing a
 ``(chunk_size, m)`` ranking-score block with one matmul (squared Euclidean distance less the
 row constant ``‖q‖²``; ``"euclidean"`` and ``"squared_euclidean"`` rank identically) and
-reducing it: to the ``k`` nearest (:func:`nearest_neighbors`), or, in an XLA-compiled step
-(fused passes, a two-level smallest-k instead of a full-row top-k), to the ranks of each
-query's positives (:func:`rank_positives`). Peak memory is ``chunk_size × m`` floats (256 MB
+reducing it: to the ``k`` nearest (:func:`nearest_neighbors`), or, in one traced step
+(fused passes, a two-level smallest-k instead of a full-row top-k; XLA-compiled from
+:data:`XLA_MIN_ENTRIES` query × gallery entries on), to the ranks of each query's positives
+(:func:`rank_positives`). Peak memory is ``chunk_size × m`` floats (256 MB
 for 1024 × 60,502), not ``n × m``. A query that is also in the gallery is excluded from its
 own results by index (``self_index``), never by dropping the first neighbour.
 
@@ -150,7 +151,6 @@ def _count_rows(scores, rows, thresholds):
     return tf.reduce_sum(tf.cast(tf.gather(scores, rows) <= thresholds[:, tf.newaxis], tf.int32), axis=1)
 
 
-@tf.function(jit_compile=True)
 def _rank_step(scores, self_index, positive_index, positive_valid, depth):
     """Ranks of one chunk's positives from its score block by a smallest-``depth`` search.
 
@@ -192,10 +192,19 @@ def _rank_step(scores, self_index, positive_index, positive_valid, depth):
     return first, ranks, beyond | at_deepest[:, 0], at_deepest, threshold
 
 
-def _ranks_of_chunk(scores, self_index, positive_index, positive_valid, depth):
-    """``(first, ranks)`` NumPy arrays of one chunk: :func:`_rank_step`, finished by :func:`_count_rows`."""
+#: Query × gallery entries from which :func:`rank_positives` runs its step XLA-compiled. Below, XLA's
+#: compilation for each new shape (0.5–1 s on a CPU) costs more than it saves: a pass took 0.139 s with XLA
+#: and 0.128 s without at 2,120 items, 0.85 / 0.92 s at 5,924 and 1.56 / 1.67 s at 8,131. The ranks are the
+#: same either way (integer counts and comparisons of the same scores).
+XLA_MIN_ENTRIES = 5000 * 5000
+_RANK_STEPS = {False: tf.function(_rank_step), True: tf.function(_rank_step, jit_compile=True)}
+
+
+def _ranks_of_chunk(scores, self_index, positive_index, positive_valid, depth, xla):
+    """``(first, ranks)`` NumPy arrays of one chunk: :func:`_rank_step` (XLA-compiled when ``xla``), finished by
+    :func:`_count_rows`."""
     first, ranks, first_unfinished, ranks_unfinished, threshold = (
-        np.array(part) for part in _rank_step(scores, self_index, positive_index, positive_valid, depth)
+        np.array(part) for part in _RANK_STEPS[xla](scores, self_index, positive_index, positive_valid, depth)
     )
     rows = np.flatnonzero(first_unfinished | np.any(ranks_unfinished, axis=1))
     if rows.size:
@@ -300,9 +309,12 @@ def rank_positives(
     if depth < 1:
         raise ValueError(f"depth must be >= 1; got {depth}.")
     query_operand, gallery_operand, _ = ranking_operands(query, gallery, metric, block=BLOCK)
+    xla = query.shape[0] * gallery.shape[0] >= XLA_MIN_ENTRIES
 
     def step(chunk, own, chunk_positives, chunk_valid):
-        first, ranks = _ranks_of_chunk(chunk_scores(chunk, gallery_operand), own, chunk_positives, chunk_valid, depth)
+        first, ranks = _ranks_of_chunk(
+            chunk_scores(chunk, gallery_operand), own, chunk_positives, chunk_valid, depth, xla
+        )
         return first, ranks[:, :ranked]
 
     per_query = ((query_operand, 0.0), (self_index.astype(np.int32), -1), (positive_index, 0), (positive_valid, False))
