@@ -132,6 +132,17 @@ class BatchSampler:
     def num_samples(self):
         return int(self.labels.shape[0])
 
+    def checked_epoch_length(self, batches_per_epoch, images_per_batch=None):
+        """``batches_per_epoch`` as a positive int, or by default ``max(1, n // images_per_batch)`` (default
+        ``batch_size``): about one pass over the samples."""
+        if batches_per_epoch is None:
+            batches_per_epoch = max(1, self.num_samples // (images_per_batch or self.batch_size))
+        if int(batches_per_epoch) != batches_per_epoch or batches_per_epoch < 1:
+            raise ValueError(
+                f"{type(self).__name__}: batches_per_epoch must be a positive integer; got {batches_per_epoch}."
+            )
+        return int(batches_per_epoch)
+
     def epoch_rng(self, epoch):
         """The NumPy generator that plans ``epoch``: a pure function of ``(seed, epoch)``."""
         return np.random.default_rng([self.seed, int(epoch)])

@@ -183,11 +183,7 @@ class BatchMatchingSampler(BatchSampler):
                 f" number of samples ({self.num_samples}); got {pool_size}."
             )
         self.pool_size = int(pool_size)
-        if batches_per_epoch is None:
-            batches_per_epoch = max(1, self.num_samples // self.batch_size)
-        if int(batches_per_epoch) != batches_per_epoch or batches_per_epoch < 1:
-            raise ValueError(f"{name}: batches_per_epoch must be a positive integer; got {batches_per_epoch}.")
-        self.batches_per_epoch = int(batches_per_epoch)
+        self.batches_per_epoch = self.checked_epoch_length(batches_per_epoch)
 
     def with_class_mates(self, seeds, rng):
         """The batch ``[seed, its samples_per_class − 1 class-mates]`` for each seed, flattened."""

@@ -84,11 +84,7 @@ class SPCSampler(BatchSampler):
                 f" = {self.classes_per_batch} distinct classes, but labels have {self.drawable_classes.size}"
                 f" classes{qualifier}."
             )
-        if batches_per_epoch is None:
-            batches_per_epoch = max(1, self.num_samples // self.batch_size)
-        if int(batches_per_epoch) != batches_per_epoch or batches_per_epoch < 1:
-            raise ValueError(f"SPCSampler: batches_per_epoch must be a positive integer; got {batches_per_epoch}.")
-        self.batches_per_epoch = int(batches_per_epoch)
+        self.batches_per_epoch = self.checked_epoch_length(batches_per_epoch)
 
     def plan_epoch(self, epoch):
         rng = self.epoch_rng(epoch)

@@ -63,11 +63,7 @@ class ViewsSampler(BatchSampler):
                 f"ViewsSampler: a batch needs batch_size/views = {self.batch_size}/{self.views} = "
                 f"{self.images_per_batch} distinct images, but labels have {self.num_samples}."
             )
-        if batches_per_epoch is None:
-            batches_per_epoch = max(1, self.num_samples // self.images_per_batch)
-        if int(batches_per_epoch) != batches_per_epoch or batches_per_epoch < 1:
-            raise ValueError(f"ViewsSampler: batches_per_epoch must be a positive integer; got {batches_per_epoch}.")
-        self.batches_per_epoch = int(batches_per_epoch)
+        self.batches_per_epoch = self.checked_epoch_length(batches_per_epoch, self.images_per_batch)
 
     def plan_epoch(self, epoch):
         rng = self.epoch_rng(epoch)
